@@ -1,0 +1,80 @@
+"""Named-checkpoint resolution and verified downloads, against a loopback HTTP server."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import threading
+from functools import partial
+
+import pytest
+
+from ttasr.errors import CheckpointError
+from ttasr.models import registry
+from ttasr.models.download import cache_dir, download
+
+
+@pytest.fixture
+def server(tmp_path):
+    """Serve tmp_path on 127.0.0.1 (never the internet)."""
+    handler = partial(http.server.SimpleHTTPRequestHandler, directory=str(tmp_path))
+    handler.log_message = lambda *a, **k: None  # type: ignore[method-assign]
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}", tmp_path
+    httpd.shutdown()
+
+
+def test_download_with_good_hash(server, tmp_path_factory):
+    url, root = server
+    payload = b"weights" * 1000
+    (root / "w.pth").write_bytes(payload)
+    dest = tmp_path_factory.mktemp("dl") / "w.pth"
+    out = download(f"{url}/w.pth", dest, hashlib.sha256(payload).hexdigest(), progress=False)
+    assert out == dest and dest.read_bytes() == payload
+    assert not list(dest.parent.glob("*.part"))
+
+
+def test_download_with_bad_hash_saves_nothing(server, tmp_path_factory):
+    url, root = server
+    (root / "w.pth").write_bytes(b"tampered")
+    dest = tmp_path_factory.mktemp("dl") / "w.pth"
+    with pytest.raises(CheckpointError, match="sha256"):
+        download(f"{url}/w.pth", dest, "0" * 64, progress=False)
+    assert not dest.exists() and not list(dest.parent.iterdir())
+
+
+def test_download_unreachable_is_a_checkpoint_error(tmp_path):
+    with pytest.raises(CheckpointError, match="could not download"):
+        download("http://127.0.0.1:9/none.pth", tmp_path / "x.pth", progress=False, timeout=2)
+
+
+def test_resolve_order_cache_then_url_then_clear_failure(server, monkeypatch):
+    url, root = server
+    payload = b"abc" * 10
+    (root / "m.pth").write_bytes(payload)
+    spec = registry.CheckpointSpec("test-model", "ESRGAN", 4, "test", "MIT", f"{url}/m.pth",
+                                   hashlib.sha256(payload).hexdigest())
+    monkeypatch.setitem(registry.CHECKPOINTS, "test-model", spec)
+    assert registry.checkpoint_status("test-model") == "url"
+    path = registry.resolve_checkpoint("test-model", progress=False)
+    assert path.parent == cache_dir("checkpoints") and path.read_bytes() == payload
+    (root / "m.pth").unlink()  # now only the cache has it
+    assert registry.checkpoint_status("test-model") == "cache"
+    assert registry.resolve_checkpoint("test-model") == path
+    path.unlink()
+    with pytest.raises(CheckpointError) as info:
+        registry.resolve_checkpoint("test-model", progress=False)
+    msg = str(info.value)
+    assert "Ways to supply it" in msg and "pass the path" in msg and str(cache_dir("checkpoints")) in msg
+
+
+def test_offline_env_skips_the_url(server, monkeypatch):
+    url, root = server
+    (root / "m.pth").write_bytes(b"x")
+    spec = registry.CheckpointSpec("test-model", "ESRGAN", 4, "test", "MIT", f"{url}/m.pth", None)
+    monkeypatch.setitem(registry.CHECKPOINTS, "test-model", spec)
+    monkeypatch.setenv("TTASR_OFFLINE", "1")
+    with pytest.raises(CheckpointError, match="not available"):
+        registry.resolve_checkpoint("test-model", progress=False)

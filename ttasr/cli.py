@@ -1,0 +1,321 @@
+"""The ``ttasr`` command line: a thin layer over the library.
+
+    ttasr enhance photos/ -m span-x4 -o out/            super-resolve, tiled
+    ttasr adapt photos/ --method adassr -m span-x4 -o out/ --save-model adapted.safetensors
+    ttasr models                                        named checkpoints and where they resolve
+    ttasr models fetch span-x4                          put a checkpoint into the cache
+    ttasr metrics fetch niqe                            NIQE's pristine parameters, offline
+    ttasr demo                                          offline before/after demo on real photos
+
+Errors print one line; add --verbose for the traceback. Exit code 0 on success, 1 on
+errors, 2 on bad usage, 130 on Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import sys
+import types
+import typing
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("ttasr")
+
+_TOP_HELP = __doc__
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = _build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.DEBUG if args.verbose else (logging.WARNING if args.quiet else logging.INFO),
+        format="%(levelname)s %(name)s: %(message)s" if args.verbose else "%(message)s",
+    )
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args) or 0)
+    except KeyboardInterrupt:
+        print("ttasr: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # one clean line unless --verbose
+        if args.verbose:
+            raise
+        from .errors import TTASRError
+
+        kind = "error" if isinstance(exc, (TTASRError, OSError)) else f"error ({type(exc).__name__})"
+        print(f"ttasr: {kind}: {exc}", file=sys.stderr)
+        return 1
+
+
+# ---------------------------------------------------------------------- parser
+def _build_parser() -> argparse.ArgumentParser:
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", help="debug logs and full tracebacks")
+    common.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+
+    p = argparse.ArgumentParser(prog="ttasr", description=_TOP_HELP,
+                                formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
+    p.add_argument("--version", action="version", version=f"ttasr {_version()}")
+    sub = p.add_subparsers(title="commands", metavar="COMMAND")
+
+    e = sub.add_parser("enhance", parents=[common], help="super-resolve images with a model (tiled)",
+                       description="Super-resolve images with a model, tiled so that large images fit in memory.")
+    _add_io(e)
+    _add_tiling(e)
+    e.set_defaults(func=_cmd_enhance)
+
+    a = sub.add_parser("adapt", parents=[common], help="adapt a model to images, then super-resolve them",
+                       description="Adapt a model to a set of LR images at test time (no ground truth), "
+                                   "write the super-resolved images and optionally the adapted checkpoint. "
+                                   "Every config field of the chosen method is an option below.")
+    _add_io(a)
+    a.add_argument("--method", default="adassr", help="adaptation method (default: adassr); see --list-methods")
+    a.add_argument("--list-methods", action="store_true", help="print the available methods and exit")
+    a.add_argument("--save-model", type=Path, help="write the adapted weights here (.safetensors)")
+    a.add_argument("--resume", action="store_true", help="resume from the last saved training state")
+    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="any other config field, e.g. --set proximal_weight=1e-4")
+    _add_tiling(a)
+    _add_config_options(a)
+    a.set_defaults(func=_cmd_adapt)
+
+    m = sub.add_parser("models", parents=[common], help="list named checkpoints, or fetch one into the cache",
+                       description="List the named checkpoints, where each would be loaded from now "
+                                   "(cache, url, offline importer) and its licence; `models fetch NAME` "
+                                   "materialises one into the cache ($TTASR_HOME/checkpoints).")
+    m.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
+    m.add_argument("name", nargs="?", help="checkpoint name for fetch")
+    m.set_defaults(func=_cmd_models)
+
+    mt = sub.add_parser("metrics", parents=[common], help="fetch metric parameter files",
+                        description="`metrics fetch niqe` obtains NIQE's original pristine parameters "
+                                    "without a model hub (from the basicsr sdist on PyPI).")
+    mt.add_argument("action", choices=["fetch"])
+    mt.add_argument("name", help="metric name, e.g. niqe")
+    mt.set_defaults(func=_cmd_metrics)
+
+    d = sub.add_parser("demo", parents=[common], help="offline before/after demo on real photos",
+                       description="Degrade a few real photos with a camera-like degradation, adapt a real "
+                                   "checkpoint to the LR images, and write before/after images, a "
+                                   "side-by-side PNG and a PSNR-Y/SSIM table. Works offline.")
+    d.add_argument("-o", "--output", type=Path, default=Path("ttasr-demo"), help="output folder (default ttasr-demo/)")
+    d.add_argument("-m", "--model", default="span-x4", help="checkpoint name or path (default span-x4)")
+    d.add_argument("--method", default=None, help="adaptation method (default: the demo's choice)")
+    d.add_argument("--steps", type=int, default=None, help="adaptation steps per image")
+    d.add_argument("--images", type=int, default=3, help="number of photos (default 3)")
+    d.add_argument("--size", type=int, default=384, help="HR crop size of each photo (default 384)")
+    d.set_defaults(func=_cmd_demo)
+    return p
+
+
+def _add_io(p: argparse.ArgumentParser) -> None:
+    p.add_argument("inputs", nargs="*", help="image files, folders or glob patterns")
+    p.add_argument("-m", "--model", help="checkpoint path or registered name (see `ttasr models`)")
+    p.add_argument("-o", "--output", type=Path, default=Path("outputs"), help="output folder (default outputs/)")
+    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
+
+
+def _add_tiling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tile", type=int, default=512, help="tile size in LR pixels, 0 for none (default 512)")
+    p.add_argument("--overlap", type=int, default=32, help="tile overlap in LR pixels (default 32)")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None,
+                   help="inference precision where the model supports it (default float32)")
+
+
+def _config_fields() -> dict[str, tuple[Any, str]]:
+    """Union of simple-typed config fields of every registered adapter: name -> (type, help)."""
+    from .adapters import ADAPTERS
+
+    fields: dict[str, tuple[Any, str]] = {}
+    for cls in ADAPTERS.values():
+        cfg = cls.config_class
+        hints = typing.get_type_hints(cfg)
+        for f in dataclasses.fields(cfg):
+            if f.name in fields or f.name in ("device",):
+                continue
+            conv = _converter(hints[f.name])
+            if conv is not None:
+                fields[f.name] = (conv, _field_doc(cfg, f.name))
+    return fields
+
+
+def _converter(tp: Any) -> Any:
+    origin = typing.get_origin(tp)
+    args = [a for a in typing.get_args(tp) if a is not type(None)]
+    if origin in (typing.Union, types.UnionType):
+        return _converter(args[0]) if len(args) == 1 else None
+    if origin is typing.Literal:
+        return str
+    if tp is bool:
+        return _parse_bool
+    if tp in (int, float, str):
+        return tp
+    return None
+
+
+def _parse_bool(text: str) -> bool:
+    low = text.lower()
+    if low in ("1", "true", "yes", "on"):
+        return True
+    if low in ("0", "false", "no", "off"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
+
+
+def _field_doc(cfg: type, name: str) -> str:
+    """The docstring under a dataclass field (searched through the class hierarchy)."""
+    import inspect
+    import re
+
+    for klass in cfg.__mro__:
+        try:
+            src = inspect.getsource(klass)
+        except (OSError, TypeError):
+            continue
+        m = re.search(rf'^\s+{name}:[^\n]*\n\s+"""(.*?)"""', src, re.M | re.S)
+        if m:
+            return " ".join(m.group(1).split()).replace("%", "%%")
+    return ""
+
+
+def _add_config_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("method options (each applies to the methods whose config has it)")
+    for name, (conv, doc) in sorted(_config_fields().items()):
+        g.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", type=conv, default=None,
+                       metavar=name.upper() if conv is not _parse_bool else "BOOL", help=doc or None)
+
+
+# ---------------------------------------------------------------------- commands
+def _version() -> str:
+    from ._version import __version__
+
+    return __version__
+
+
+def _require_inputs(args: argparse.Namespace) -> None:
+    from .errors import InputError
+
+    if not args.inputs:
+        raise InputError("no input images given: pass image files, folders or glob patterns")
+    if not args.model:
+        raise InputError("no model given: pass -m PATH_OR_NAME (see `ttasr models`)")
+
+
+def _write_outputs(records: Sequence[Any], outputs: Sequence[Any], folder: Path, suffix: str) -> list[Path]:
+    from .io import save_image
+
+    folder.mkdir(parents=True, exist_ok=True)
+    written = []
+    for i, (rec, out) in enumerate(zip(records, outputs)):
+        stem = Path(str(getattr(rec, "name", f"image{i:03d}"))).stem
+        ext = ".png" if getattr(rec, "bit_depth", 8) <= 16 else ".tiff"
+        path = folder / f"{stem}_{suffix}{ext}"
+        save_image(out, path)
+        written.append(path)
+        log.info("wrote %s", path)
+    return written
+
+
+def _dtype(name: str | None) -> Any:
+    import torch
+
+    return getattr(torch, name) if name else None
+
+
+def _cmd_enhance(args: argparse.Namespace) -> int:
+    from . import load_model
+    from .inference import enhance
+    from .io import load_images
+
+    _require_inputs(args)
+    model = load_model(args.model, device=args.device)
+    records = load_images(args.inputs)
+    outs = enhance(model, records, tile=args.tile, overlap=args.overlap, dtype=_dtype(args.dtype), device=args.device)
+    _write_outputs(records, outs, args.output, f"x{model.scale}")
+    return 0
+
+
+def _cmd_adapt(args: argparse.Namespace) -> int:
+    from .adapters import create_adapter, list_adapters
+
+    if args.list_methods:
+        print("\n".join(list_adapters()))
+        return 0
+    _require_inputs(args)
+    from . import load_model
+    from .io import load_images
+
+    overrides: dict[str, Any] = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
+    fields = _config_fields()
+    for item in args.set:
+        key, sep, value = item.partition("=")
+        if not sep:
+            from .errors import InputError
+
+            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
+        conv = fields.get(key, (str, ""))[0]
+        overrides[key] = conv(value)
+    if args.device:
+        overrides["device"] = args.device
+    model = load_model(args.model)
+    adapter = create_adapter(args.method, model, **overrides)
+    records = load_images(args.inputs)
+    adapter.fit(records, resume=args.resume)
+    outs = adapter.enhance(tile=args.tile, overlap=args.overlap, dtype=_dtype(args.dtype))
+    _write_outputs(records, outs, args.output, adapter.name)
+    if args.save_model:
+        for path in adapter.save(args.save_model):
+            log.info("saved adapted checkpoint %s", path)
+    for r in adapter.state["results"]:
+        log.info("steps %d, best step %d, %.1f s%s", r["steps"], r["best_step"], r["seconds"],
+                 ", interrupted" if r["interrupted"] else "")
+    return 130 if any(r["interrupted"] for r in adapter.state["results"]) else 0
+
+
+def _cmd_models(args: argparse.Namespace) -> int:
+    from .models import checkpoint_status, list_checkpoints, resolve_checkpoint
+
+    if args.action == "fetch":
+        from .errors import InputError
+
+        if not args.name:
+            raise InputError("usage: ttasr models fetch NAME (names: `ttasr models`)")
+        path = resolve_checkpoint(args.name)
+        print(path)
+        return 0
+    rows = [(s.name, s.architecture, f"x{s.scale}", checkpoint_status(s.name),
+             s.license + (f"; offline: {s.offline_license}" if s.offline_license else ""))
+            for s in list_checkpoints()]
+    head = ("name", "arch", "scale", "resolves from", "licence")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(4)]
+    for r in [head, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
+    return 0
+
+
+def _cmd_metrics(args: argparse.Namespace) -> int:
+    from . import metrics
+
+    path = metrics.fetch(args.name, quiet=args.quiet)
+    if not args.quiet:
+        print(path)
+    return 0
+
+
+def _cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    report = run_demo(output=args.output, model=args.model, method=args.method, steps=args.steps,
+                      n_images=args.images, size=args.size)
+    print(report)
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Writing adapted weights as spandrel-loadable safetensors."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+
+from ..errors import ModelError
+from .download import atomic_write_path
+from .model import SRModel
+
+__all__ = ["save_model"]
+
+
+def save_model(model: SRModel, path: str | Path, metadata: dict[str, str] | None = None) -> Path:
+    """Save ``model``'s weights to ``path`` (.safetensors or .pth), atomically.
+
+    The state dict keeps the architecture's own key names, so ``spandrel.ModelLoader``
+    loads the file back as the same architecture: a drop-in replacement for the original
+    checkpoint. ``metadata`` (strings) is stored in the safetensors header.
+    """
+    path = Path(path)
+    state = {k: v.detach().to("cpu").contiguous() for k, v in model.module.state_dict().items()}
+    # tensors that share storage (tied weights) must be distinct for safetensors
+    seen: set[int] = set()
+    for k, v in state.items():
+        ptr = v.untyped_storage().data_ptr()
+        if ptr in seen:
+            state[k] = v.clone()
+        seen.add(ptr)
+    meta = {"architecture": model.architecture, "scale": str(model.scale), **(metadata or {})}
+    if not model.spandrel_compatible:
+        meta["note"] = "custom module: load with load_state_dict, spandrel does not know this architecture"
+    tmp = atomic_write_path(path)
+    try:
+        if path.suffix.lower() == ".safetensors":
+            from safetensors.torch import save_file
+
+            save_file(state, str(tmp), metadata={k: str(v) for k, v in meta.items()})
+        elif path.suffix.lower() in (".pth", ".pt"):
+            torch.save(state, tmp)
+        else:
+            raise ModelError(f"cannot save to '{path}': use a .safetensors (recommended) or .pth suffix")
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
