@@ -82,6 +82,8 @@ class Adapter(ABC, Generic[C]):
 
     name: ClassVar[str] = "adapter"
     config_class: ClassVar[type[AdapterConfig]] = AdapterConfig
+    evaluate_start: ClassVar[bool] = False
+    """Score the starting weights before the first step (they can then win "best")."""
 
     def __init__(self, model: Any, config: C | None = None, **overrides: Any) -> None:
         self.model: SRModel = load_model(model)
@@ -280,6 +282,17 @@ class Adapter(ABC, Generic[C]):
 
         def result_model() -> nn.Module:
             return teacher if teacher is not None else student
+
+        if step == 0 and self.evaluate_start:
+            # the starting weights are a candidate too: adaptation never returns worse than
+            # the pretrained model by its own score (AdaSSR Sec. IV-D: "bounded by" it)
+            score0 = self.evaluate(result_model(), images)
+            if score0 is not None:
+                scores.append(score0)
+                history.append({"step": 0, "score": score0})
+                best_score = score0
+                for cb in callbacks:
+                    cb.on_eval(self, 0, score0)
 
         stopped_early = interrupted = False
         bar = tqdm(total=cfg.max_steps, initial=step, desc=f"{self.name}", disable=not cfg.progress,

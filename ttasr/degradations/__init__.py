@@ -1,5 +1,35 @@
 """Degradations: blur kernels, resizing, and the synthetic degradations used for LR images."""
 
-from .kernels import bicubic_kernel_weights, blur, degrade_with_kernel, gaussian_kernel, imresize, subsample
+from .camera import PRESETS, CameraPreset, Degraded, degrade, list_presets
+from .kernels import (
+    bicubic_kernel_weights,
+    blur,
+    degrade_with_kernel,
+    gaussian_kernel,
+    imresize,
+    subsample,
+)
+from .noise import add_gaussian_noise, add_poisson_noise, jpeg, quantize_8bit
+from .realesrgan import RealESRGANConfig, SecondOrderDegraded, degrade_realesrgan, usm_sharpen
 
-__all__ = ["gaussian_kernel", "blur", "subsample", "degrade_with_kernel", "imresize", "bicubic_kernel_weights"]
+__all__ = [
+    "gaussian_kernel",
+    "blur",
+    "subsample",
+    "degrade_with_kernel",
+    "imresize",
+    "bicubic_kernel_weights",
+    "add_gaussian_noise",
+    "add_poisson_noise",
+    "jpeg",
+    "quantize_8bit",
+    "PRESETS",
+    "CameraPreset",
+    "Degraded",
+    "degrade",
+    "list_presets",
+    "RealESRGANConfig",
+    "SecondOrderDegraded",
+    "degrade_realesrgan",
+    "usm_sharpen",
+]

