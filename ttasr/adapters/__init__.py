@@ -5,8 +5,6 @@ from .config import AdapterConfig
 from .internal import InternalLearning, InternalLearningConfig
 from .registry import ADAPTERS, create_adapter, list_adapters, register_adapter
 
-register_adapter(InternalLearning, "zssr", "internal-learning")
-
 __all__ = [
     "Adapter", "AdapterConfig", "Batch", "Callback", "FitResult",
     "InternalLearning", "InternalLearningConfig",

@@ -264,6 +264,7 @@ class Adapter(ABC, Generic[C]):
         anchor = [p.detach().clone() for p in params] if cfg.proximal_weight > 0 else []
         optim = torch.optim.Adam(params, lr=cfg.lr)
         generator = self._make_generator(indices[0])
+        self.group = list(indices)  # global indices of the images being adapted now
         self.prepare(images, student)
 
         step, history, scores = 0, [], []

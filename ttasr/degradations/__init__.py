@@ -2,18 +2,28 @@
 
 from .camera import PRESETS, CameraPreset, Degraded, degrade, list_presets
 from .kernels import (
+    alignment_shift,
     bicubic_kernel_weights,
     blur,
     degrade_with_kernel,
+    gaussian_blur,
     gaussian_kernel,
+    gaussian_kernels,
     imresize,
+    kernel_size_for,
     subsample,
+    unsharp_mask,
 )
 from .noise import add_gaussian_noise, add_poisson_noise, jpeg, quantize_8bit
 from .realesrgan import RealESRGANConfig, SecondOrderDegraded, degrade_realesrgan, usm_sharpen
 
 __all__ = [
     "gaussian_kernel",
+    "gaussian_kernels",
+    "alignment_shift",
+    "kernel_size_for",
+    "gaussian_blur",
+    "unsharp_mask",
     "blur",
     "subsample",
     "degrade_with_kernel",

@@ -11,6 +11,13 @@ Gaussian read noise plus Poisson shot noise (:mod:`ttasr.degradations.noise`) an
 optional JPEG round trip. The true kernel is returned, so oracle pairs can be made with
 ``degrade_with_kernel(hr, result.kernel, scale)``.
 
+Alignment: kernels are shifted by ``-(s - 1)/2`` HR pixels (:func:`alignment_shift`) so
+that LR pixel ``i`` is centred on HR block ``[s*i, s*i + s)``, as a sensor pixel that
+integrates its area and as bicubic training data. With a centred kernel, direct
+subsampling would also translate the image by ``(s - 1)/2`` HR pixels, a shift a
+bicubic-trained model cannot know about (and an oracle fine-tuned on such pairs would
+learn as a translation, inflating its gain).
+
 Randomness: one parameter draw per call (shared by the whole batch: one camera), then
 independent noise per pixel, all from ``torch.Generator().manual_seed(seed)`` on the CPU,
 so a seed gives the same LR on every machine and device.
@@ -25,10 +32,10 @@ from dataclasses import dataclass
 import torch
 
 from ..errors import InputError
-from .kernels import blur, gaussian_kernel, subsample
+from .kernels import alignment_shift, degrade_with_kernel, gaussian_kernel
 from .noise import add_gaussian_noise, add_poisson_noise, jpeg, quantize_8bit
 
-__all__ = ["CameraPreset", "Degraded", "PRESETS", "degrade", "list_presets"]
+__all__ = ["CameraPreset", "Degraded", "PRESETS", "area_kernel", "degrade", "list_presets"]
 
 
 @dataclass(frozen=True)
@@ -139,10 +146,22 @@ def _uniform(rng: torch.Generator, lo: float, hi: float) -> float:
     return lo + (hi - lo) * u
 
 
+def area_kernel(scale: int) -> torch.Tensor:
+    """The no-blur sensor: each LR pixel the mean of its ``scale x scale`` HR block.
+
+    An odd ``(2s-1)``-sized kernel whose top-left ``s x s`` block is ``1/s²``: with the
+    true convolution of :func:`~ttasr.degradations.kernels.blur` and keeping pixel
+    ``s*i``, LR pixel ``i`` averages HR pixels ``s*i … s*i + s - 1``.
+    """
+    k = torch.zeros(2 * scale - 1, 2 * scale - 1)
+    k[:scale, :scale] = 1.0 / scale**2
+    return k
+
+
 def degrade(hr: torch.Tensor, scale: int, preset: str | CameraPreset, seed: int) -> Degraded:
     """Make a camera-like LR batch from ``hr`` (BCHW in [0, 1]) with a named or custom preset.
 
-    Order: Gaussian blur (kernel ``k`` drawn from the preset) -> keep every ``scale``-th pixel
+    Order: Gaussian blur (kernel ``k`` drawn from the preset, centre-aligned) -> keep every ``scale``-th pixel
     -> Gaussian + Poisson noise -> clamp and round to 8 bits -> JPEG (if any). The same
     ``seed`` gives the same result; different seeds give different kernels and noise.
     """
@@ -164,12 +183,13 @@ def degrade(hr: torch.Tensor, scale: int, preset: str | CameraPreset, seed: int)
     p_scale = _uniform(rng, *p.poisson_scale)
     quality = round(_uniform(rng, *p.jpeg_quality)) if p.jpeg_quality is not None else 0
 
+    shift = alignment_shift(scale)  # LR pixel i sees the centre of HR block [s*i, s*i + s)
     if sigma > 0:
-        size = max(3, 2 * math.ceil(p.kernel_radius_sigmas * sigma) + 1)
-        kernel = gaussian_kernel(size, sigma, sigma * aspect, theta)
+        size = max(3, 2 * math.ceil(p.kernel_radius_sigmas * sigma + abs(shift)) + 1)
+        kernel = gaussian_kernel(size, sigma, sigma * aspect, theta, shift=shift)
     else:
-        kernel = torch.ones(1, 1)
-    x = subsample(blur(hr, kernel), scale)
+        kernel = area_kernel(scale)
+    x = degrade_with_kernel(hr, kernel, scale)
     if g_sigma > 0:
         x = add_gaussian_noise(x, g_sigma / 255.0, gray=p.gray_noise, generator=rng, clip=False)
     if p_scale > 0:

@@ -13,6 +13,11 @@ import torch.nn.functional as F
 
 __all__ = [
     "gaussian_kernel",
+    "gaussian_kernels",
+    "alignment_shift",
+    "kernel_size_for",
+    "gaussian_blur",
+    "unsharp_mask",
     "blur",
     "subsample",
     "degrade_with_kernel",
@@ -21,31 +26,69 @@ __all__ = [
 ]
 
 
+def gaussian_kernels(
+    size: int,
+    sigma_x: torch.Tensor | float,
+    sigma_y: torch.Tensor | float,
+    theta: torch.Tensor | float,
+    shift: float = 0.0,
+) -> torch.Tensor:
+    """A batch of anisotropic Gaussian kernels, ``(n, size, size)`` float64, each summing to 1.
+
+    ``sigma_x``/``sigma_y``: standard deviations (pixels) along the principal axes,
+    ``theta``: angle of the first axis (radians, from the x axis in array coordinates),
+    ``shift``: offset of the centre from the middle pixel along both axes (see
+    :func:`alignment_shift`).
+    """
+    sx = torch.as_tensor(sigma_x, dtype=torch.float64).reshape(-1, 1, 1)
+    sy = torch.as_tensor(sigma_y, dtype=torch.float64).reshape(-1, 1, 1)
+    th = torch.as_tensor(theta, dtype=torch.float64).reshape(-1, 1, 1)
+    r = torch.arange(size, dtype=torch.float64) - size // 2 - shift
+    yy, xx = torch.meshgrid(r, r, indexing="ij")
+    c, s = torch.cos(th), torch.sin(th)
+    u = xx * c + yy * s
+    v = -xx * s + yy * c
+    k = torch.exp(-0.5 * ((u / sx) ** 2 + (v / sy) ** 2))
+    return k / k.sum(dim=(-2, -1), keepdim=True)
+
+
 def gaussian_kernel(
     size: int,
     sigma_x: float,
     sigma_y: float | None = None,
     theta: float = 0.0,
     *,
+    shift: float = 0.0,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """An anisotropic Gaussian kernel, ``size x size``, summing to 1.
+    """One anisotropic Gaussian kernel, ``size x size``, summing to 1.
 
-    ``sigma_x``/``sigma_y`` are the standard deviations along the principal axes (pixels),
-    ``theta`` the rotation of the first axis in radians. ``sigma_y=None`` is isotropic.
+    ``sigma_y=None`` is isotropic; ``shift`` moves the centre (see :func:`alignment_shift`).
     """
     if size < 1 or size % 2 == 0:
         raise ValueError(f"kernel size must be a positive odd number, got {size}")
     sy = sigma_x if sigma_y is None else sigma_y
-    c, s = math.cos(theta), math.sin(theta)
-    rot = torch.tensor([[c, -s], [s, c]], dtype=torch.float64)
-    cov = rot @ torch.diag(torch.tensor([sigma_x**2, sy**2], dtype=torch.float64)) @ rot.T
-    inv = torch.linalg.inv(cov)
-    r = torch.arange(size, dtype=torch.float64) - size // 2
-    yy, xx = torch.meshgrid(r, r, indexing="ij")
-    xy = torch.stack([xx, yy], -1)
-    k = torch.exp(-0.5 * torch.einsum("...i,ij,...j->...", xy, inv, xy))
-    return (k / k.sum()).to(dtype)
+    return gaussian_kernels(size, sigma_x, sy, theta, shift)[0].to(dtype)
+
+
+def alignment_shift(scale: int, alignment: str = "centre") -> float:
+    """Offset (HR pixels, both axes) of a kernel's centre for a pixel-grid convention.
+
+    :func:`blur` is a true convolution and :func:`subsample` keeps pixel ``s*i``; moving the
+    kernel's mass by ``-(s - 1)/2`` makes LR pixel ``i`` the average around the centre of
+    HR block ``[s*i, s*i + s)``: the convention of bicubic resizing, of SR training data,
+    and of a sensor pixel integrating its area. ``"corner"`` keeps the kernel centred.
+    """
+    if alignment == "centre":
+        return -(scale - 1) / 2
+    if alignment == "corner":
+        return 0.0
+    raise ValueError(f"alignment must be 'centre' or 'corner', got {alignment!r}")
+
+
+def kernel_size_for(sigma: float, shift: float = 0.0, minimum: int = 3) -> int:
+    """Smallest odd size holding ``+-3 sigma`` around a centre moved by ``shift``."""
+    return max(minimum, 2 * math.ceil(3.0 * sigma + abs(shift)) + 1)
 
 
 def blur(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
@@ -68,8 +111,44 @@ def subsample(image: torch.Tensor, scale: int) -> torch.Tensor:
 
 
 def degrade_with_kernel(image: torch.Tensor, kernel: torch.Tensor, scale: int) -> torch.Tensor:
-    """``D_k(y)``: blur with ``kernel`` then subsample by ``scale`` (AdaSSR's pair maker)."""
-    return subsample(blur(image, kernel), scale)
+    """``D_k(y)``: blur with ``kernel`` then subsample by ``scale`` (AdaSSR's pair maker).
+
+    Equal to ``subsample(blur(image, kernel), scale)``, computed only at the kept pixels
+    (a strided convolution: ``scale²`` times less work).
+    """
+    kh, kw = kernel.shape[-2:]
+    c = image.shape[1]
+    pad = (kw // 2, kw - 1 - kw // 2, kh // 2, kh - 1 - kh // 2)
+    mode = "reflect" if min(image.shape[-2:]) > max(kh, kw) // 2 else "replicate"
+    x = F.pad(image, pad, mode=mode)
+    w = kernel.flip(-1, -2).to(image).expand(c, 1, kh, kw)
+    return F.conv2d(x, w, groups=c, stride=scale)
+
+
+def gaussian_blur(x: torch.Tensor, sigma: float, size: int | None = None) -> torch.Tensor:
+    """Separable isotropic Gaussian blur of a BCHW tensor (reflect padding, replicate for
+    tiny images); ``size`` defaults to ``2*ceil(3 sigma) + 1``."""
+    size = size or 2 * math.ceil(3 * sigma) + 1
+    r = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-0.5 * (r / sigma) ** 2)
+    g = (g / g.sum()).to(x)
+    b, c, h, w = x.shape
+    pad = size // 2
+    mode = "reflect" if min(h, w) > pad else "replicate"
+    y = F.pad(x.reshape(b * c, 1, h, w), (pad, pad, pad, pad), mode=mode)
+    y = F.conv2d(F.conv2d(y, g.view(1, 1, 1, size)), g.view(1, 1, size, 1))
+    return y.reshape(b, c, h, w)
+
+
+def unsharp_mask(x: torch.Tensor, sigma: float = 2.0, amount: float = 0.5, threshold: float = 10 / 255,
+                 size: int | None = None) -> torch.Tensor:
+    """Unsharp masking as Real-ESRGAN does it: ``x + amount·(x − blur(x))`` where the detail
+    exceeds ``threshold`` (a blurred, soft mask), clamped to [0, 1]."""
+    detail = x - gaussian_blur(x, sigma, size)
+    mask = (detail.abs() > threshold).to(x.dtype)
+    soft = gaussian_blur(mask, sigma, size)
+    sharp = (x + amount * detail).clamp(0, 1)
+    return soft * sharp + (1 - soft) * x
 
 
 def _cubic(x: torch.Tensor, a: float = -0.5) -> torch.Tensor:

@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
-from .kernels import blur, gaussian_kernel
+from .kernels import blur, gaussian_kernel, unsharp_mask
 from .noise import add_gaussian_noise, add_poisson_noise, jpeg, quantize_8bit
 
 __all__ = [
@@ -119,16 +119,7 @@ def usm_sharpen(img: torch.Tensor, weight: float = 0.5, radius: int = 50, thresh
     """Unsharp masking as Real-ESRGAN applies to HR targets: sharpen where the detail > threshold levels."""
     size = 2 * radius + 1
     sigma = 0.3 * ((size - 1) * 0.5 - 1) + 0.8  # OpenCV's sigma for a given aperture
-    g = gaussian_kernel(size, sigma, dtype=torch.float64).sum(0)  # the 1-D marginal: blur separably
-
-    def gblur(t: torch.Tensor) -> torch.Tensor:
-        return blur(blur(t, g.view(1, -1)), g.view(-1, 1))
-
-    residual = img - gblur(img)
-    mask = ((residual.abs() * 255) > threshold).to(img.dtype)
-    soft = gblur(mask)
-    sharp = (img + weight * residual).clamp(0, 1)
-    return soft * sharp + (1 - soft) * img
+    return unsharp_mask(img, sigma, weight, threshold / 255.0, size)
 
 
 # --------------------------------------------------------------------------- sampling

@@ -108,9 +108,15 @@ class SRModel:
         return False
 
     def weights_hash(self) -> str:
-        """sha256 of the weights (names, shapes, float32 bytes), stable across devices."""
+        """sha256 of the weights (names, shapes, float32 bytes), stable across devices.
+
+        Tensors a network derives from its other weights at run time (SPAN's fused
+        ``eval_conv``) are left out, so running the model does not change its hash.
+        """
         h = hashlib.sha256()
         for name, t in sorted(self.module.state_dict().items()):
+            if name.rsplit(".", 2)[-2:-1] == ["eval_conv"]:
+                continue  # SPAN rebuilds these from its branches on every eval forward
             h.update(name.encode())
             h.update(str(tuple(t.shape)).encode())
             h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
@@ -119,13 +125,14 @@ class SRModel:
     # ------------------------------------------------------------------ inference
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         """Super-resolve a BCHW batch in [0, 1] on the model's device; no padding, no clamp."""
-        was_training = self.module.training
+        modes = [(m, m.training) for m in self.module.modules()]
         self.module.eval()
         try:
             with torch.no_grad():
                 return forward(self.module, x.to(self.device, self.dtype))
         finally:
-            self.module.train(was_training)
+            for m, training in modes:  # per module: adaptation mode mixes train and eval
+                m.training = training
 
     def to(self, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> SRModel:
         """Move the network in place; refuses dtypes the architecture does not support."""
@@ -149,15 +156,19 @@ class SRModel:
         return clone
 
     def with_weights(self, module_or_state: nn.Module | dict[str, torch.Tensor], **metadata: str) -> SRModel:
-        """A new ``SRModel`` sharing this one's metadata, with other weights."""
+        """A new ``SRModel`` sharing this one's metadata, with other weights.
+
+        A module is wrapped as is (e.g. to evaluate a network while it trains); a state
+        dict is loaded into a fresh frozen copy.
+        """
         if isinstance(module_or_state, nn.Module):
-            module = module_or_state
+            module = module_or_state  # a view: gradient flags and modes are left as they are
         else:
             module = self.trainable_copy()
             module.load_state_dict(module_or_state)
-        for p in module.parameters():
-            p.requires_grad_(False)
-        module.eval()
+            for p in module.parameters():
+                p.requires_grad_(False)
+            module.eval()
         new = copy.copy(self)
         new.module = module
         new.metadata = {**self.metadata, **metadata}

@@ -1,0 +1,263 @@
+"""Tiled inference: equals untiled inference, respects size requirements and tiling hints,
+halves tiles on out-of-memory, runs in supported dtypes only."""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import math
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import ttasr
+from ttasr.errors import InputError
+from ttasr.inference import (
+    blend_window,
+    enhance,
+    enhance_tensor,
+    seam_margin,
+    tile_spans,
+    tile_starts,
+    weight_sum,
+)
+from ttasr.models import SizeRequirements
+
+
+def tiny_net(scale: int, seed: int = 0) -> nn.Module:
+    """Three 3x3 convs then PixelShuffle: receptive-field radius 3 LR pixels."""
+    torch.manual_seed(seed)
+    return nn.Sequential(
+        nn.Conv2d(3, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 8, 3, padding=1), nn.ReLU(),
+        nn.Conv2d(8, 3 * scale * scale, 3, padding=1), nn.PixelShuffle(scale),
+    )
+
+
+class Recorder(nn.Module):
+    """Wraps a network; records input sizes, refuses sizes it does not accept, and fakes a
+    CUDA out-of-memory error for inputs above ``oom_pixels`` pixels."""
+
+    def __init__(self, net: nn.Module, multiple_of: int = 1, minimum: int = 0, oom_pixels: int | None = None):
+        super().__init__()
+        self.net = net
+        self.multiple_of, self.minimum, self.oom_pixels = multiple_of, minimum, oom_pixels
+        self.shapes: list[tuple[int, int]] = []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h, w = x.shape[-2:]
+        assert h % self.multiple_of == 0 and w % self.multiple_of == 0, f"{h}x{w} not a multiple of {self.multiple_of}"
+        assert min(h, w) >= self.minimum, f"{h}x{w} below minimum {self.minimum}"
+        if self.oom_pixels is not None and h * w > self.oom_pixels:
+            raise torch.cuda.OutOfMemoryError(f"CUDA out of memory (fake, {h}x{w})")
+        self.shapes.append((h, w))
+        return self.net(x)
+
+
+def _with(net: nn.Module, scale: int, tiling: str = "supported", multiple_of: int = 1, minimum: int = 0,
+          **flags) -> ttasr.SRModel:
+    m = ttasr.load_model(net, scale=scale)
+    m.size_requirements = SizeRequirements(minimum=minimum, multiple_of=multiple_of)
+    m.tiling = tiling
+    for k, v in flags.items():
+        setattr(m, k, v)
+    return m
+
+
+# ---------------------------------------------------------------------------- layout
+@pytest.mark.parametrize("length,tile,overlap", [(100, 32, 8), (64, 32, 0), (33, 32, 16), (20, 32, 8), (257, 64, 17)])
+def test_tiles_cover_with_at_least_the_overlap(length, tile, overlap) -> None:
+    starts = tile_starts(length, tile, overlap)
+    size = min(tile, length)
+    assert starts[0] == 0 and starts[-1] + size == length
+    for a, b in itertools.pairwise(starts):
+        assert a + size - b >= overlap and b > a
+
+
+@pytest.mark.parametrize("scale", [1, 2, 4])
+def test_windows_sum_positive_zero_margin_and_smooth(scale) -> None:
+    spans = tile_spans(150, 48, 16, scale)
+    total = weight_sum(spans, 150, scale)
+    assert float(total.min()) > 0.2
+    m = seam_margin(16)
+    inner = spans[1].weight
+    assert float(inner[: m * scale].abs().max()) == 0.0 and float(inner[-m * scale:].abs().max()) == 0.0
+    assert float(inner[len(inner) // 2]) == 1.0
+    assert float(inner.diff().abs().max()) <= math.pi / 2 / ((16 - 2 * m) * scale) + 1e-6  # no jumps
+    border = blend_window(48, scale, 16, ramp_start=False, ramp_end=True)
+    assert float(border[0]) == 1.0
+
+
+# ---------------------------------------------------------------------------- equality
+@pytest.mark.parametrize("scale", [2, 4])
+@pytest.mark.parametrize("tile,overlap", [(24, 12), (32, 16), (40, 32)])
+def test_tiled_equals_untiled_when_overlap_covers_receptive_field(scale, tile, overlap) -> None:
+    # seam margin overlap // 4 >= 3 = receptive-field radius
+    model = ttasr.load_model(tiny_net(scale), scale=scale)
+    x = torch.rand(1, 3, 61, 83)
+    ref = enhance_tensor(model, x, tile=None, clamp=False)
+    out = enhance_tensor(model, x, tile=tile, overlap=overlap, clamp=False)
+    assert out.shape == (1, 3, 61 * scale, 83 * scale)
+    assert float((out - ref).abs().max()) < 1e-5
+
+
+def test_tiling_without_overlap_shows_seams() -> None:
+    """The equality test above is sensitive: with no overlap the seams differ."""
+    model = ttasr.load_model(tiny_net(2), scale=2)
+    x = torch.rand(1, 3, 64, 64)
+    ref = enhance_tensor(model, x, tile=None, clamp=False)
+    out = enhance_tensor(model, x, tile=32, overlap=0, clamp=False)
+    assert float((out - ref).abs().max()) > 1e-3
+
+
+def test_spandrel_span_tiled_equals_untiled() -> None:
+    pytest.importorskip("spandrel")
+    from spandrel.architectures.SPAN import SPAN
+
+    torch.manual_seed(0)
+    net = SPAN(num_in_ch=3, num_out_ch=3, feature_channels=8, upscale=2)
+    model = ttasr.load_model(net.state_dict())
+    assert model.architecture == "SPAN" and model.scale == 2
+    x = torch.rand(1, 3, 100, 150)
+    ref = enhance_tensor(model, x, tile=None, clamp=False)
+    # SPAN's receptive-field radius is 11 LR pixels: a seam margin of 48 // 4 = 12 makes it exact
+    exact = enhance_tensor(model, x, tile=96, overlap=48, clamp=False)
+    assert float((exact - ref).abs().max()) < 1e-5
+    close = enhance_tensor(model, x, tile=48, overlap=16, clamp=False)
+    assert 0 < float((close - ref).abs().max()) < 0.05
+
+
+# ---------------------------------------------------------------------------- requirements
+def test_size_requirements_are_respected_and_cropped() -> None:
+    rec = Recorder(tiny_net(2), multiple_of=8, minimum=16)
+    model = _with(rec, 2, multiple_of=8, minimum=16)
+    x = torch.rand(1, 3, 37, 45)
+    out = enhance_tensor(model, x, tile=30, overlap=12, clamp=False)  # tile rounds down to 24
+    assert out.shape == (1, 3, 74, 90)
+    assert rec.shapes and all(h % 8 == 0 and w % 8 == 0 and min(h, w) >= 16 for h, w in rec.shapes)
+    assert max(h for h, _ in rec.shapes) == 24  # tiles, never the whole image
+    with torch.no_grad():
+        ref = tiny_net(2)(x)
+    # away from the bottom/right border (where padding differs) it matches the bare network
+    assert float((out - ref)[..., :60, :70].abs().max()) < 1e-5
+
+    small = torch.rand(1, 3, 5, 11)
+    assert enhance_tensor(model, small, tile=None).shape == (1, 3, 10, 22)  # padded to 16x16
+
+
+def test_model_sees_only_tiles() -> None:
+    rec = Recorder(tiny_net(2))
+    model = _with(rec, 2)
+    enhance_tensor(model, torch.rand(1, 3, 100, 130), tile=32, overlap=8)
+    assert max(h * w for h, w in rec.shapes) == 32 * 32
+    assert len(rec.shapes) == len(tile_starts(100, 32, 8)) * len(tile_starts(130, 32, 8))
+
+
+def test_internal_tiling_never_tiles_and_discouraged_only_when_needed(caplog) -> None:
+    rec = Recorder(tiny_net(2))
+    enhance_tensor(_with(rec, 2, tiling="internal"), torch.rand(1, 3, 50, 60), tile=16)
+    assert rec.shapes == [(50, 60)]
+    rec = Recorder(tiny_net(2))
+    enhance_tensor(_with(rec, 2, tiling="discouraged"), torch.rand(1, 3, 50, 60), tile=16)
+    assert rec.shapes == [(50, 60)]
+    rec = Recorder(tiny_net(2), oom_pixels=40 * 40)
+    with caplog.at_level(logging.WARNING):
+        enhance_tensor(_with(rec, 2, tiling="discouraged"), torch.rand(1, 3, 50, 60), tile=24, overlap=8)
+    assert rec.shapes and max(rec.shapes) == (24, 24)
+    assert "discouraged" in caplog.text
+
+
+# ---------------------------------------------------------------------------- out of memory
+def test_out_of_memory_halves_the_tile(caplog) -> None:
+    net = tiny_net(2)
+    rec = Recorder(net, oom_pixels=32 * 32)
+    model = _with(rec, 2)
+    x = torch.rand(1, 3, 80, 100)
+    with caplog.at_level(logging.WARNING, logger="ttasr.inference.enhance"):
+        out = enhance_tensor(model, x, tile=128, overlap=16, clamp=False)
+    assert "retrying with 50 px" in caplog.text and "retrying with 25 px" in caplog.text
+    assert max(rec.shapes) == (25, 25)
+    with torch.no_grad():
+        assert float((out - net(x)).abs().max()) < 1e-5
+
+
+def test_out_of_memory_gives_up_with_a_hint() -> None:
+    model = _with(Recorder(tiny_net(2), oom_pixels=4), 2)
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="even with .* px tiles.*device='cpu'"):
+        enhance_tensor(model, torch.rand(1, 3, 40, 40), tile=32)
+    internal = _with(Recorder(tiny_net(2), oom_pixels=100), 2, tiling="internal")
+    with pytest.raises(torch.cuda.OutOfMemoryError, match="tiles internally"):
+        enhance_tensor(internal, torch.rand(1, 3, 40, 40), tile=16)
+
+
+# ---------------------------------------------------------------------------- dtype, device
+def test_unsupported_half_falls_back_to_float32(caplog) -> None:
+    model = ttasr.load_model(tiny_net(2), scale=2)
+    x = torch.rand(1, 3, 20, 20)
+    with caplog.at_level(logging.WARNING):
+        out = enhance_tensor(model, x, dtype=torch.float16, clamp=False)
+    assert "does not support torch.float16" in caplog.text
+    assert float((out - enhance_tensor(model, x, clamp=False)).abs().max()) == 0.0
+
+
+def test_supported_bfloat16_runs_on_a_copy() -> None:
+    model = _with(tiny_net(2), 2, supports_bfloat16=True)
+    before = model.weights_hash()
+    x = torch.rand(1, 3, 24, 24)
+    out = enhance_tensor(model, x, dtype="bf16", tile=16, overlap=8, clamp=False)
+    ref = enhance_tensor(model, x, clamp=False)
+    diff = float((out - ref).abs().max())
+    assert out.dtype == torch.float32 and 0 < diff < 0.05  # ran in bf16, close to fp32
+    assert model.dtype == torch.float32 and model.weights_hash() == before
+
+
+def test_bad_dtype_and_channel_errors() -> None:
+    model = ttasr.load_model(tiny_net(2), scale=2)
+    with pytest.raises(InputError, match="dtype 'int8'"):
+        enhance_tensor(model, torch.rand(1, 3, 8, 8), dtype="int8")
+    with pytest.raises(InputError, match="2 channels"):
+        enhance_tensor(model, torch.rand(1, 2, 8, 8))
+    with pytest.raises(InputError, match="overlap >= 0"):
+        enhance_tensor(model, torch.rand(1, 3, 8, 8), tile=4, overlap=-1)
+    with pytest.raises(InputError, match="float BxCxHxW"):
+        enhance_tensor(model, torch.rand(3, 8, 8))
+
+
+def test_luma_model_on_rgb_super_resolves_y() -> None:
+    conv = nn.Conv2d(1, 4, 1, bias=False)
+    with torch.no_grad():
+        conv.weight.fill_(1.0)
+    model = ttasr.load_model(nn.Sequential(conv, nn.PixelShuffle(2)), scale=2)  # nearest, 1 channel
+    assert model.in_channels == 1
+    x = torch.rand(1, 3, 6, 8) * 0.5 + 0.25
+    out = enhance_tensor(model, x, tile=None)
+    assert out.shape == (1, 3, 12, 16)
+    y_in = 0.299 * x[:, 0] + 0.587 * x[:, 1] + 0.114 * x[:, 2]
+    y_out = 0.299 * out[:, 0] + 0.587 * out[:, 1] + 0.114 * out[:, 2]
+    torch.testing.assert_close(y_out, y_in.repeat_interleave(2, -2).repeat_interleave(2, -1), atol=1e-5, rtol=0)
+
+
+# ---------------------------------------------------------------------------- output
+def test_output_is_clamped_and_in_input_type() -> None:
+    conv = nn.Conv2d(3, 12, 1)
+    with torch.no_grad():
+        conv.weight.fill_(3.0)
+        conv.bias.fill_(-1.0)
+    model = ttasr.load_model(nn.Sequential(conv, nn.PixelShuffle(2)), scale=2)
+    x = torch.rand(1, 3, 8, 8)
+    raw = enhance_tensor(model, x, clamp=False)
+    assert float(raw.min()) < 0 and float(raw.max()) > 1
+    out = enhance(model, x, tile=4, overlap=2)
+    assert out.shape == (1, 3, 16, 16) and float(out.min()) == 0.0 and float(out.max()) == 1.0
+    arr = enhance(model, (x[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8), tile=None)
+    assert arr.dtype == np.uint8 and arr.shape == (16, 16, 3)
+
+
+def test_enhance_accepts_a_plain_module_and_shows_progress(capsys) -> None:
+    out = enhance(tiny_net(2), torch.rand(3, 40, 40), tile=16, overlap=8, progress=True)
+    assert out.shape == (3, 80, 80)
+    assert "tiles" in capsys.readouterr().err
+    enhance(tiny_net(2), torch.rand(3, 40, 40), tile=None, progress=None)
+    assert "tiles" not in capsys.readouterr().err

@@ -1,0 +1,31 @@
+"""AdaSSR (Fan et al., IEEE TIP 2024): adaptive self-similarity mining, METHODS §1.
+
+:class:`AdaSSR` is the adapter. Its building blocks: attention maps and loss weights
+(:mod:`.attention`, eqs. 12-14), the NIQE stopping rule (:mod:`.early_stopping`); pairs,
+kernel estimation and augmentations live in :mod:`ttasr.pairs`.
+"""
+
+from __future__ import annotations
+
+from .adapter import AdaSSR, AdaSSRConfig
+from .attention import (
+    AttentionCache,
+    attention_weights,
+    feature_attention_map,
+    find_attention_block,
+    save_heatmap,
+    transformer_attention_map,
+)
+from .early_stopping import niqe_plateau
+
+__all__ = [
+    "AdaSSR",
+    "AdaSSRConfig",
+    "AttentionCache",
+    "attention_weights",
+    "feature_attention_map",
+    "find_attention_block",
+    "niqe_plateau",
+    "save_heatmap",
+    "transformer_attention_map",
+]
