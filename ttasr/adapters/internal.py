@@ -9,6 +9,7 @@ augmentations and the stopping rule.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -20,6 +21,8 @@ from .base import Adapter, Batch
 from .config import AdapterConfig
 
 __all__ = ["InternalLearning", "InternalLearningConfig"]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -64,6 +67,10 @@ class InternalLearning(Adapter[InternalLearningConfig]):
         self._estimates = [self.estimate_kernel(y) for y in images]
         self._weights = [self.loss_weights(y, i) for i, y in enumerate(images)]
         self._augment = self.augment_config()
+        s, p = self.model.scale, self.config.patch_size
+        self._patches = [min(p, min(y.shape[-2:]) // s) for y in images]
+        if min(self._patches) < p:
+            log.info("patch_size %d does not fit the smallest image at x%d; using %d there", p, s, min(self._patches))
         # sample images in proportion to their area, so each pixel is equally likely
         areas = torch.tensor([float(y.shape[-2] * y.shape[-1]) for y in images])
         self._probs = areas / areas.sum()
@@ -73,7 +80,7 @@ class InternalLearning(Adapter[InternalLearningConfig]):
         which = torch.multinomial(self._probs, cfg.batch_size, replacement=True, generator=generator)
         samples = [
             sample_pair(self._sources[i], self._weights[i], self._estimates[i], self.model.scale,
-                        cfg.patch_size, self._augment, generator)
+                        self._patches[i], self._augment, generator)
             for i in which.tolist()
         ]
         weights = None if all(w is None for w in self._weights) else _stack([s.weights for s in samples])

@@ -191,7 +191,7 @@ class AdaSSR(InternalLearning):
                 f"{small[0]} give {min(small[0]) * self.model.scale} px. Use larger images, or stop_metric='none'"
             )
         if self._niqe is None:
-            self._niqe = NIQE(params=self.config.niqe_params)
+            self._niqe = NIQE(niqe_params=self.config.niqe_params)
 
     def evaluate(self, model: nn.Module, images: Sequence[torch.Tensor]) -> float | None:
         if self.config.stop_metric == "none":

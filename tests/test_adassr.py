@@ -1,0 +1,142 @@
+"""The AdaSSR adapter: paper defaults, stopping rule, best-weight selection, attention paths."""
+
+from __future__ import annotations
+
+import pytest
+import spandrel
+import torch
+
+import ttasr
+from ttasr.adassr import AdaSSR, AdaSSRConfig, niqe_plateau
+from ttasr.errors import InputError, TTASRError
+
+FAST = dict(batch_size=2, patch_size=12, progress=False, stop_metric="none", max_steps=3)
+
+
+def test_paper_defaults():
+    c = AdaSSRConfig()
+    assert (c.max_steps, c.lr, c.batch_size, c.ema_decay, c.proximal_weight, c.eval_every) == (
+        1500, 1e-4, 4, 0.999, 1e-4, 100)
+    assert (c.niqe_min_delta, c.niqe_patience, c.attention_mix, c.admm_rounds) == (0.05, 3, 0.9, 1)
+    a = c.augment_config
+    assert (a.gaussian_noise_p, a.poisson_noise_p, a.affine_scale) == (0.24, 0.16, (0.5, 1.0))
+
+
+@pytest.mark.parametrize("scores, stop", [
+    ([5.0, 4.9, 4.8, 4.7, 4.6], False),          # steady progress
+    ([5.0, 4.9, 4.88, 4.87, 4.86], True),        # three small decreases in a row
+    ([5.0, 4.98, 4.97, 4.8, 4.79, 4.78], False),  # the run was reset by a big decrease
+    ([5.0, 5.2, 5.3, 5.4], True),                 # increases count as "less than 0.05"
+    ([5.0, 4.99, 4.98], False),                   # only two
+])
+def test_niqe_plateau_rule(scores, stop):
+    assert niqe_plateau(scores, 0.05, 3) is stop
+
+
+class _Scripted(AdaSSR):
+    """AdaSSR whose evaluation returns a scripted score sequence (step 0 first)."""
+
+    script: list[float] = []
+
+    def evaluate(self, model, images):
+        return self.script.pop(0)
+
+
+def test_early_stopping_by_the_rule_and_best_weights(tiny_compact, photo):
+    adapter = _Scripted(tiny_compact, **dict(FAST, max_steps=100, eval_every=5, stop_metric="niqe",
+                                            lr=1e-3, ema_decay=None, attention="none"))
+    adapter._check_niqe = lambda images: None  # type: ignore[method-assign]
+    adapter.script = [5.0, 4.0, 3.99, 3.98, 3.97, 1.0, 1.0]
+    adapter.fit(photo)
+    r = adapter.results[0]
+    assert r.stopped_early and r.steps == 20 and r.best_step == 20 and r.best_score == 3.97
+
+
+def test_unadapted_weights_win_when_adaptation_only_hurts(tiny_compact, photo):
+    adapter = _Scripted(tiny_compact, **dict(FAST, max_steps=100, eval_every=5, stop_metric="niqe",
+                                            lr=1e-3, ema_decay=None, attention="none"))
+    adapter._check_niqe = lambda images: None  # type: ignore[method-assign]
+    adapter.script = [4.0, 4.5, 4.6, 4.7, 9.0]
+    adapter.fit(photo)
+    r = adapter.results[0]
+    assert r.stopped_early and r.steps == 15 and r.best_step == 0
+    for k, v in adapter.adapted_model().module.state_dict().items():
+        assert torch.equal(v, tiny_compact.model.state_dict()[k]), k
+
+
+def test_attention_paths(tiny_compact, tiny_swinir, photo):
+    # a transformer model gives its own attention map
+    a = AdaSSR(tiny_swinir, **FAST, attention="auto").fit(photo[..., :64, :64])
+    assert a.describe()["attention"] == "auto" and len(a.attention_maps) == 1
+    w = a._weights[0]
+    assert w.shape == (1, 1, 64, 64) and float(w.min()) >= 0.1 and float(w.max()) <= 3.0
+    # a convolutional model: our feature attention, or a transformer given as attention_model
+    b = AdaSSR(tiny_compact, **FAST, attention="features").fit(photo)
+    assert b._weights[0].shape == (1, 1, 96, 96)
+    c = AdaSSR(tiny_compact, **FAST, attention="transformer", attention_model=tiny_swinir).fit(photo)
+    assert not torch.allclose(c._weights[0], b._weights[0])
+    with pytest.raises(InputError, match="attention_model"):
+        AdaSSR(tiny_compact, **FAST, attention="transformer").fit(photo)
+    assert AdaSSR(tiny_compact, **FAST, attention="none").fit(photo)._weights == [None]
+
+
+def test_heatmaps_are_written(tiny_compact, photo, tmp_path):
+    AdaSSR(tiny_compact, **FAST, attention="features", attention_dir=str(tmp_path)).fit(photo)
+    [png] = tmp_path.glob("*_attention.png")
+    from PIL import Image
+
+    assert Image.open(png).size[0] >= 96
+
+
+def test_given_kernel_and_bad_settings(tiny_compact, photo):
+    k = ttasr.degradations.gaussian_kernel(7, 1.2)
+    a = AdaSSR(tiny_compact, **FAST, kernel_estimator="given", kernel=k, attention="none").fit(photo)
+    assert a.kernel_estimates[0].kind == "kernel"
+    assert AdaSSR(tiny_compact, **FAST, kernel_estimator="bicubic", attention="none").fit(photo) \
+        .kernel_estimates[0].kind == "bicubic"
+    with pytest.raises(InputError, match="needs kernel"):
+        AdaSSR(tiny_compact, kernel_estimator="given")
+    with pytest.raises(InputError, match="external_images"):
+        AdaSSR(tiny_compact, admm_rounds=2)
+
+
+def test_niqe_problems_are_reported_before_training(tiny_compact, photo, monkeypatch, tmp_path):
+    small = AdaSSR(tiny_compact, **dict(FAST, stop_metric="niqe"))
+    with pytest.raises(InputError, match="384 px"):
+        small.fit(photo)  # 96 px x2 = 192 px SR: too small for NIQE
+    monkeypatch.setenv("TTASR_OFFLINE", "1")
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    big = photo.repeat(1, 1, 3, 3)[..., :200, :200]
+    adapter = AdaSSR(tiny_compact, **dict(FAST, stop_metric="niqe"))
+    steps: list[int] = []
+    with pytest.raises(TTASRError, match="ttasr metrics fetch niqe"):
+        adapter.fit(big, callbacks=[type("C", (ttasr.Callback,), {"on_step": lambda s, a, st, l: steps.append(st)})()])
+    assert steps == []
+
+
+def test_real_niqe_evaluation_selects_weights(tiny_compact, photo, niqe_params_file):
+    big = torch.nn.functional.interpolate(photo, size=(192, 192), mode="bicubic").clamp(0, 1)
+    a = AdaSSR(tiny_compact, **dict(FAST, stop_metric="niqe", max_steps=4, eval_every=2, attention="none",
+                                    niqe_params=str(niqe_params_file)))
+    a.fit(big)
+    scored = [h["score"] for h in a.results[0].history if "score" in h]
+    assert len(scored) == 3 and all(2.0 < s < 100 for s in scored)
+    assert a.results[0].best_score == min(scored)
+
+
+def test_save_loads_in_spandrel_with_kernel_metadata(tiny_span, photo, tmp_path):
+    a = AdaSSR(tiny_span, **FAST, attention="none").fit(photo)
+    [path] = a.save(tmp_path / "a.safetensors")
+    assert spandrel.ModelLoader().load_from_file(path).architecture.name == "SPAN"
+    meta = ttasr.load_model(path).metadata
+    assert meta["ttasr_method"] == "adassr" and "sigma_x" in meta["kernel"]
+
+
+def test_single_image_mode_resets_between_images(tiny_compact, photo):
+    other = photo.flip(-2)
+    a = AdaSSR(tiny_compact, **dict(FAST, mode="single", lr=1e-3, attention="none")).fit([photo, other])
+    b = AdaSSR(tiny_compact, **dict(FAST, mode="single", lr=1e-3, attention="none"))
+    b._make_generator = lambda offset: a._make_generator(1)  # type: ignore[method-assign]
+    b.fit(other)
+    for k, v in a.adapted_model(1).module.state_dict().items():
+        torch.testing.assert_close(v, b.adapted_model().module.state_dict()[k], rtol=0, atol=0)
