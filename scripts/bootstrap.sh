@@ -28,6 +28,6 @@ fi
 
 case "$what" in
   demo) exec .venv/bin/ttasr demo "$@" ;;
-  test) exec .venv/bin/python -m pytest -q "$@" ;;
+  test) .venv/bin/python -m mypy ttasr && exec .venv/bin/python -m pytest -q "$@" ;;
   setup) echo "[bootstrap] ready: .venv/bin/ttasr --help" ;;
 esac

@@ -140,3 +140,44 @@ def test_single_image_mode_resets_between_images(tiny_compact, photo):
     b.fit(other)
     for k, v in a.adapted_model(1).module.state_dict().items():
         torch.testing.assert_close(v, b.adapted_model().module.state_dict()[k], rtol=0, atol=0)
+
+
+def test_admm_rounds_alternate_external_and_internal_learning(tiny_compact, photo, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from ttasr.adassr import admm
+
+    hr_dir = tmp_path / "hr"
+    hr_dir.mkdir()
+    for i in range(2):
+        arr = (photo[0].roll(13 * i, -1).permute(1, 2, 0).numpy() * 255).round().astype("uint8")
+        Image.fromarray(arr).save(hr_dir / f"{i}.png")
+    calls = []
+    real = admm.external_learning
+
+    def spy(model, start, anchor, hr_images, **kw):
+        calls.append((start, len(hr_images), kw["steps"], kw["lam"]))
+        return real(model, start, anchor, hr_images, **kw)
+
+    monkeypatch.setattr(admm, "external_learning", spy)
+    cfg = dict(FAST, attention="none", lr=1e-3, external_steps=2, external_images=str(hr_dir))
+    two = AdaSSR(tiny_compact, **cfg, admm_rounds=2).fit(photo)
+    one = AdaSSR(tiny_compact, **cfg, admm_rounds=1).fit(photo)
+    assert len(calls) == 1 and calls[0][1:] == (2, 2, 1e-3)
+    # round 2's external target Θ⁽¹⁾ − ū⁽¹⁾ = Θe⁽¹⁾: the pretrained weights
+    for k, v in tiny_compact.model.state_dict().items():
+        if v.is_floating_point():
+            torch.testing.assert_close(calls[0][0][k], v, atol=1e-6, rtol=0)
+    assert two.results[0].steps == 2 * one.results[0].steps
+    w1, w2 = one.adapted_model().module.state_dict(), two.adapted_model().module.state_dict()
+    assert any(not torch.equal(w1[k], w2[k]) for k in w1)
+
+
+def test_dual_update_and_targets_are_the_scaled_admm_forms():
+    from ttasr.adassr.admm import dual_update, proximal_target
+
+    theta, theta_e = {"w": torch.tensor([3.0]), "n": torch.tensor([1])}, {"w": torch.tensor([1.0]), "n": torch.tensor([1])}
+    u = dual_update(None, theta, theta_e)
+    assert set(u) == {"w"} and float(u["w"]) == 2.0
+    assert float(dual_update(u, theta, theta_e)["w"]) == 4.0
+    assert float(proximal_target(theta, u, -1.0)["w"]) == 1.0 and float(proximal_target(theta_e, u, 1.0)["w"]) == 3.0

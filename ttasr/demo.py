@@ -64,7 +64,7 @@ def _side_by_side(rows: list[list[tuple[str, torch.Tensor]]], path: Path) -> Non
         for label, t in row:
             im = Image.fromarray(_to_uint8(t))
             if im.size != (hr_w, hr_h):
-                im = im.resize((hr_w, hr_h), Image.NEAREST)
+                im = im.resize((hr_w, hr_h), Image.Resampling.NEAREST)
             ImageDraw.Draw(im).rectangle([0, 0, 8 + 7 * len(label), 16], fill=(0, 0, 0))
             ImageDraw.Draw(im).text((4, 3), label, fill=(255, 255, 255))
             imgs.append(im)

@@ -245,11 +245,26 @@ class Adapter(ABC, Generic[C]):
         g.manual_seed(self.config.seed + 1000003 * offset)
         return g
 
-    def _adapt(self, indices: list[int], callbacks: Sequence[Callback], resume: bool) -> FitResult:
+    def _adapt(
+        self,
+        indices: list[int],
+        callbacks: Sequence[Callback],
+        resume: bool,
+        *,
+        start: dict[str, torch.Tensor] | None = None,
+        anchor: dict[str, torch.Tensor] | None = None,
+        tag: str = "",
+    ) -> FitResult:
+        """One adaptation of the images at ``indices``.
+
+        ``start``: initial weights (default: the pretrained ones); ``anchor``: the Θ̃ of
+        the proximal term μ‖Θ − Θ̃‖² (default: the initial weights); ``tag`` separates
+        resumable states of several rounds over the same images.
+        """
         cfg = self.config
         images = [self._tensors[i] for i in indices]
         rid = checkpointing.run_id(
-            self.name, config_to_json(cfg), self._base_hash or "",
+            self.name, tag, config_to_json(cfg), self._base_hash or "",
             *[f"{t.shape}{float(t.double().sum()):.6f}" for t in images],
         )
         ckpt = checkpointing.state_path(cfg.checkpoint_dir, self.name, rid)
@@ -257,11 +272,19 @@ class Adapter(ABC, Generic[C]):
         torch.manual_seed(cfg.seed)
 
         student = self.model.trainable_copy().to(self.device)
+        if start is not None:
+            student.load_state_dict(start)
         teacher = copy.deepcopy(student) if cfg.ema_decay is not None else None
         for p in (teacher.parameters() if teacher is not None else ()):
             p.requires_grad_(False)
         params = [p for p in student.parameters() if p.requires_grad]
-        anchor = [p.detach().clone() for p in params] if cfg.proximal_weight > 0 else []
+        if cfg.proximal_weight <= 0:
+            anchors: list[torch.Tensor] = []
+        elif anchor is None:
+            anchors = [p.detach().clone() for p in params]
+        else:
+            named = dict(student.named_parameters())
+            anchors = [anchor[n].to(self.device, named[n].dtype) for n, p in named.items() if p.requires_grad]
         optim = torch.optim.Adam(params, lr=cfg.lr)
         generator = self._make_generator(indices[0])
         self.group = list(indices)  # global indices of the images being adapted now
@@ -308,7 +331,7 @@ class Adapter(ABC, Generic[C]):
                     )
                 optim.zero_grad(set_to_none=True)
                 loss.backward()
-                add_proximal_gradient_(params, anchor, cfg.proximal_weight)
+                add_proximal_gradient_(params, anchors, cfg.proximal_weight)
                 optim.step()
                 if teacher is not None:
                     ema_update_(teacher, student, cfg.ema_decay)  # type: ignore[arg-type]

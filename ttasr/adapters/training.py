@@ -27,7 +27,7 @@ def ema_update_(ema: nn.Module, model: nn.Module, decay: float) -> None:
     Floating-point buffers (e.g. BatchNorm statistics) follow the same rule; integer
     buffers are copied.
     """
-    ema_p = [p for p in ema.parameters()]
+    ema_p: list[torch.Tensor] = list(ema.parameters())
     cur_p = [p.detach() for p in model.parameters()]
     if ema_p:
         torch._foreach_lerp_(ema_p, cur_p, 1.0 - decay)

