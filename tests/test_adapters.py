@@ -174,3 +174,14 @@ def test_plain_module_adapts_too(photo):
     start = copy.deepcopy(net.state_dict())
     adapter = InternalLearning(net, max_steps=3, lr=1e-3, **FAST).fit(photo)
     assert not torch.equal(adapter.adapted_model().module.state_dict()["0.weight"], start["0.weight"])
+
+
+def test_enhance_returns_the_type_given_to_fit(tiny_compact, photo):
+    import numpy as np
+
+    single = InternalLearning(tiny_compact, max_steps=1, **FAST).fit(photo).enhance()
+    assert isinstance(single, torch.Tensor) and single.shape == (1, 3, 192, 192)
+    arr = (photo[0].permute(1, 2, 0).numpy() * 255).astype(np.uint8)
+    pair = InternalLearning(tiny_compact, max_steps=1, mode="single", **FAST).fit([arr, arr]).enhance()
+    assert isinstance(pair, list) and len(pair) == 2
+    assert pair[0].dtype == np.uint8 and pair[0].shape == (192, 192, 3)

@@ -93,6 +93,7 @@ class Adapter(ABC, Generic[C]):
         self.config: C = config_with(base, **overrides) if overrides else base  # type: ignore[assignment]
         self.device = torch.device(self.config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.results: list[FitResult] = []
+        self._batch: Any = None
         self._images: list[Any] = []
         self._tensors: list[torch.Tensor] = []
         self._base_hash: str | None = None
@@ -145,6 +146,7 @@ class Adapter(ABC, Generic[C]):
         tensors = [r.rgb for r in records]
         for r, t in zip(records, tensors):
             self._check_image(t, getattr(r, "name", "image"))
+        self._batch = records
         self._images, self._tensors = list(records), tensors
         self._base_hash = self.model.weights_hash()
         self.results = []
@@ -180,9 +182,8 @@ class Adapter(ABC, Generic[C]):
             if self.config.mode == "single":
                 outs = [enhance(self.adapted_model(i), [self._images[i]], **enhance_options)[0]
                         for i in range(len(self.results))]
-            else:
-                outs = enhance(self.adapted_model(), list(self._images), **enhance_options)
-            return outs
+                return self._batch.assemble(outs)
+            return enhance(self.adapted_model(), self._batch, **enhance_options)
         if self.config.mode == "single" and len(self.results) != 1:
             raise InputError(
                 "single-image mode adapts each image on its own: call fit(new_images).enhance(), "

@@ -228,6 +228,23 @@ class _Captured(Exception):
     """Raised inside a hook to stop the forward pass once the features are in hand."""
 
 
+def _run_until_captured(module: nn.Module, x: torch.Tensor, handles: list[Any]) -> None:
+    """Run ``module`` in eval mode without gradients until a hook raises :class:`_Captured`,
+    then remove the hooks and restore every submodule's own train/eval flag."""
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        with torch.no_grad():
+            module(x)
+    except _Captured:
+        pass
+    finally:
+        for h in handles:
+            h.remove()
+        for m, training in modes:
+            m.training = training
+
+
 def _valid_feature_size(feat_hw: tuple[int, int], padded_hw: tuple[int, int], image_hw: tuple[int, int]) -> tuple[int, int]:
     """Rows/cols of a feature map that cover the unpadded image (padding is bottom/right)."""
     stride = max(1, round(padded_hw[0] / feat_hw[0]))
@@ -273,17 +290,7 @@ def transformer_attention_map(
         captured["tokens"], captured["size"] = tokens, (int(size[0]), int(size[1]))
         raise _Captured
 
-    handle = spec.block.register_forward_pre_hook(hook, with_kwargs=True)
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            module(x)
-    except _Captured:
-        pass
-    finally:
-        handle.remove()
-        module.train(was_training)
+    _run_until_captured(module, x, [spec.block.register_forward_pre_hook(hook, with_kwargs=True)])
     if "tokens" not in captured:
         raise ModelError(f"the attention block {spec.path} was not run by {type(module).__name__}.forward")
 
@@ -389,17 +396,7 @@ def capture_trunk_features(model: Any, image: torch.Tensor, layer: str | nn.Modu
 
         for m in module.modules():
             handles.append(m.register_forward_hook(watch))
-    was_training = module.training
-    module.eval()
-    try:
-        with torch.no_grad():
-            module(x)
-    except _Captured:
-        pass
-    finally:
-        for h in handles:
-            h.remove()
-        module.train(was_training)
+    _run_until_captured(module, x, handles)
     if state["last"] is None:
         raise ModelError(
             f"found no feature map in {type(module).__name__}: pass layer= naming a module "

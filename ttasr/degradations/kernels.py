@@ -91,8 +91,11 @@ def kernel_size_for(sigma: float, shift: float = 0.0, minimum: int = 3) -> int:
     return max(minimum, 2 * math.ceil(3.0 * sigma + abs(shift)) + 1)
 
 
-def blur(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
-    """Convolve each channel of a BCHW ``image`` with a 2-D ``kernel`` (reflect padding)."""
+def blur(image: torch.Tensor, kernel: torch.Tensor, stride: int = 1) -> torch.Tensor:
+    """Convolve each channel of a BCHW ``image`` with a 2-D ``kernel`` (reflect padding).
+
+    With ``stride`` > 1 only every ``stride``-th output pixel (from 0) is computed.
+    """
     if image.ndim != 4:
         raise ValueError(f"expected a BCHW tensor, got shape {tuple(image.shape)}")
     kh, kw = kernel.shape[-2:]
@@ -102,7 +105,7 @@ def blur(image: torch.Tensor, kernel: torch.Tensor) -> torch.Tensor:
     x = F.pad(image, pad, mode=mode)
     # conv2d is correlation; flip so that this is a true convolution for asymmetric kernels
     w = kernel.flip(-1, -2).to(image).expand(c, 1, kh, kw)
-    return F.conv2d(x, w, groups=c)
+    return F.conv2d(x, w, groups=c, stride=stride)
 
 
 def subsample(image: torch.Tensor, scale: int) -> torch.Tensor:
@@ -116,13 +119,7 @@ def degrade_with_kernel(image: torch.Tensor, kernel: torch.Tensor, scale: int) -
     Equal to ``subsample(blur(image, kernel), scale)``, computed only at the kept pixels
     (a strided convolution: ``scale²`` times less work).
     """
-    kh, kw = kernel.shape[-2:]
-    c = image.shape[1]
-    pad = (kw // 2, kw - 1 - kw // 2, kh // 2, kh - 1 - kh // 2)
-    mode = "reflect" if min(image.shape[-2:]) > max(kh, kw) // 2 else "replicate"
-    x = F.pad(image, pad, mode=mode)
-    w = kernel.flip(-1, -2).to(image).expand(c, 1, kh, kw)
-    return F.conv2d(x, w, groups=c, stride=scale)
+    return blur(image, kernel, stride=scale)
 
 
 def gaussian_blur(x: torch.Tensor, sigma: float, size: int | None = None) -> torch.Tensor:

@@ -16,6 +16,9 @@ step 1; pass ``False`` to measure unrounded model output.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import ClassVar
+
 import torch
 import torch.nn.functional as F
 
@@ -135,38 +138,35 @@ def ssim_y(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0, *, quantize
     return float(ssim_y_batch(sr, hr, crop_border, quantize=quantize).mean())
 
 
-class PSNRY:
-    """PSNR on Y with a fixed ``crop_border`` (usually the scale). Higher is better."""
+class _YMetric:
+    """A full-reference metric on Y with a fixed ``crop_border`` (usually the scale)."""
+
+    name: ClassVar[str]
+    higher_is_better: ClassVar[bool] = True
+    needs_reference: ClassVar[bool] = True
+    _batch: ClassVar[Callable[..., torch.Tensor]]
+
+    def __init__(self, crop_border: int = 0, *, quantize: bool = True) -> None:
+        self.crop_border = crop_border
+        self.quantize = quantize
+
+    def per_image(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+        return type(self)._batch(sr, hr, self.crop_border, quantize=self.quantize)
+
+    def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> float:
+        return float(self.per_image(sr, hr).mean())
+
+
+class PSNRY(_YMetric):
+    """PSNR on Y (dB). Higher is better."""
 
     name = "psnr_y"
-    higher_is_better = True
-    needs_reference = True
-
-    def __init__(self, crop_border: int = 0, *, quantize: bool = True) -> None:
-        self.crop_border = crop_border
-        self.quantize = quantize
-
-    def per_image(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        return psnr_y_batch(sr, hr, self.crop_border, quantize=self.quantize)
-
-    def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> float:
-        return float(self.per_image(sr, hr).mean())
+    _batch = staticmethod(psnr_y_batch)
 
 
-class SSIMY:
-    """SSIM on Y with a fixed ``crop_border`` (usually the scale). Higher is better."""
+class SSIMY(_YMetric):
+    """SSIM on Y. Higher is better."""
 
     name = "ssim_y"
-    higher_is_better = True
-    needs_reference = True
-
-    def __init__(self, crop_border: int = 0, *, quantize: bool = True) -> None:
-        self.crop_border = crop_border
-        self.quantize = quantize
-
-    def per_image(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        return ssim_y_batch(sr, hr, self.crop_border, quantize=self.quantize)
-
-    def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> float:
-        return float(self.per_image(sr, hr).mean())
+    _batch = staticmethod(ssim_y_batch)
 
