@@ -181,3 +181,15 @@ def test_dual_update_and_targets_are_the_scaled_admm_forms():
     assert set(u) == {"w"} and float(u["w"]) == 2.0
     assert float(dual_update(u, theta, theta_e)["w"]) == 4.0
     assert float(proximal_target(theta, u, -1.0)["w"]) == 1.0 and float(proximal_target(theta_e, u, 1.0)["w"]) == 3.0
+
+
+def test_final_weights_are_kept_beside_the_selected_ones(tiny_compact, photo):
+    adapter = _Scripted(tiny_compact, **dict(FAST, max_steps=10, eval_every=5, stop_metric="niqe",
+                                            lr=1e-3, ema_decay=None, attention="none"))
+    adapter._check_niqe = lambda images: None  # type: ignore[method-assign]
+    adapter.script = [1.0, 2.0, 3.0]
+    adapter.fit(photo)
+    base = tiny_compact.model.state_dict()
+    best, final = adapter.adapted_model().module.state_dict(), adapter.adapted_model(final=True).module.state_dict()
+    assert all(torch.equal(best[k], base[k]) for k in base)
+    assert any(not torch.equal(final[k], base[k]) for k in base)

@@ -125,23 +125,31 @@ def run_demo(
              f"adaptation: {adapter.state['results'][0]['steps']} steps (best at "
              f"{adapter.state['results'][0]['best_step']}), {seconds:.0f} s on {adapter.device}; settings "
              + ", ".join(f"{k}={v}" for k, v in overrides.items()), "",
-             "| photo | bicubic PSNR-Y / SSIM | unadapted PSNR-Y / SSIM | adapted PSNR-Y / SSIM | gain (dB) |",
-             "|---|---|---|---|---|"]
-    rows, totals = [], np.zeros(7)
+             "| photo | bicubic PSNR-Y / SSIM | unadapted PSNR-Y / SSIM | adapted PSNR-Y / SSIM | gain (dB) "
+             "| final weights PSNR-Y / SSIM |",
+             "|---|---|---|---|---|---|"]
+    final_model = adapter.adapted_model(final=True)
+    rows, totals = [], np.zeros(9)
     for (name, hr), lr in zip(photos, lows):
         bic = imresize(lr, float(s)).clamp(0, 1)
         before = sr_model(lr).clamp(0, 1)
         after = adapted(lr).clamp(0, 1)
+        last = final_model(lr).clamp(0, 1)
         m = [psnr_y(bic, hr, s), ssim_y(bic, hr, s), psnr_y(before, hr, s), ssim_y(before, hr, s),
-             psnr_y(after, hr, s), ssim_y(after, hr, s)]
+             psnr_y(after, hr, s), ssim_y(after, hr, s), psnr_y(last, hr, s), ssim_y(last, hr, s)]
         gain = m[4] - m[2]
         totals += np.array([*m, gain])
-        lines.append(f"| {name} | {m[0]:.2f} / {m[1]:.4f} | {m[2]:.2f} / {m[3]:.4f} | {m[4]:.2f} / {m[5]:.4f} | {gain:+.2f} |")
+        lines.append(f"| {name} | {m[0]:.2f} / {m[1]:.4f} | {m[2]:.2f} / {m[3]:.4f} | {m[4]:.2f} / {m[5]:.4f} "
+                     f"| {gain:+.2f} | {m[6]:.2f} / {m[7]:.4f} |")
         for tag, img in (("lr", lr), ("bicubic", bic), ("unadapted", before), ("adapted", after), ("hr", hr)):
             save_image(_to_uint8(img), out / f"{name}_{tag}.png")
         rows.append([("LR (nearest)", lr), ("bicubic", bic), ("unadapted", before), (method, after), ("ground truth", hr)])
     t = totals / len(photos)
-    lines.append(f"| **mean** | {t[0]:.2f} / {t[1]:.4f} | {t[2]:.2f} / {t[3]:.4f} | {t[4]:.2f} / {t[5]:.4f} | {t[6]:+.2f} |")
+    lines.append(f"| **mean** | {t[0]:.2f} / {t[1]:.4f} | {t[2]:.2f} / {t[3]:.4f} | {t[4]:.2f} / {t[5]:.4f} "
+                 f"| {t[8]:+.2f} | {t[6]:.2f} / {t[7]:.4f} |")
+    lines += ["", "'adapted' is the method's result (AdaSSR keeps the weights with the best NIQE, the "
+              "unadapted ones included: best at step 0 means NIQE preferred the pretrained model); "
+              "'final weights' are those of the last step, without that selection."]
     _side_by_side(rows, out / "comparison.png")
     adapter.save(out / "adapted.safetensors")
     table = "\n".join(lines) + "\n"

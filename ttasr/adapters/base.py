@@ -65,6 +65,8 @@ class FitResult:
     seconds: float
     history: list[dict[str, float]] = field(default_factory=list)
     image_indices: list[int] = field(default_factory=list)
+    final_weights: dict[str, torch.Tensor] | None = None
+    """The weights at the last step, when the selected ``weights`` are from another step."""
 
 
 class Callback:
@@ -161,12 +163,16 @@ class Adapter(ABC, Generic[C]):
                 break
         return self
 
-    def adapted_model(self, index: int = 0) -> SRModel:
-        """The adapted network as an :class:`SRModel` (``index``: image, in single-image mode)."""
+    def adapted_model(self, index: int = 0, *, final: bool = False) -> SRModel:
+        """The adapted network as an :class:`SRModel` (``index``: image, in single-image mode).
+
+        ``final=True`` gives the weights of the last step instead of the selected best.
+        """
         if not self.results:
             raise InputError(f"{type(self).__name__} is not fitted yet: call fit(images) first")
         result = self.results[self._result_for(index)]
-        return self.model.with_weights(result.weights, method=self.name)
+        weights = result.final_weights if final and result.final_weights is not None else result.weights
+        return self.model.with_weights(weights, method=self.name)
 
     def enhance(self, images: Any = None, **enhance_options: Any) -> Any:
         """Super-resolve ``images`` with the adapted weights (the fitted images by default).
@@ -373,8 +379,10 @@ class Adapter(ABC, Generic[C]):
                 best, best_step = snapshot(result_model()), step
         finally:
             bar.close()
+        final = snapshot(result_model()) if best_step != step else None
         return FitResult(
             weights=best, steps=step, best_step=best_step, best_score=best_score,
             stopped_early=stopped_early, interrupted=interrupted,
             seconds=time.perf_counter() - t0, history=history, image_indices=list(indices),
+            final_weights=final,
         )
