@@ -76,7 +76,7 @@ def time_bare_step(model: ttasr.SRModel, batch: int, patch: int, steps: int, dev
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="span-x4")
-    ap.add_argument("--steps", type=int, default=20)
+    ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     ap.add_argument("--skip-enhance", action="store_true", help="only part (a)")
     ap.add_argument("--no-bare", action="store_true", help="(c) without the bare whole-image call (~9 GiB)")
