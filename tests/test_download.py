@@ -78,3 +78,14 @@ def test_offline_env_skips_the_url(server, monkeypatch):
     monkeypatch.setenv("TTASR_OFFLINE", "1")
     with pytest.raises(CheckpointError, match="not available"):
         registry.resolve_checkpoint("test-model", progress=False)
+
+
+def test_a_file_placed_in_the_cache_resolves_a_name_without_url(monkeypatch):
+    spec = registry.CheckpointSpec("local-only", "HAT", 4, "test", "Apache-2.0")
+    monkeypatch.setitem(registry.CHECKPOINTS, "local-only", spec)
+    with pytest.raises(CheckpointError, match="local-only.safetensors"):
+        registry.resolve_checkpoint("local-only")
+    placed = cache_dir("checkpoints") / "local-only.safetensors"
+    placed.write_bytes(b"x")
+    assert registry.checkpoint_status("local-only") == "cache"
+    assert registry.resolve_checkpoint("local-only") == placed

@@ -236,7 +236,7 @@ class Adapter(ABC, Generic[C]):
         return index
 
     def _check_image(self, t: torch.Tensor, name: str) -> None:
-        s, p = self.model.scale, self.config.patch_size
+        s = self.model.scale
         h, w = t.shape[-2:]
         need = s * 8
         if min(h, w) < need:

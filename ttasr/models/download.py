@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-import shutil
 import tempfile
 import urllib.error
 import urllib.request
@@ -84,11 +83,3 @@ def download(
     finally:
         if tmp.exists():
             tmp.unlink()
-
-
-def copy_into_cache(src: Path, dest: Path) -> Path:
-    """Copy a file into the cache atomically."""
-    tmp = atomic_write_path(dest)
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dest)
-    return dest

@@ -139,8 +139,8 @@ def _spec(name: str) -> CheckpointSpec:
 
 def _cached(spec: CheckpointSpec) -> Path | None:
     d = cache_dir("checkpoints")
-    upstream = d / spec.filename
-    if spec.url and upstream.exists():
+    upstream = d / spec.filename  # downloaded, or put there by the user
+    if upstream.exists():
         if spec.sha256 is None or sha256_of(upstream) == spec.sha256:
             return upstream
         log.warning("cached %s does not match its sha256; ignoring it", upstream)
