@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import ttasr  # noqa: E402
-from ttasr.adapters import Callback, InternalLearning  # noqa: E402
+from ttasr import Callback, InternalLearning  # noqa: E402
 from ttasr.models import forward  # noqa: E402
 
 

@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import ttasr
-from ttasr.adapters import Callback, InternalLearning, create_adapter, list_adapters
+from ttasr import Callback, InternalLearning, create_adapter, list_adapters
 from ttasr.adapters.training import add_proximal_gradient_, ema_update_, proximal_term, weighted_l1
 from ttasr.errors import InputError
 

@@ -7,7 +7,7 @@ import spandrel
 import torch
 
 import ttasr
-from ttasr.adassr import AdaSSR, AdaSSRConfig, niqe_plateau
+from ttasr.methods.adassr import AdaSSR, AdaSSRConfig, niqe_plateau
 from ttasr.errors import InputError, TTASRError
 
 FAST = dict(batch_size=2, patch_size=12, progress=False, stop_metric="none", max_steps=3)
@@ -145,7 +145,7 @@ def test_single_image_mode_resets_between_images(tiny_compact, photo):
 def test_admm_rounds_alternate_external_and_internal_learning(tiny_compact, photo, tmp_path, monkeypatch):
     from PIL import Image
 
-    from ttasr.adassr import admm
+    from ttasr.methods.adassr import admm
 
     hr_dir = tmp_path / "hr"
     hr_dir.mkdir()
@@ -174,7 +174,7 @@ def test_admm_rounds_alternate_external_and_internal_learning(tiny_compact, phot
 
 
 def test_dual_update_and_targets_are_the_scaled_admm_forms():
-    from ttasr.adassr.admm import dual_update, proximal_target
+    from ttasr.methods.adassr.admm import dual_update, proximal_target
 
     theta, theta_e = {"w": torch.tensor([3.0]), "n": torch.tensor([1])}, {"w": torch.tensor([1.0]), "n": torch.tensor([1])}
     u = dual_update(None, theta, theta_e)

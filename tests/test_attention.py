@@ -10,7 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ttasr.adassr.attention import (
+from ttasr.methods.adassr.attention import (
     AttentionCache,
     attention_weights,
     capture_trunk_features,

@@ -13,16 +13,13 @@ import logging
 
 from ._version import __version__
 from .errors import CheckpointError, InputError, MissingDependencyError, ModelError, TTASRError
-from .adapters import Adapter, AdapterConfig, Callback, InternalLearning, InternalLearningConfig
-from .adapters import create_adapter, list_adapters, register_adapter
-from .adassr import AdaSSR, AdaSSRConfig
+from .adapters import Adapter, AdapterConfig, Callback
+from .methods.adassr import AdaSSR, AdaSSRConfig
+from .methods.internal import InternalLearning, InternalLearningConfig
+from .methods.registry import create_adapter, list_adapters
 from .inference import enhance
 from .io import load_images, save_image
 from .models import SRModel, list_checkpoints, load_model
-
-# The adapter registry, explicit: one line per method (names, then aliases).
-register_adapter(InternalLearning, "zssr", "internal-learning")
-register_adapter(AdaSSR, "ada-ssr")
 
 logging.getLogger(__name__).addHandler(logging.NullHandler())
 

@@ -136,10 +136,10 @@ def _add_tiling(p: argparse.ArgumentParser) -> None:
 
 def _config_fields() -> dict[str, tuple[Any, str]]:
     """Union of simple-typed config fields of every registered adapter: name -> (type, help)."""
-    from .adapters import ADAPTERS
+    from .methods.registry import METHODS
 
     fields: dict[str, tuple[Any, str]] = {}
-    for cls in ADAPTERS.values():
+    for cls in METHODS:
         cfg = cls.config_class
         hints = typing.get_type_hints(cfg)
         for f in dataclasses.fields(cfg):
@@ -248,7 +248,7 @@ def _cmd_enhance(args: argparse.Namespace) -> int:
 
 
 def _cmd_adapt(args: argparse.Namespace) -> int:
-    from .adapters import create_adapter, list_adapters
+    from .methods.registry import create_adapter, list_adapters
 
     if args.list_methods:
         print("\n".join(list_adapters()))

@@ -95,7 +95,7 @@ def run_demo(
 ) -> str:
     """Run the demo and return its results table (Markdown)."""
     from . import load_model
-    from .adapters import ADAPTERS, create_adapter
+    from .methods.registry import METHODS, create_adapter
     from .degradations.camera import degrade
     from .degradations.kernels import imresize
     from .io import save_image
@@ -110,7 +110,7 @@ def run_demo(
     for i, (name, hr) in enumerate(photos):
         lows.append(degrade(hr, s, preset, seed=seed + i).lr)
         highs.append(hr)
-    method = method or ("adassr" if "adassr" in ADAPTERS else "internal")
+    method = method or ("adassr" if "adassr" in METHODS else "internal")
     overrides: dict[str, object] = {"seed": seed, "max_steps": steps or DEMO_STEPS,
                                     **DEMO_OVERRIDES.get(method, {})}
     adapter = create_adapter(method, sr_model, **overrides)

@@ -1,12 +1,7 @@
-"""Test-time adaptation methods and their shared machinery."""
+"""The adaptation engine every method shares: base class, loop, stopping, config, registry."""
 
 from .base import Adapter, Batch, Callback, FitResult
 from .config import AdapterConfig
-from .internal import InternalLearning, InternalLearningConfig
-from .registry import ADAPTERS, create_adapter, list_adapters, register_adapter
+from .registry import AdapterRegistry
 
-__all__ = [
-    "Adapter", "AdapterConfig", "Batch", "Callback", "FitResult",
-    "InternalLearning", "InternalLearningConfig",
-    "ADAPTERS", "create_adapter", "list_adapters", "register_adapter",
-]
+__all__ = ["Adapter", "AdapterConfig", "AdapterRegistry", "Batch", "Callback", "FitResult"]

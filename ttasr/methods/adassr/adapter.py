@@ -19,11 +19,11 @@ from typing import Any, Literal
 import torch
 from torch import nn
 
-from ..adapters.internal import InternalLearning, InternalLearningConfig
-from ..adapters.training import snapshot
-from ..errors import InputError
-from ..models import SRModel, load_model
-from ..pairs import AugmentConfig, BicubicKernel, ConsistencyKernelEstimator, GivenKernel, KernelEstimate
+from ..internal import InternalLearning, InternalLearningConfig
+from ...adapters.training import snapshot
+from ...errors import InputError
+from ...models import SRModel, load_model
+from ...pairs import AugmentConfig, BicubicKernel, ConsistencyKernelEstimator, GivenKernel, KernelEstimate
 from .attention import AttentionCache, attention_weights, feature_attention_map, locate_attention, save_heatmap
 from .attention import transformer_attention_map
 from .early_stopping import niqe_plateau
@@ -183,7 +183,7 @@ class AdaSSR(InternalLearning):
         c = self.config
         if c.admm_rounds <= 1 or result.interrupted:
             return result
-        from ..io import load_images
+        from ...io import load_images
         from .admm import dual_update, external_learning, proximal_target
 
         hr = [r.rgb for r in load_images(c.external_images)]
@@ -215,7 +215,7 @@ class AdaSSR(InternalLearning):
 
     def _check_niqe(self, images: Sequence[torch.Tensor]) -> None:
         """Fail before training, not after 100 steps, when NIQE cannot run."""
-        from ..metrics import NIQE
+        from ...metrics import NIQE
 
         small = [tuple(y.shape[-2:]) for y in images if min(y.shape[-2:]) * self.model.scale < 384]
         if small:
@@ -229,7 +229,7 @@ class AdaSSR(InternalLearning):
     def evaluate(self, model: nn.Module, images: Sequence[torch.Tensor]) -> float | None:
         if self.config.stop_metric == "none":
             return None
-        from ..inference import enhance_tensor
+        from ...inference import enhance_tensor
 
         current = self.model.with_weights(model)
         scores = []

@@ -19,10 +19,10 @@ from collections.abc import Sequence
 import torch
 from tqdm.auto import tqdm
 
-from ..adapters.training import add_proximal_gradient_, ema_update_, snapshot, weighted_l1
-from ..degradations.realesrgan import degrade_realesrgan
-from ..models import SRModel
-from ..models.model import forward
+from ...adapters.training import add_proximal_gradient_, ema_update_, snapshot, weighted_l1
+from ...degradations.realesrgan import degrade_realesrgan
+from ...models import SRModel
+from ...models.model import forward
 
 __all__ = ["external_learning", "dual_update", "proximal_target"]
 

@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import InputError, ModelError
+from ...errors import InputError, ModelError
 
 __all__ = [
     "AttentionBlock",
@@ -545,7 +545,7 @@ class AttentionCache:
         self.max_items = max_items
         self._items: OrderedDict[str, torch.Tensor] = OrderedDict()
         if directory is True:
-            from ..models.download import cache_dir
+            from ...models.download import cache_dir
 
             self.directory: Path | None = cache_dir("attention")
         elif directory:
@@ -598,7 +598,7 @@ class AttentionCache:
         for k in keys:
             self._store(k, value.cpu())
             if self.directory is not None:
-                from ..models.download import atomic_write_path
+                from ...models.download import atomic_write_path
 
                 file = self.directory / f"{k}.pt"
                 tmp = atomic_write_path(file)

@@ -16,9 +16,9 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..pairs import AugmentConfig, BicubicKernel, GivenKernel, KernelEstimate, sample_pair
-from .base import Adapter, Batch
-from .config import AdapterConfig
+from ...pairs import AugmentConfig, BicubicKernel, GivenKernel, KernelEstimate, sample_pair
+from ...adapters.base import Adapter, Batch
+from ...adapters.config import AdapterConfig
 
 __all__ = ["InternalLearning", "InternalLearningConfig"]
 

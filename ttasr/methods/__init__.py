@@ -1,0 +1,1 @@
+"""The adaptation methods, one folder each; :mod:`.registry` lists them."""
