@@ -10,7 +10,8 @@ from typing import Any
 
 import torch
 
-from ..models.download import atomic_write_path, cache_dir
+from .._fs import cache_dir
+from ..models.download import atomic_write_path
 
 __all__ = ["run_id", "state_path", "save_state", "load_state"]
 
