@@ -7,7 +7,9 @@ Shared by :class:`ttasr.InternalLearning` (bicubic or a given kernel, flips only
 from __future__ import annotations
 
 from .augment import AugmentConfig, PairSample, sample_batch, sample_pair
+from .sampling import PairSampler, stack_crops
 from .estimation import (
+    load_kernel,
     BicubicKernel,
     ConsistencyKernelEstimator,
     GivenKernel,
@@ -24,6 +26,9 @@ __all__ = [
     "KernelEstimate",
     "KernelEstimator",
     "PairSample",
+    "PairSampler",
+    "stack_crops",
+    "load_kernel",
     "make_lr_pair",
     "sample_batch",
     "sample_pair",

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from ..degradations.kernels import imresize, unsharp_mask
 from ..errors import InputError
+from .._config import PlainConfig, option
 from ..degradations.noise import add_gaussian_noise, add_poisson_noise
 from .estimation import KernelEstimate, make_lr_pair
 
@@ -50,54 +51,73 @@ __all__ = [
 
 
 @dataclass(frozen=True)
-class AugmentConfig:
+class AugmentConfig(PlainConfig):
     """Switches and ranges of the pair augmentations. Defaults: paper where it says, else ours."""
 
-    dihedral: bool = True
-    """Random rotation by 0/90/180/270 degrees and horizontal flip, each of the 8 equally
-    likely (paper Sec. IV-A-1: "rotation, flip")."""
-    affine_p: float = 1.0
-    """Probability of the random scale. The paper gives none; like a random-affine transform
-    it is applied to every sample, with the scale range below."""
-    affine_scale: tuple[float, float] = (0.5, 1.0)
-    """Scale factor range, uniform (paper Sec. IV-A-1: U[0.5, 1.0])."""
-    photometric_p: float = 0.5
-    """Probability of applying RandAugment-style photometric ops (paper: "RandAugment",
-    no probability given: ours)."""
-    photometric_ops: int = 2
-    """How many distinct ops RandAugment draws per sample (RandAugment's N; ours: 2)."""
-    photometric_magnitude: float = 0.1
-    """Largest relative change of each op, e.g. brightness factor in [0.9, 1.1] (ours: small,
-    so the pair's colours stay those of the test image)."""
-    usm_p: float = 0.3
-    """Probability of unsharp masking the target (paper: "by chance", no value: ours)."""
-    usm_amount: float = 0.5
-    """USM weight of the detail layer (Real-ESRGAN's 0.5)."""
-    usm_sigma: float = 2.0
-    """Gaussian sigma of the USM blur, target pixels (ours)."""
-    usm_threshold: float = 10 / 255
-    """Details weaker than this are not sharpened (Real-ESRGAN's 10/255), soft mask."""
-    gaussian_noise_p: float = 0.24
-    """Probability of Gaussian noise on the input (paper: 0.24)."""
-    poisson_noise_p: float = 0.16
-    """Probability of Poisson noise on the input (paper: 0.16). The two are exclusive: one
-    draw picks Gaussian (p 0.24), Poisson (next 0.16) or none (0.6), i.e. noise with p 0.4
-    split 60/40, as the paper's numbers suggest."""
-    gaussian_sigma: tuple[float, float] = (1 / 255, 10 / 255)
-    """Gaussian noise sigma range (ours; a third of Real-ESRGAN's [1, 30]/255, since ``y``
-    already carries its own noise)."""
-    poisson_scale: tuple[float, float] = (0.05, 1.0)
-    """Poisson noise scale range (ours; Real-ESRGAN uses [0.05, 3])."""
-    gray_noise_p: float = 0.4
-    """Probability that noise is the same on all channels (Real-ESRGAN's 0.4)."""
+    dihedral: bool = option(
+        True,
+        'Random rotation by 0/90/180/270 degrees and horizontal flip, each of the 8 equally likely (paper Sec. IV-A-1: "rotation, flip").',
+    )
+    affine_p: float = option(
+        1.0,
+        "Probability of the random scale. The paper gives none; like a random-affine transform it is applied to every sample, with the scale range below.",
+        low=0,
+        high=1,
+    )
+    affine_scale: tuple[float, float] = option(
+        (0.5, 1.0), "Scale factor range, uniform (paper Sec. IV-A-1: U[0.5, 1.0])."
+    )
+    photometric_p: float = option(
+        0.5,
+        'Probability of applying RandAugment-style photometric ops (paper: "RandAugment", no probability given: ours).',
+        low=0,
+        high=1,
+    )
+    photometric_ops: int = option(
+        2, "How many distinct ops RandAugment draws per sample (RandAugment's N; ours: 2).", low=0, high=5
+    )
+    photometric_magnitude: float = option(
+        0.1,
+        "Largest relative change of each op, e.g. brightness factor in [0.9, 1.1] (ours: small, so the pair's colours stay those of the test image).",
+        low=0,
+    )
+    usm_p: float = option(
+        0.3, 'Probability of unsharp masking the target (paper: "by chance", no value: ours).', low=0, high=1
+    )
+    usm_amount: float = option(0.5, "USM weight of the detail layer (Real-ESRGAN's 0.5).", low=0)
+    usm_sigma: float = option(
+        2.0, "Gaussian sigma of the USM blur, target pixels (ours).", low=0, low_open=True
+    )
+    usm_threshold: float = option(
+        10 / 255, "Details weaker than this are not sharpened (Real-ESRGAN's 10/255), soft mask.", low=0
+    )
+    gaussian_noise_p: float = option(
+        0.24, "Probability of Gaussian noise on the input (paper: 0.24).", low=0, high=1
+    )
+    poisson_noise_p: float = option(
+        0.16,
+        "Probability of Poisson noise on the input (paper: 0.16). The two are exclusive: one draw picks Gaussian (p 0.24), Poisson (next 0.16) or none (0.6), i.e. noise with p 0.4 split 60/40, as the paper's numbers suggest.",
+        low=0,
+        high=1,
+    )
+    gaussian_sigma: tuple[float, float] = option(
+        (1 / 255, 10 / 255),
+        "Gaussian noise sigma range (ours; a third of Real-ESRGAN's [1, 30]/255, since ``y`` already carries its own noise).",
+        low=0,
+    )
+    poisson_scale: tuple[float, float] = option(
+        (0.05, 1.0), "Poisson noise scale range (ours; Real-ESRGAN uses [0.05, 3]).", low=0
+    )
+    gray_noise_p: float = option(
+        0.4, "Probability that noise is the same on all channels (Real-ESRGAN's 0.4).", low=0, high=1
+    )
 
     def __post_init__(self) -> None:
-        for name in ("affine_p", "photometric_p", "usm_p", "gaussian_noise_p", "poisson_noise_p", "gray_noise_p"):
-            v = getattr(self, name)
-            if not 0.0 <= v <= 1.0:
-                raise InputError(f"AugmentConfig.{name} must be a probability in [0, 1], got {v}")
+        super().__post_init__()
         if self.gaussian_noise_p + self.poisson_noise_p > 1.0:
-            raise InputError("gaussian_noise_p + poisson_noise_p must not exceed 1 (the noises are exclusive)")
+            raise InputError(
+                "gaussian_noise_p + poisson_noise_p must not exceed 1 (the noises are exclusive)"
+            )
         lo, hi = self.affine_scale
         if not 0 < lo <= hi:
             raise InputError(f"affine_scale must satisfy 0 < lo <= hi, got {self.affine_scale}")
@@ -106,7 +126,12 @@ class AugmentConfig:
     def none(cls) -> AugmentConfig:
         """Plain random crops: every augmentation off."""
         return cls(
-            dihedral=False, affine_p=0.0, photometric_p=0.0, usm_p=0.0, gaussian_noise_p=0.0, poisson_noise_p=0.0
+            dihedral=False,
+            affine_p=0.0,
+            photometric_p=0.0,
+            usm_p=0.0,
+            gaussian_noise_p=0.0,
+            poisson_noise_p=0.0,
         )
 
 
@@ -156,7 +181,9 @@ def adjust_gamma(x: torch.Tensor, gamma: float) -> torch.Tensor:
 def adjust_hue(x: torch.Tensor, angle: float) -> torch.Tensor:
     """Rotate the chroma plane of YIQ by ``angle`` radians (a linear hue shift)."""
     rgb2yiq = torch.tensor(
-        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=x.dtype, device=x.device
+        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
+        dtype=x.dtype,
+        device=x.device,
     )
     c, s = math.cos(angle), math.sin(angle)
     rot = torch.tensor([[1, 0, 0], [0, c, -s], [0, s, c]], dtype=x.dtype, device=x.device)
@@ -211,7 +238,9 @@ def sample_pair(
     if weights is None:
         weights = torch.ones_like(source[:, :1])
     if weights.shape[-2:] != source.shape[-2:] or weights.ndim != 4:
-        raise InputError(f"weights {tuple(weights.shape)} must be 1x1xHxW like the source {tuple(source.shape)}")
+        raise InputError(
+            f"weights {tuple(weights.shape)} must be 1x1xHxW like the source {tuple(source.shape)}"
+        )
     t = patch_size * scale
     m = _margin(estimate, scale)
     region = t + 2 * m
@@ -242,7 +271,9 @@ def sample_pair(
     wpatch = wts[..., top : top + win, left : left + win]
     if win != region:
         patch = resample(patch, (region, region)).clamp(0, 1)
-        wpatch = F.interpolate(wpatch, size=(region, region), mode="bilinear", align_corners=False, antialias=True)
+        wpatch = F.interpolate(
+            wpatch, size=(region, region), mode="bilinear", align_corners=False, antialias=True
+        )
 
     # 2. rotation / flip
     k = _randint(generator, 8) if config.dihedral else 0
@@ -314,7 +345,10 @@ def sample_batch(
     weights Bx1x(ps)x(ps))``; see :func:`sample_pair`. Deterministic for a seeded generator."""
     if batch_size < 1:
         raise InputError(f"batch_size must be at least 1, got {batch_size}")
-    samples = [sample_pair(source, weights, estimate, scale, patch_size, config, generator) for _ in range(batch_size)]
+    samples = [
+        sample_pair(source, weights, estimate, scale, patch_size, config, generator)
+        for _ in range(batch_size)
+    ]
     return (
         torch.cat([s.input for s in samples]),
         torch.cat([s.target for s in samples]),

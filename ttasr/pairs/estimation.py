@@ -24,12 +24,15 @@ the shift the pairs would teach the model a sub-pixel translation.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from pathlib import Path
 from dataclasses import dataclass, field
 from typing import Any, Literal, Protocol
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -147,6 +150,31 @@ class GivenKernel:
             raise InputError("GivenKernel's kernel must have a positive sum")
         k = k / total
         return KernelEstimate("kernel", k, {"estimator": "given"})
+
+
+def load_kernel(value: str | Path | Sequence[Sequence[float]] | torch.Tensor) -> torch.Tensor:
+    """A blur kernel from a config value: a file (``.npy``, ``.json`` nested list, or text:
+    ``.txt``/``.csv`` rows of numbers) or a nested list. Returns a 2-D float32 tensor."""
+    if isinstance(value, torch.Tensor):
+        return value.to(torch.float32)
+    if isinstance(value, (str, Path)):
+        path = Path(value).expanduser()
+        if not path.is_file():
+            raise InputError(f"kernel file {path} does not exist: give a .npy, .json or .txt/.csv file")
+        try:
+            if path.suffix.lower() == ".npy":
+                arr = np.load(path, allow_pickle=False)
+            elif path.suffix.lower() == ".json":
+                arr = np.asarray(json.loads(path.read_text()), dtype=np.float64)
+            else:
+                arr = np.loadtxt(path, delimiter="," if path.suffix.lower() == ".csv" else None, ndmin=2)
+        except (ValueError, OSError) as exc:
+            raise InputError(f"cannot read a kernel from {path}: {exc}") from exc
+        return torch.from_numpy(np.asarray(arr, dtype=np.float32))
+    try:
+        return torch.tensor([list(row) for row in value], dtype=torch.float32)
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"a kernel must be a file path or a 2-D list of numbers, got {value!r}") from exc
 
 
 # --------------------------------------------------------------------------- consistency estimator

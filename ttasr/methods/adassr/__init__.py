@@ -1,7 +1,7 @@
 """AdaSSR (Fan et al., IEEE TIP 2024): adaptive self-similarity mining, METHODS §1.
 
 :class:`AdaSSR` is the adapter. Its building blocks: attention maps and loss weights
-(:mod:`.attention`, eqs. 12-14), the NIQE stopping rule (:mod:`.early_stopping`); pairs,
+(:mod:`.attention`, eqs. 12-14), the NIQE stopping rule (:class:`ttasr.adapters.stopping.NIQEPlateau`); pairs,
 kernel estimation and augmentations live in :mod:`ttasr.pairs`.
 """
 
@@ -16,7 +16,7 @@ from .attention import (
     save_heatmap,
     transformer_attention_map,
 )
-from .early_stopping import niqe_plateau
+from ...adapters.stopping import niqe_plateau
 
 __all__ = [
     "AdaSSR",

@@ -12,14 +12,14 @@ pretraining itself). Each later round ``k`` solves
 
 from __future__ import annotations
 
-import copy
 import logging
 from collections.abc import Sequence
 
 import torch
-from tqdm.auto import tqdm
+from torch import nn
 
-from ...adapters.training import add_proximal_gradient_, ema_update_, snapshot, weighted_l1
+from ...adapters.loop import LoopResult, LoopSettings, TrainingLoop
+from ...adapters.training import weighted_l1
 from ...degradations.realesrgan import degrade_realesrgan
 from ...models import SRModel
 from ...models.model import forward
@@ -65,42 +65,30 @@ def external_learning(
     start: State,
     anchor: State,
     hr_images: Sequence[torch.Tensor],
+    settings: LoopSettings,
     *,
-    steps: int,
-    lr: float,
     batch_size: int,
     patch_size: int,
-    mu: float,
     lam: float,
-    ema_decay: float | None,
     seed: int,
     device: torch.device,
-    progress: bool = True,
-) -> State:
+) -> LoopResult:
     """Eq. (8): fit ``model`` (from ``start``) to synthetic pairs of ``hr_images``.
 
     LR inputs are Real-ESRGAN second-order degradations of random HR crops of
-    ``patch_size·scale`` pixels; the loss is ``λ·L1`` plus the proximal term to ``anchor``;
-    an EMA of the weights is the result, as in the paper's external iterations.
+    ``patch_size·scale`` pixels; the loss is ``λ·L1`` plus the proximal term to ``anchor``
+    (``settings.proximal_weight`` = μ); with ``settings.ema_decay`` the EMA of the weights
+    is the result (``.best``), as in the paper's external iterations.
     """
     s = model.scale
     net = model.trainable_copy().to(device)
     net.load_state_dict(start)
-    ema = copy.deepcopy(net) if ema_decay is not None else None
-    named = [(n, p) for n, p in net.named_parameters() if p.requires_grad]
-    params = [p for _, p in named]
-    anchors = [anchor[n].to(device, p.dtype) for n, p in named]
-    opt = torch.optim.Adam(params, lr=lr)
-    g = torch.Generator().manual_seed(seed)
-    for step in tqdm(range(steps), desc="external", disable=not progress, leave=False):
+
+    def loss_fn(network: nn.Module, g: torch.Generator) -> torch.Tensor:
         hr = _random_crops(hr_images, patch_size * s, batch_size, g)
-        pair = degrade_realesrgan(hr, s, seed=seed * 1_000_003 + step)
+        pair = degrade_realesrgan(hr, s, seed=seed * 1_000_003 + loop.step)
         lr_in = pair.lr[..., : hr.shape[-2] // s, : hr.shape[-1] // s]
-        loss = lam * weighted_l1(forward(net, lr_in.to(device)), pair.hr.to(device))
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        add_proximal_gradient_(params, anchors, mu)
-        opt.step()
-        if ema is not None:
-            ema_update_(ema, net, ema_decay)  # type: ignore[arg-type]
-    return snapshot(ema if ema is not None else net)
+        return lam * weighted_l1(forward(network, lr_in.to(device)), pair.hr.to(device))
+
+    loop = TrainingLoop(net, loss_fn, settings, generator=torch.Generator().manual_seed(seed), anchor=anchor)
+    return loop.run()

@@ -1,0 +1,116 @@
+"""Stopping and selection rules: objects any method can use.
+
+The loop evaluates a rule every ``eval_every`` steps on the weights it would return (the
+EMA weights when there is an EMA). A rule scores them (lower is better, ``None`` when it
+does not score), says when to stop, and the loop keeps the best-scored weights (the
+starting weights are a candidate when :attr:`Stopping.scores_start`).
+
+* :class:`FixedBudget`: no scores; runs ``max_steps`` and returns the final weights.
+* :class:`NIQEPlateau`: AdaSSR's rule (Sec. IV-A-1), NIQE of the SR output.
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+from torch import nn
+
+from ..errors import InputError
+
+if TYPE_CHECKING:
+    from .base import Adapter, ImageGroup
+
+__all__ = ["Stopping", "FixedBudget", "NIQEPlateau", "niqe_plateau", "stopping_from_config", "STOPPING_RULES"]
+
+
+class Stopping(ABC):
+    """A stopping and selection rule. Subclasses set :attr:`name` and implement :meth:`score`."""
+
+    name: ClassVar[str]
+    scores_start: ClassVar[bool] = False
+    """Score the starting weights before the first step, so that they can win."""
+
+    def prepare(self, adapter: Adapter[Any], group: ImageGroup) -> None:  # noqa: B027 - optional hook
+        """Check, before any training, that the rule can run on ``group`` (fail early)."""
+
+    @abstractmethod
+    def score(self, adapter: Adapter[Any], network: nn.Module, group: ImageGroup) -> float | None:
+        """A score of ``network`` on ``group`` (lower is better); ``None``: not scored."""
+
+    def should_stop(self, scores: Sequence[float]) -> bool:
+        """Whether to stop, given every score so far (the start's first, if scored)."""
+        return False
+
+    def describe(self) -> dict[str, str]:
+        return {"stopping": self.name}
+
+
+class FixedBudget(Stopping):
+    """Run the whole budget and keep the final weights."""
+
+    name = "fixed"
+
+    def score(self, adapter: Adapter[Any], network: nn.Module, group: ImageGroup) -> float | None:
+        return None
+
+
+def niqe_plateau(scores: Sequence[float], min_delta: float = 0.05, patience: int = 3) -> bool:
+    """AdaSSR Sec. IV-A-1: true when NIQE decreased by less than ``min_delta``
+    ``patience`` times in a row ("if the decrease in the metric is less than 0.05 for three
+    consecutive times, we terminate the training"). An increase counts as a decrease below
+    ``min_delta``."""
+    run = 0
+    for prev, cur in zip(scores, scores[1:]):
+        run = run + 1 if prev - cur < min_delta else 0
+    return run >= patience
+
+
+class NIQEPlateau(Stopping):
+    """AdaSSR's rule: mean NIQE of the SR outputs every ``eval_every`` steps, stop on a
+    plateau (:func:`niqe_plateau`), keep the lowest, the unadapted weights included."""
+
+    name = "niqe-plateau"
+    scores_start = True
+    min_output_side: ClassVar[int] = 384
+    """NIQE's 96-px blocks with its 2x downscaled second scale need outputs this large."""
+
+    def __init__(self, min_delta: float = 0.05, patience: int = 3, params: str | None = None) -> None:
+        self.min_delta, self.patience, self.params = min_delta, patience, params
+        self._niqe: Any = None
+
+    def prepare(self, adapter: Adapter[Any], group: ImageGroup) -> None:
+        from ..metrics import NIQE
+
+        s = adapter.model.scale
+        small = [tuple(y.shape[-2:]) for y in group.tensors if min(y.shape[-2:]) * s < self.min_output_side]
+        if small:
+            raise InputError(
+                f"NIQE early stopping needs SR outputs of at least {self.min_output_side} px per side; LR images "
+                f"of size {small[0]} give {min(small[0]) * s} px. Use larger images, or stopping='fixed'"
+            )
+        if self._niqe is None:
+            self._niqe = NIQE(niqe_params=self.params)
+
+    def score(self, adapter: Adapter[Any], network: nn.Module, group: ImageGroup) -> float | None:
+        from ..inference import enhance_tensor
+
+        current = adapter.model.with_weights(network)
+        scores = [float(self._niqe(enhance_tensor(current, y, device=adapter.device, progress=False)))
+                  for y in group.tensors]
+        return sum(scores) / len(scores)
+
+    def should_stop(self, scores: Sequence[float]) -> bool:
+        return niqe_plateau(scores, self.min_delta, self.patience)
+
+
+STOPPING_RULES = ("fixed", "niqe-plateau")
+"""Names accepted by ``AdapterConfig.stopping``."""
+
+
+def stopping_from_config(config: Any) -> Stopping:
+    """The rule named by ``config.stopping``, with its parameters from ``config``."""
+    if config.stopping == "niqe-plateau":
+        return NIQEPlateau(config.niqe_min_delta, config.niqe_patience, config.niqe_params)
+    return FixedBudget()
