@@ -11,6 +11,7 @@ from torch import nn
 
 import ttasr
 from ttasr import Callback, InternalLearning, create_adapter, list_adapters
+from ttasr.adapters import ImageGroup
 from ttasr.adapters.training import add_proximal_gradient_, ema_update_, proximal_term, weighted_l1
 from ttasr.errors import InputError
 
@@ -57,7 +58,7 @@ def test_internal_learning_lowers_its_loss_and_changes_weights(tiny_compact, pho
     model = ttasr.load_model(tiny_compact)
     adapter = InternalLearning(model, max_steps=60, lr=2e-3, **FAST)
     gen = torch.Generator().manual_seed(123)
-    adapter.prepare([photo], model.trainable_copy())
+    adapter.prepare(ImageGroup([None], [0], [photo]), model.trainable_copy())
     fixed = [adapter.sample_batch(gen) for _ in range(4)]
 
     def loss_of(module: nn.Module) -> float:

@@ -7,10 +7,12 @@ import spandrel
 import torch
 
 import ttasr
+from ttasr.adapters.stopping import NIQEPlateau
 from ttasr.methods.adassr import AdaSSR, AdaSSRConfig, niqe_plateau
 from ttasr.errors import InputError, TTASRError
 
-FAST = dict(batch_size=2, patch_size=12, progress=False, stop_metric="none", max_steps=3)
+FAST = dict(batch_size=2, patch_size=12, progress=False, stopping="fixed", max_steps=3)
+QUICK = {k: v for k, v in FAST.items() if k != "stopping"}
 
 
 def test_paper_defaults():
@@ -33,30 +35,31 @@ def test_niqe_plateau_rule(scores, stop):
     assert niqe_plateau(scores, 0.05, 3) is stop
 
 
-class _Scripted(AdaSSR):
-    """AdaSSR whose evaluation returns a scripted score sequence (step 0 first)."""
+class _Scripted(NIQEPlateau):
+    """The NIQE rule with scripted scores (step 0 first) instead of NIQE."""
 
-    script: list[float] = []
+    def __init__(self, script):
+        super().__init__()
+        self.script = list(script)
 
-    def evaluate(self, model, images):
+    def prepare(self, adapter, group):
+        pass
+
+    def score(self, adapter, network, group):
         return self.script.pop(0)
 
 
 def test_early_stopping_by_the_rule_and_best_weights(tiny_compact, photo):
-    adapter = _Scripted(tiny_compact, **dict(FAST, max_steps=100, eval_every=5, stop_metric="niqe",
-                                            lr=1e-3, ema_decay=None, attention="none"))
-    adapter._check_niqe = lambda images: None  # type: ignore[method-assign]
-    adapter.script = [5.0, 4.0, 3.99, 3.98, 3.97, 1.0, 1.0]
+    adapter = AdaSSR(tiny_compact, stopping=_Scripted([5.0, 4.0, 3.99, 3.98, 3.97, 1.0, 1.0]), **dict(QUICK, max_steps=100, eval_every=5, lr=1e-3,
+                                                                      ema_decay=None, attention="none"))
     adapter.fit(photo)
     r = adapter.results[0]
     assert r.stopped_early and r.steps == 20 and r.best_step == 20 and r.best_score == 3.97
 
 
 def test_unadapted_weights_win_when_adaptation_only_hurts(tiny_compact, photo):
-    adapter = _Scripted(tiny_compact, **dict(FAST, max_steps=100, eval_every=5, stop_metric="niqe",
-                                            lr=1e-3, ema_decay=None, attention="none"))
-    adapter._check_niqe = lambda images: None  # type: ignore[method-assign]
-    adapter.script = [4.0, 4.5, 4.6, 4.7, 9.0]
+    adapter = AdaSSR(tiny_compact, stopping=_Scripted([4.0, 4.5, 4.6, 4.7, 9.0]), **dict(QUICK, max_steps=100, eval_every=5, lr=1e-3,
+                                                                      ema_decay=None, attention="none"))
     adapter.fit(photo)
     r = adapter.results[0]
     assert r.stopped_early and r.steps == 15 and r.best_step == 0
@@ -68,16 +71,16 @@ def test_attention_paths(tiny_compact, tiny_swinir, photo):
     # a transformer model gives its own attention map
     a = AdaSSR(tiny_swinir, **FAST, attention="auto").fit(photo[..., :64, :64])
     assert a.describe()["attention"] == "auto" and len(a.attention_maps) == 1
-    w = a._weights[0]
+    w = a.sampler.weights[0]
     assert w.shape == (1, 1, 64, 64) and float(w.min()) >= 0.1 and float(w.max()) <= 3.0
     # a convolutional model: our feature attention, or a transformer given as attention_model
     b = AdaSSR(tiny_compact, **FAST, attention="features").fit(photo)
-    assert b._weights[0].shape == (1, 1, 96, 96)
+    assert b.sampler.weights[0].shape == (1, 1, 96, 96)
     c = AdaSSR(tiny_compact, **FAST, attention="transformer", attention_model=tiny_swinir).fit(photo)
-    assert not torch.allclose(c._weights[0], b._weights[0])
+    assert not torch.allclose(c.sampler.weights[0], b.sampler.weights[0])
     with pytest.raises(InputError, match="attention_model"):
         AdaSSR(tiny_compact, **FAST, attention="transformer").fit(photo)
-    assert AdaSSR(tiny_compact, **FAST, attention="none").fit(photo)._weights == [None]
+    assert AdaSSR(tiny_compact, **FAST, attention="none").fit(photo).sampler.weights == [None]
 
 
 def test_heatmaps_are_written(tiny_compact, photo, tmp_path):
@@ -101,13 +104,13 @@ def test_given_kernel_and_bad_settings(tiny_compact, photo):
 
 
 def test_niqe_problems_are_reported_before_training(tiny_compact, photo, monkeypatch, tmp_path):
-    small = AdaSSR(tiny_compact, **dict(FAST, stop_metric="niqe"))
+    small = AdaSSR(tiny_compact, **dict(FAST, stopping="niqe-plateau"))
     with pytest.raises(InputError, match="384 px"):
         small.fit(photo)  # 96 px x2 = 192 px SR: too small for NIQE
     monkeypatch.setenv("TTASR_OFFLINE", "1")
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     big = photo.repeat(1, 1, 3, 3)[..., :200, :200]
-    adapter = AdaSSR(tiny_compact, **dict(FAST, stop_metric="niqe"))
+    adapter = AdaSSR(tiny_compact, **dict(FAST, stopping="niqe-plateau"))
     steps: list[int] = []
     with pytest.raises(TTASRError, match="ttasr metrics fetch niqe"):
         adapter.fit(big, callbacks=[type("C", (ttasr.Callback,), {"on_step": lambda s, a, st, l: steps.append(st)})()])
@@ -116,7 +119,7 @@ def test_niqe_problems_are_reported_before_training(tiny_compact, photo, monkeyp
 
 def test_real_niqe_evaluation_selects_weights(tiny_compact, photo, niqe_params_file):
     big = torch.nn.functional.interpolate(photo, size=(192, 192), mode="bicubic").clamp(0, 1)
-    a = AdaSSR(tiny_compact, **dict(FAST, stop_metric="niqe", max_steps=4, eval_every=2, attention="none",
+    a = AdaSSR(tiny_compact, **dict(FAST, stopping="niqe-plateau", max_steps=4, eval_every=2, attention="none",
                                     niqe_params=str(niqe_params_file)))
     a.fit(big)
     scored = [h["score"] for h in a.results[0].history if "score" in h]
@@ -155,9 +158,9 @@ def test_admm_rounds_alternate_external_and_internal_learning(tiny_compact, phot
     calls = []
     real = admm.external_learning
 
-    def spy(model, start, anchor, hr_images, **kw):
-        calls.append((start, len(hr_images), kw["steps"], kw["lam"]))
-        return real(model, start, anchor, hr_images, **kw)
+    def spy(model, start, anchor, hr_images, settings, **kw):
+        calls.append((start, len(hr_images), settings.max_steps, kw["lam"]))
+        return real(model, start, anchor, hr_images, settings, **kw)
 
     monkeypatch.setattr(admm, "external_learning", spy)
     cfg = dict(FAST, attention="none", lr=1e-3, external_steps=2, external_images=str(hr_dir))
@@ -184,10 +187,8 @@ def test_dual_update_and_targets_are_the_scaled_admm_forms():
 
 
 def test_final_weights_are_kept_beside_the_selected_ones(tiny_compact, photo):
-    adapter = _Scripted(tiny_compact, **dict(FAST, max_steps=10, eval_every=5, stop_metric="niqe",
-                                            lr=1e-3, ema_decay=None, attention="none"))
-    adapter._check_niqe = lambda images: None  # type: ignore[method-assign]
-    adapter.script = [1.0, 2.0, 3.0]
+    adapter = AdaSSR(tiny_compact, stopping=_Scripted([1.0, 2.0, 3.0]), **dict(QUICK, max_steps=10, eval_every=5, lr=1e-3,
+                                                                      ema_decay=None, attention="none"))
     adapter.fit(photo)
     base = tiny_compact.model.state_dict()
     best, final = adapter.adapted_model().module.state_dict(), adapter.adapted_model(final=True).module.state_dict()

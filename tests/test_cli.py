@@ -8,6 +8,7 @@ import spandrel
 from PIL import Image
 
 from ttasr.cli import main
+from ttasr.errors import InputError
 
 
 @pytest.fixture
@@ -56,12 +57,24 @@ def test_errors_are_one_line_with_nonzero_exit(tiny_file, tmp_path, capsys):
     assert main(["enhance", str(bad), "-m", str(tiny_file), "-o", str(tmp_path / "o")]) == 1
     err = capsys.readouterr().err.strip()
     assert err.startswith("ttasr: error:") and "broken.png" in err and "\n" not in err
-    assert main(["adapt", str(bad), "-m", str(tiny_file), "--method", "adasr"]) == 1
-    assert "Did you mean adassr" in capsys.readouterr().err
-    assert main(["adapt", str(bad), "-m", str(tiny_file), "--set", "max_step=3"]) == 1
-    assert "Did you mean max_steps" in capsys.readouterr().err
-    with pytest.raises(Exception):
+    with pytest.raises(InputError, match="broken.png"):
         main(["--verbose", "enhance", str(bad), "-m", str(tiny_file)])
+
+
+def test_usage_errors_exit_2(tiny_file, png, capsys):
+    cases = [
+        (["adapt", str(png), "-m", str(tiny_file), "--method", "adasr"], "Did you mean adassr"),
+        (["adapt", str(png), "-m", str(tiny_file), "--set", "max_step=3"], "Did you mean max_steps"),
+        (["adapt", str(png), "-m", str(tiny_file), "--set", "lr"], "KEY=VALUE"),
+        (["adapt", str(png), "--method", "internal"], "no model given"),
+        (["adapt", "-m", str(tiny_file)], "no input images"),
+        (["enhance", str(png)], "no model given"),
+        (["models", "fetch"], "models fetch NAME"),
+    ]
+    for argv, message in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert err.startswith("ttasr: usage error:") and message in err, (argv, err)
 
 
 def test_help_reads_like_the_readme(capsys):
@@ -70,8 +83,49 @@ def test_help_reads_like_the_readme(capsys):
     assert info.value.code == 0
     out = capsys.readouterr().out
     for flag in ("--max-steps", "--lr", "--batch-size", "--ema-decay", "--kernel-estimator", "--attention",
-                 "--stop-metric", "--save-model", "--mode"):
+                 "--stopping", "--save-model", "--mode", "--augment-config.usm-p", "--kernel"):
         assert flag in out, flag
+
+
+def _help(argv, capsys) -> str:
+    with pytest.raises(SystemExit) as info:
+        main(argv)
+    assert info.value.code == 0
+    return " ".join(capsys.readouterr().out.split())
+
+
+def test_each_method_help_shows_its_own_flags_and_defaults(capsys):
+    ada = _help(["adapt", "--help"], capsys)
+    internal = _help(["adapt", "--method", "internal", "--help"], capsys)
+    assert "adassr options (AdaSSRConfig)" in ada and "internal options (InternalLearningConfig)" in internal
+
+    def entry(text: str, flag: str) -> str:  # the help entry, not the usage line
+        return text.split(f"{flag} {flag[2:].upper().replace('-', '_')} ")[-1].split(" --")[0]
+
+    assert "(default: 0.999)" in entry(ada, "--ema-decay") and "(default: None)" in entry(internal, "--ema-decay")
+    assert "(default: 1500)" in entry(ada, "--max-steps") and "(default: 300)" in entry(internal, "--max-steps")
+    assert "(default: niqe-plateau)" in entry(ada, "--stopping") and "(default: fixed)" in entry(internal, "--stopping")
+    assert "--attention" not in internal and "--augment-config.usm-p" not in internal
+
+
+def test_every_config_field_is_settable_from_the_command_line(tiny_file, png, tmp_path, monkeypatch):
+    import ttasr.methods.adassr.adapter as adassr_module
+
+    seen = {}
+
+    def fake_fit(self, images, **kw):
+        seen["config"] = self.config
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(adassr_module.AdaSSR, "fit", fake_fit)
+    kernel = tmp_path / "k.txt"
+    kernel.write_text("0 0.2 0\n0.2 0.2 0.2\n0 0.2 0\n")
+    main(["adapt", str(png), "-m", str(tiny_file), "-o", str(tmp_path / "o"), "--kernel-estimator", "given",
+          "--kernel", str(kernel), "--augment-config.usm-p", "0", "--set", "augment_config.gaussian_sigma=0.01,0.02",
+          "--ema-decay", "none", "--stopping", "fixed", "--grad-clip", "1.5", "--flips", "false"])
+    c = seen["config"]
+    assert c.kernel == str(kernel) and c.augment_config.usm_p == 0 and c.augment_config.gaussian_sigma == (0.01, 0.02)
+    assert c.ema_decay is None and c.stopping == "fixed" and c.grad_clip == 1.5 and c.flips is False
 
 
 def test_demo_runs_offline_on_a_real_checkpoint(tmp_path, capsys):

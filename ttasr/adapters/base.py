@@ -319,7 +319,7 @@ class Adapter(ABC, Generic[C]):
             student.load_state_dict(start)
         for net in self.frozen_networks().values():
             net.to(self.device).eval().requires_grad_(False)
-        generator = torch.Generator().manual_seed(cfg.seed + 1000003 * group.indices[0])
+        generator = self._make_generator(group.indices[0])
         self.stopping.prepare(self, group)
         self.prepare(group, student)
 
@@ -345,6 +345,10 @@ class Adapter(ABC, Generic[C]):
         if state_file is not None and not result.interrupted and not cfg.keep_state:
             checkpointing.remove_state(state_file)
         return FitResult.from_loop(result, group)
+
+    def _make_generator(self, offset: int) -> torch.Generator:
+        """The sampling generator of the group starting at image ``offset``."""
+        return torch.Generator().manual_seed(self.config.seed + 1000003 * offset)
 
     def _run_id(self, group: ImageGroup, tag: str) -> str:
         return checkpointing.run_id(

@@ -25,12 +25,12 @@ so a seed gives the same LR on every machine and device.
 
 from __future__ import annotations
 
-import difflib
 import math
 from dataclasses import dataclass
 
 import torch
 
+from .._lookup import did_you_mean
 from ..errors import InputError
 from .kernels import alignment_shift, degrade_with_kernel, gaussian_kernel
 from .noise import add_gaussian_noise, add_poisson_noise, jpeg, quantize_8bit
@@ -135,9 +135,10 @@ def _preset(preset: str | CameraPreset) -> CameraPreset:
         return preset
     key = str(preset).lower().replace("_", "-")
     if key not in PRESETS:
-        close = difflib.get_close_matches(key, PRESETS, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
-        raise InputError(f"unknown camera preset '{preset}'.{hint} Available: {', '.join(PRESETS)}")
+        # not _lookup.lookup: the message quotes what the caller typed, not the normalised key
+        raise InputError(
+            f"unknown camera preset '{preset}'.{did_you_mean(key, PRESETS)} Available: {', '.join(PRESETS)}"
+        )
     return PRESETS[key]
 
 

@@ -23,15 +23,16 @@ import torch
 import torch.nn.functional as F
 
 from ..errors import InputError
+from .base import Metric
 
 __all__ = [
-    "rgb_to_y",
-    "psnr_y",
-    "ssim_y",
-    "psnr_y_batch",
-    "ssim_y_batch",
     "PSNRY",
     "SSIMY",
+    "psnr_y",
+    "psnr_y_batch",
+    "rgb_to_y",
+    "ssim_y",
+    "ssim_y_batch",
 ]
 
 #: ITU-R BT.601 luma weights of MATLAB ``rgb2ycbcr`` for RGB in [0, 1], output in [0, 1].
@@ -138,10 +139,9 @@ def ssim_y(sr: torch.Tensor, hr: torch.Tensor, crop_border: int = 0, *, quantize
     return float(ssim_y_batch(sr, hr, crop_border, quantize=quantize).mean())
 
 
-class _YMetric:
+class _YMetric(Metric):
     """A full-reference metric on Y with a fixed ``crop_border`` (usually the scale)."""
 
-    name: ClassVar[str]
     higher_is_better: ClassVar[bool] = True
     needs_reference: ClassVar[bool] = True
     _batch: ClassVar[Callable[..., torch.Tensor]]
@@ -150,17 +150,16 @@ class _YMetric:
         self.crop_border = crop_border
         self.quantize = quantize
 
-    def per_image(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
-        return type(self)._batch(sr, hr, self.crop_border, quantize=self.quantize)
-
-    def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> float:
-        return float(self.per_image(sr, hr).mean())
+    def per_image(self, sr: torch.Tensor, hr: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-image scores, shape ``(B,)`` (float64)."""
+        return type(self)._batch(sr, self._reference(hr), self.crop_border, quantize=self.quantize)
 
 
 class PSNRY(_YMetric):
     """PSNR on Y (dB). Higher is better."""
 
     name = "psnr_y"
+    description = "PSNR (dB) on the BT.601 Y channel, 8-bit, border cropped"
     _batch = staticmethod(psnr_y_batch)
 
 
@@ -168,5 +167,5 @@ class SSIMY(_YMetric):
     """SSIM on Y. Higher is better."""
 
     name = "ssim_y"
+    description = "SSIM on the Y channel, 11x11 Gaussian sigma 1.5"
     _batch = staticmethod(ssim_y_batch)
-

@@ -3,7 +3,7 @@
 Every metric that needs a file resolves it the same way:
 
 1. an explicit path given by the caller;
-2. ``$TTASR_HOME/metrics/<file>`` (``ttasr.models.download.cache_dir("metrics")``),
+2. ``$TTASR_HOME/metrics/<file>`` (``ttasr._fs.cache_dir("metrics")``),
    where ``ttasr metrics fetch`` writes;
 3. the cache of the package that normally downloads it (pyiqa: ``$TORCH_HOME/hub/pyiqa/``;
    torchvision: ``$TORCH_HOME/hub/checkpoints/``);
@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import TTASRError
 
-__all__ = ["MetricUnavailableError", "MetricFile", "resolve_metric_file", "torch_hub_dir", "offline"]
+__all__ = ["MetricFile", "MetricUnavailableError", "offline", "resolve_metric_file", "torch_hub_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -62,7 +62,7 @@ def offline() -> bool:
 
 def local_candidates(spec: MetricFile) -> list[Path]:
     """The cache locations searched after an explicit path, in order."""
-    from ..models.download import cache_dir
+    from .._fs import cache_dir
 
     return [cache_dir("metrics") / spec.filename, torch_hub_dir() / spec.upstream_subdir / spec.filename]
 

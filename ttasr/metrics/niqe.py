@@ -23,24 +23,26 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+from collections.abc import Mapping
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from ..errors import InputError, require
+from .base import Metric
 from .files import MetricFile, MetricUnavailableError, resolve_metric_file
 from .pyiqa_backend import create_pyiqa_metric
 
 __all__ = [
+    "NIQE",
     "NIQE_FILE",
     "NIQE_MIN_SIZE",
     "fetch_niqe_params",
-    "niqe_params_path",
     "load_niqe_params",
     "niqe",
     "niqe_batch",
-    "NIQE",
+    "niqe_params_path",
 ]
 
 log = logging.getLogger(__name__)
@@ -91,7 +93,7 @@ def load_niqe_params(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarr
 
 
 def _sha256(path: Path) -> str:
-    from ..models.download import sha256_of
+    from .._fs import sha256_of
 
     return sha256_of(path)
 
@@ -157,7 +159,7 @@ def fetch_niqe_params(
     """
     import scipy.io
 
-    from ..models.download import atomic_write_path, cache_dir
+    from .._fs import atomic_write, cache_dir
 
     folder = Path(dest_dir).expanduser() if dest_dir is not None else cache_dir("metrics")
     dest = folder / NIQE_FILE.filename
@@ -171,15 +173,10 @@ def fetch_niqe_params(
     with tempfile.TemporaryDirectory(prefix="ttasr-niqe-") as tmp:
         tarball = Path(sdist).expanduser() if sdist is not None else _pip_download_basicsr(Path(tmp), quiet)
         mu, cov = _params_from_sdist(tarball)
-    part = atomic_write_path(dest)
-    try:
+    with atomic_write(dest) as part:
         with open(part, "wb") as f:
             scipy.io.savemat(f, {"mu_prisparam": mu, "cov_prisparam": cov})
         load_niqe_params(part)
-        os.replace(part, dest)
-    finally:
-        if part.exists():
-            part.unlink()
     log.info("wrote NIQE pristine parameters (from %s) to %s", _BASICSR_SDIST, dest)
     return dest
 
@@ -218,7 +215,7 @@ def _check_image(image: torch.Tensor, crop_border: int, min_size: int, metric: s
         )
 
 
-class NIQE:
+class NIQE(Metric):
     """NIQE with the original MATLAB parameters; lower is better.
 
     ``color_space="yiq"`` (MATLAB ``rgb2gray``, pyiqa's ``niqe`` default) reproduces the
@@ -230,6 +227,8 @@ class NIQE:
     name = "niqe"
     higher_is_better = False
     needs_reference = False
+    files = (NIQE_FILE,)
+    description = "NIQE with the original MATLAB pristine model"
 
     def __init__(
         self,
@@ -256,16 +255,24 @@ class NIQE:
             )
         return self._metrics[key]
 
-    def per_image(self, image: torch.Tensor) -> torch.Tensor:
-        """Scores of each image of a BCHW batch in [0, 1], shape ``(B,)`` (float64, CPU)."""
+    def per_image(self, image: torch.Tensor, hr: torch.Tensor | None = None) -> torch.Tensor:
+        """Scores of each image of a BCHW batch in [0, 1], shape ``(B,)`` (float64, CPU).
+
+        ``hr`` is ignored (no-reference metric)."""
         _check_image(image, self.crop_border, self.min_size, "NIQE")
         with torch.no_grad():
             score = self._metric(image.device)(image.detach().float())
         return score.detach().reshape(-1).to("cpu", torch.float64)
 
-    def __call__(self, image: torch.Tensor) -> float:
-        """Mean NIQE over the batch."""
-        return float(self.per_image(image).mean())
+    @classmethod
+    def create(cls, crop_border: int = 0, paths: Mapping[str, str | os.PathLike[str]] | None = None) -> NIQE:
+        """As :meth:`Metric.create`, sharing one built metric per file and options (as :func:`niqe`)."""
+        return _shared((paths or {}).get(NIQE_FILE.argument), crop_border, "yiq", NIQE_MIN_SIZE)
+
+    @classmethod
+    def fetch(cls, quiet: bool = False) -> Path:
+        """The original parameters, from PyPI's basicsr sdist (:func:`fetch_niqe_params`)."""
+        return fetch_niqe_params(quiet=quiet)
 
 
 _DEFAULT: dict[tuple[str, int, str, int], NIQE] = {}

@@ -20,28 +20,30 @@ from __future__ import annotations
 import logging
 import os
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import torch
 
 from ..errors import InputError, require
+from .base import Metric
 from .files import MetricFile, MetricUnavailableError, resolve_metric_file, torch_hub_dir
-from .niqe import NIQE, NIQE_MIN_SIZE, _check_image
+from .niqe import NIQE, NIQE_FILE, NIQE_MIN_SIZE, _check_image
 from .pyiqa_backend import create_pyiqa_metric
 
 __all__ = [
-    "LPIPS_BACKBONE_FILE",
+    "BRISQUE",
     "BRISQUE_FILE",
+    "LPIPS",
+    "LPIPS_BACKBONE_FILE",
+    "NRQM",
     "NRQM_FILE",
-    "lpips_distance",
+    "PI",
     "brisque",
+    "lpips_distance",
     "nrqm",
     "perceptual_index",
     "pi",
-    "LPIPS",
-    "BRISQUE",
-    "NRQM",
-    "PI",
 ]
 
 log = logging.getLogger(__name__)
@@ -99,20 +101,27 @@ def _load_alexnet_features(net: torch.nn.Module, path: os.PathLike[str] | str) -
     net.load_state_dict(new)
 
 
-class LPIPS:
+class LPIPS(Metric):
     """LPIPS distance, AlexNet backbone, v0.1 heads; lower is better. One network per device.
 
     ``lpips_backbone`` is a path of torchvision's ``alexnet-owt-7be5be79.pth``; by default
     it is looked up in ``$TTASR_HOME/metrics/`` then ``$TORCH_HOME/hub/checkpoints/``, then
     downloaded by torch (unless ``allow_download=False`` or ``$TTASR_OFFLINE``).
+    ``crop_border`` pixels are removed from every edge of both images first.
     :meth:`distance` is differentiable (for use as a loss or in HQI).
     """
 
     name = "lpips"
     higher_is_better = False
     needs_reference = True
+    files = (LPIPS_BACKBONE_FILE,)
+    description = "LPIPS v0.1, AlexNet backbone"
 
-    def __init__(self, lpips_backbone: str | os.PathLike[str] | None = None, *, allow_download: bool = True) -> None:
+    def __init__(self, lpips_backbone: str | os.PathLike[str] | None = None, *, crop_border: int = 0,
+                 allow_download: bool = True) -> None:
+        if crop_border < 0:
+            raise InputError(f"crop_border must be >= 0, got {crop_border}")
+        self.crop_border = crop_border
         self.backbone_path = resolve_metric_file(
             LPIPS_BACKBONE_FILE, lpips_backbone, allow_download=allow_download, download=_download_alexnet
         )
@@ -137,14 +146,22 @@ class LPIPS:
             raise InputError(
                 f"LPIPS needs two RGB BCHW tensors of the same shape, got {tuple(sr.shape)} and {tuple(hr.shape)}"
             )
+        if c := self.crop_border:
+            h, w = sr.shape[-2:]
+            if min(h, w) <= 2 * c:
+                raise InputError(f"crop_border={c} removes the whole {h}x{w} image; use a smaller border")
+            sr, hr = sr[..., c:-c, c:-c], hr[..., c:-c, c:-c]
         return self._net(sr.device)(sr, hr, normalize=True).reshape(-1)
 
-    def per_image(self, sr: torch.Tensor, hr: torch.Tensor) -> torch.Tensor:
+    def per_image(self, sr: torch.Tensor, hr: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-image LPIPS, shape ``(B,)`` (float64, CPU), without gradients."""
         with torch.no_grad():
-            return self.distance(sr, hr).detach().to("cpu", torch.float64)
+            return self.distance(sr, self._reference(hr)).detach().to("cpu", torch.float64)
 
-    def __call__(self, sr: torch.Tensor, hr: torch.Tensor) -> float:
-        return float(self.per_image(sr, hr).mean())
+    @classmethod
+    def fetch(cls, quiet: bool = False) -> Path:
+        """The AlexNet backbone: the caches, then torch's download."""
+        return resolve_metric_file(LPIPS_BACKBONE_FILE, download=_download_alexnet)
 
 
 def lpips_distance(sr: torch.Tensor, hr: torch.Tensor, *, lpips_backbone: str | os.PathLike[str] | None = None) -> float:
@@ -163,19 +180,16 @@ def _pyiqa_download(metric: str) -> Callable[[], str]:
     return download
 
 
-class _PyiqaNoReference:
+class _PyiqaNoReference(Metric):
     """A pyiqa no-reference metric whose parameter file ttasr resolves; one object per device."""
 
-    name = ""
-    higher_is_better = False
     needs_reference = False
-    _file: MetricFile
     _min_size = 1
 
     def __init__(self, params: str | os.PathLike[str] | None = None, *, crop_border: int = 0,
                  allow_download: bool = True) -> None:
         self.params_path = resolve_metric_file(
-            self._file, params, allow_download=allow_download, download=_pyiqa_download(self.name)
+            self.files[0], params, allow_download=allow_download, download=_pyiqa_download(self.name)
         )
         self.crop_border = crop_border
         self._opts: dict[str, object] = {}
@@ -189,7 +203,8 @@ class _PyiqaNoReference:
             )
         return self._metrics[key]
 
-    def per_image(self, image: torch.Tensor) -> torch.Tensor:
+    def per_image(self, image: torch.Tensor, hr: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-image scores, shape ``(B,)`` (float64, CPU); ``hr`` is ignored (no-reference)."""
         _check_image(image, self.crop_border, self._min_size, self.name.upper())
         if self.crop_border:
             c = self.crop_border
@@ -198,8 +213,16 @@ class _PyiqaNoReference:
             score = self._metric(image.device)(image.detach().float())
         return score.detach().reshape(-1).to("cpu", torch.float64)
 
-    def __call__(self, image: torch.Tensor) -> float:
-        return float(self.per_image(image).mean())
+    @classmethod
+    def create(cls, crop_border: int = 0, paths: Mapping[str, str | os.PathLike[str]] | None = None
+               ) -> _PyiqaNoReference:
+        """As :meth:`Metric.create`; the constructor takes the file as its first argument."""
+        return cls((paths or {}).get(cls.files[0].argument), crop_border=crop_border)
+
+    @classmethod
+    def fetch(cls, quiet: bool = False) -> Path:
+        """The parameter file: the caches, then pyiqa's download."""
+        return resolve_metric_file(cls.files[0], download=_pyiqa_download(cls.name))
 
 
 class BRISQUE(_PyiqaNoReference):
@@ -207,7 +230,8 @@ class BRISQUE(_PyiqaNoReference):
 
     name = "brisque"
     higher_is_better = False
-    _file = BRISQUE_FILE
+    files = (BRISQUE_FILE,)
+    description = "BRISQUE (pyiqa, original SVM)"
     _min_size = 16
 
 
@@ -220,7 +244,8 @@ class NRQM(_PyiqaNoReference):
 
     name = "nrqm"
     higher_is_better = True
-    _file = NRQM_FILE
+    files = (NRQM_FILE,)
+    description = "NRQM / Ma's score"
     _min_size = 32
 
     def __init__(self, params: str | os.PathLike[str] | None = None, *, crop_border: int = 0,
@@ -250,7 +275,7 @@ def perceptual_index(nrqm_score: float | torch.Tensor, niqe_score: float | torch
 ScoreFn = Callable[[torch.Tensor], torch.Tensor]
 
 
-class PI:
+class PI(Metric):
     """Perceptual index; lower is better.
 
     By default NRQM and NIQE are built from their parameter files with PIRM's settings
@@ -262,6 +287,8 @@ class PI:
     name = "pi"
     higher_is_better = False
     needs_reference = False
+    files = (NRQM_FILE, NIQE_FILE)
+    description = "PIRM perceptual index ((10-NRQM)+NIQE)/2"
 
     def __init__(
         self,
@@ -282,13 +309,17 @@ class PI:
         self._nrqm = nrqm_metric
         self._niqe = niqe_metric
 
-    def per_image(self, image: torch.Tensor) -> torch.Tensor:
+    def per_image(self, image: torch.Tensor, hr: torch.Tensor | None = None) -> torch.Tensor:
+        """Per-image PI, shape ``(B,)`` (float64); ``hr`` is ignored (no-reference)."""
         n_score = torch.as_tensor(self._nrqm(image), dtype=torch.float64).reshape(-1)
         q_score = torch.as_tensor(self._niqe(image), dtype=torch.float64).reshape(-1)
         return perceptual_index(n_score, q_score)  # type: ignore[return-value]
 
-    def __call__(self, image: torch.Tensor) -> float:
-        return float(self.per_image(image).mean())
+    @classmethod
+    def fetch(cls, quiet: bool = False) -> Path:
+        """NIQE's file (from PyPI) and NRQM's; returns NRQM's path."""
+        NIQE.fetch(quiet=quiet)
+        return NRQM.fetch(quiet=quiet)
 
 
 def pi(

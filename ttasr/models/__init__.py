@@ -1,11 +1,28 @@
 """Loading super-resolution models and named checkpoints."""
 
-from .download import cache_dir, download
+from .._fs import cache_dir  # re-exported for compatibility: it lives in ttasr._fs now
+from .download import download
 from .loader import from_spandrel, load_model
 from .model import SizeRequirements, SRModel, forward
-from .registry import CHECKPOINTS, CheckpointSpec, checkpoint_status, list_checkpoints, resolve_checkpoint
+from .registry import (
+    CHECKPOINTS,
+    CheckpointSpec,
+    checkpoint_status,
+    list_checkpoints,
+    resolve_checkpoint,
+)
 
 __all__ = [
-    "SRModel", "SizeRequirements", "forward", "load_model", "from_spandrel", "cache_dir", "download",
-    "CHECKPOINTS", "CheckpointSpec", "checkpoint_status", "list_checkpoints", "resolve_checkpoint",
+    "CHECKPOINTS",
+    "CheckpointSpec",
+    "SRModel",
+    "SizeRequirements",
+    "cache_dir",
+    "checkpoint_status",
+    "download",
+    "forward",
+    "from_spandrel",
+    "list_checkpoints",
+    "load_model",
+    "resolve_checkpoint",
 ]

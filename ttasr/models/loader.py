@@ -14,11 +14,13 @@ from ..errors import ModelError
 from .model import SizeRequirements, SRModel, forward
 from .registry import CHECKPOINTS, resolve_checkpoint
 
-__all__ = ["load_model", "from_spandrel"]
+__all__ = ["from_spandrel", "load_model"]
 
 log = logging.getLogger(__name__)
 
-_SUFFIXES = {".pth", ".pt", ".ckpt", ".safetensors", ".bin"}
+# Exactly the suffixes spandrel's ModelLoader.load_state_dict_from_file reads; it refuses
+# any other (e.g. .bin) with a ValueError, so accepting more here only defers the error.
+_SUFFIXES = (".safetensors", ".pth", ".pt", ".ckpt")
 
 
 def load_model(
@@ -30,9 +32,12 @@ def load_model(
 ) -> SRModel:
     """Load a super-resolution model as an :class:`SRModel`.
 
-    ``source`` may be a file (.pth, .pt, .ckpt, .safetensors), a state dict, a spandrel
+    ``source`` may be a file (.safetensors, .pth, .pt, .ckpt), a state dict, a spandrel
     ``ImageModelDescriptor``, a plain ``nn.Module`` (give ``scale``, or it is measured on a
     small input), an ``SRModel``, or a registered name (``ttasr models`` lists them).
+
+    For every source but a plain ``nn.Module``, ``scale`` is a check: a model with another
+    scale is refused with a :class:`ModelError` (for a name, before anything is downloaded).
     """
     model = _load(source, scale)
     if device is not None or dtype is not None:
@@ -41,10 +46,17 @@ def load_model(
 
 
 def _load(source: Any, scale: int | None) -> SRModel:
-    if isinstance(source, SRModel):
-        return source
     if isinstance(source, nn.Module):
         return _from_module(source, scale)
+    model = _load_known_scale(source, scale)
+    _check_scale(model.source, model.scale, scale)
+    return model
+
+
+def _load_known_scale(source: Any, scale: int | None) -> SRModel:
+    """Every source whose scale comes with it (files, state dicts, descriptors, names)."""
+    if isinstance(source, SRModel):
+        return source
     if isinstance(source, Mapping):
         return _from_state_dict(dict(source), source="state dict")
     if isinstance(source, (str, Path)):
@@ -52,6 +64,7 @@ def _load(source: Any, scale: int | None) -> SRModel:
         if path.is_file():
             return _from_file(path)
         if str(source) in CHECKPOINTS:
+            _check_scale(str(source), CHECKPOINTS[str(source)].scale, scale)
             resolved = resolve_checkpoint(str(source))
             model = _from_file(resolved)
             model.source = str(source)
@@ -72,13 +85,24 @@ def _load(source: Any, scale: int | None) -> SRModel:
     )
 
 
+def _check_scale(source: str, actual: int, requested: int | None) -> None:
+    if requested is not None and actual != requested:
+        raise ModelError(
+            f"{source}: the model has scale {actual} (x{actual}), but scale={requested} was requested. "
+            f"Pass scale={actual} or leave scale out to use it, or load a x{requested} model instead"
+        )
+
+
 def _from_file(path: Path) -> SRModel:
     import spandrel
 
     if path.suffix.lower() not in _SUFFIXES:
+        found = f"has suffix '{path.suffix}'" if path.suffix else "has no suffix"
         raise ModelError(
-            f"'{path}' has suffix '{path.suffix}', not a checkpoint format spandrel reads "
-            f"({', '.join(sorted(_SUFFIXES))})"
+            f"'{path}' {found}, not a checkpoint format spandrel reads (accepted: {', '.join(_SUFFIXES)}). "
+            "If it holds a PyTorch state dict saved with torch.save (as most .bin files do), rename it "
+            "to .pth; if it is a safetensors file, rename it to .safetensors; otherwise load the "
+            "weights yourself and pass the state dict or the nn.Module (with scale=) to load_model"
         )
     try:
         state = spandrel.ModelLoader().load_state_dict_from_file(path)
@@ -150,21 +174,45 @@ def from_spandrel(desc: Any, *, source: str = "spandrel descriptor") -> SRModel:
 def _from_module(module: nn.Module, scale: int | None) -> SRModel:
     module.eval()
     in_ch = _first_conv_channels(module)
+    name = type(module).__name__
     if scale is None:
-        with torch.no_grad():
-            p = next(module.parameters(), None)
-            probe = torch.rand(1, in_ch, 16, 16, device=p.device if p is not None else "cpu")
-            out = forward(module, probe)
-        if out.shape[-1] % 16 or out.shape[-2] % 16:
-            raise ModelError(f"{type(module).__name__}: cannot infer the scale; pass scale=")
-        scale = out.shape[-1] // 16
-        log.info("measured scale %d for %s", scale, type(module).__name__)
+        measured = _measure_scale(module, in_ch)
+        if measured is None:
+            raise ModelError(f"{name}: cannot infer the scale; pass scale=")
+        scale = measured
+        log.info("measured scale %d for %s", scale, name)
+    else:
+        # scale= also serves modules a 16x16 probe cannot run (size constraints, other
+        # dtypes): then the declared scale is trusted; a probe that runs must agree with it.
+        try:
+            measured = _measure_scale(module, in_ch)
+        except Exception as exc:  # noqa: BLE001 - any failure of the probe means "cannot measure"
+            log.debug("could not measure the scale of %s (%s); trusting scale=%d", name, exc, scale)
+            measured = None
+        if measured is not None and measured != scale:
+            raise ModelError(
+                f"{name}: scale={scale} was given, but the module upscales x{measured} (measured: a "
+                f"16x16 input gives {16 * measured}x{16 * measured}). Pass scale={measured} or leave "
+                "scale out"
+            )
     if scale < 2:
-        raise ModelError(f"{type(module).__name__}: scale {scale}; ttasr adapts super-resolution models with scale >= 2")
+        raise ModelError(f"{name}: scale {scale}; ttasr adapts super-resolution models with scale >= 2")
     for p in module.parameters():
         p.requires_grad_(False)
-    return SRModel(module=module, scale=int(scale), architecture=type(module).__name__,
+    return SRModel(module=module, scale=int(scale), architecture=name,
                    in_channels=in_ch, out_channels=in_ch, source="module")
+
+
+def _measure_scale(module: nn.Module, in_ch: int) -> int | None:
+    """The scale from one 16x16 probe, or None when the output is not a whole multiple."""
+    p = next(module.parameters(), None)
+    # a private generator: loading a model must not advance the caller's global RNG
+    probe = torch.rand(1, in_ch, 16, 16, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out = forward(module, probe.to(p.device if p is not None else "cpu"))
+    if out.shape[-1] % 16 or out.shape[-2] % 16:
+        return None
+    return out.shape[-1] // 16
 
 
 def _first_conv_channels(module: nn.Module) -> int:

