@@ -15,7 +15,10 @@ V = TypeVar("V")
 
 def did_you_mean(key: str, names: Iterable[str], n: int = 3) -> str:
     """``" Did you mean a, b?"`` for the names closest to ``key``, or ``""``."""
-    close = difflib.get_close_matches(key, list(names), n=n)
+    names = list(names)
+    close = [m for m in names if key and (m.startswith(key) or key in m) and m != key]
+    close += [m for m in difflib.get_close_matches(key, names, n=n) if m not in close]
+    close = close[:n]
     return f" Did you mean {', '.join(close)}?" if close else ""
 
 

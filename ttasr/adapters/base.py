@@ -13,6 +13,7 @@ device and keeps out of the optimizer), :meth:`make_optimizer`/:meth:`make_sched
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Mapping, Sequence
@@ -353,7 +354,8 @@ class Adapter(ABC, Generic[C]):
     def _run_id(self, group: ImageGroup, tag: str) -> str:
         return checkpointing.run_id(
             self.name, tag, self.config.to_json(result_only=True), self._base_hash or "",
-            *[f"{tuple(t.shape)}{float(t.double().sum()):.6f}" for t in group.tensors],
+            *[hashlib.sha256(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes()).hexdigest()
+              for t in group.tensors],
             *self.run_id_parts(group),
         )
 

@@ -19,6 +19,7 @@ from torch import nn
 from ...adapters.base import Adapter, Batch, ImageGroup
 from ...adapters.config import AdapterConfig
 from ..._config import option
+from ...errors import InputError
 from ...pairs import AugmentConfig, BicubicKernel, GivenKernel, KernelEstimate, PairSampler, load_kernel
 
 __all__ = ["InternalLearning", "InternalLearningConfig"]
@@ -39,6 +40,12 @@ class InternalLearningConfig(AdapterConfig):
         None, "Blur kernel for y↓ (blur then subsample): a .npy/.json/.txt/.csv file or a 2-D list; "
         "None: MATLAB bicubic downscaling.")
     flips: bool = option(True, "Random flips and 90-degree rotations of each crop.")
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        k = self.kernel
+        if isinstance(k, tuple) and (not k or any(len(row) != len(k) for row in k) or len(k) % 2 == 0):
+            raise InputError(f"{type(self).__name__}.kernel must be a square 2-D list of odd size, got {k!r}")
 
 
 class InternalLearning(Adapter[InternalLearningConfig]):

@@ -1,0 +1,77 @@
+"""Adapted weights of tiny models, pinned by hash: the engine refactor (and any later one)
+must give the same weights for the same seeds on CPU, bit for bit.
+
+The hashes were computed with the code before the engine refactor (commit b84670d) and are
+reproduced by the code after it. A deliberate change of results updates them, with a note
+in the commit saying why.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from skimage import data
+
+import ttasr
+
+FAST = dict(batch_size=2, patch_size=16, progress=False, lr=1e-3)
+
+
+def _photo(y0: int = 100, x0: int = 180, n: int = 96) -> torch.Tensor:
+    img = data.astronaut()[y0:y0 + n, x0:x0 + n]
+    return torch.from_numpy(np.ascontiguousarray(img)).permute(2, 0, 1)[None].float() / 255.0
+
+
+def _hash(state: dict[str, torch.Tensor]) -> str:
+    h = hashlib.sha256()
+    for k in sorted(state):
+        h.update(k.encode())
+        h.update(state[k].detach().cpu().contiguous().numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+def _external(tmp_path):
+    folder = tmp_path / "external"
+    folder.mkdir()
+    Image.fromarray(data.astronaut()[:128, :128]).save(folder / "a.png")
+    Image.fromarray(data.coffee()[:128, :128]).save(folder / "b.png")
+    return str(folder)
+
+
+CASES = {
+    # name: (method, model fixture, config, images, hashes of results[i].weights)
+    "internal": ("internal", "tiny_compact", dict(max_steps=12), [_photo()], ["42bea6267ffcafd9"]),
+    "adassr-features": ("adassr", "tiny_compact", dict(max_steps=12, ema_decay=0.9, attention="features",
+                                                       stopping="fixed", eval_every=5), [_photo()],
+                        ["7e6887a6c0798372"]),
+    "adassr-swinir-single": ("adassr", "tiny_swinir", dict(max_steps=6, ema_decay=0.9, attention="transformer",
+                                                           kernel_estimator="bicubic", stopping="fixed",
+                                                           mode="single"),
+                             [_photo(), _photo(200, 200, 80)], ["ad492886f6924d42", "cf66ada021542a00"]),
+    "adassr-noaug": ("adassr", "tiny_compact", dict(max_steps=8, augment=False, attention="none",
+                                                    kernel_estimator="bicubic", stopping="fixed",
+                                                    proximal_weight=1e-2), [_photo()], ["726d9a811575660c"]),
+    "adassr-niqe": ("adassr", "tiny_compact", dict(max_steps=6, ema_decay=0.9, attention="features",
+                                                   eval_every=2, stopping="niqe-plateau"),
+                    [_photo(0, 0, 200)], ["6a8793265d58fb57"]),
+    "adassr-admm": ("adassr", "tiny_compact", dict(max_steps=4, ema_decay=0.9, attention="none",
+                                                   kernel_estimator="bicubic", admm_rounds=2, external_steps=3,
+                                                   stopping="fixed"), [_photo()], ["f4fa228aa295999e"]),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_adapted_weights_are_pinned(name, request, tmp_path):
+    method, fixture, cfg, images, expected = CASES[name]
+    if cfg.get("stopping") == "niqe-plateau":
+        cfg = dict(cfg, niqe_params=str(request.getfixturevalue("niqe_params_file")))
+    if "admm_rounds" in cfg:
+        cfg = dict(cfg, external_images=_external(tmp_path))
+    torch.manual_seed(0)
+    adapter = ttasr.create_adapter(method, request.getfixturevalue(fixture), **FAST, **cfg)
+    adapter.fit(images if len(images) > 1 else images[0])
+    assert [_hash(r.weights) for r in adapter.results] == expected
