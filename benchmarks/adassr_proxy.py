@@ -77,16 +77,16 @@ def methods(steps: int, ema: float, true_kernel: torch.Tensor) -> dict[str, tupl
         "AdaSSR (consistency kernel)": ("adassr", ada),
         "AdaSSR (bicubic pairs)": ("adassr", dict(ada, kernel_estimator="bicubic")),
         "oracle: AdaSSR, true kernel": ("adassr", dict(ada, kernel_estimator="given", kernel=true_kernel)),
-        "AdaSSR (consistency), final weights": ("adassr", dict(ada, stop_metric="none")),
+        "AdaSSR (consistency), final weights": ("adassr", dict(ada, stopping="fixed")),
         "oracle, final weights": ("adassr", dict(ada, kernel_estimator="given", kernel=true_kernel,
-                                                 stop_metric="none")),
+                                                 stopping="fixed")),
     }
 
 
 def ablation(steps: int, ema: float) -> dict[str, tuple[str, dict]]:
     """Final weights (no NIQE selection), so that each row measures what a component does."""
     base = dict(max_steps=steps, eval_every=EVAL_EVERY, progress=False, seed=0,
-                ema_decay=None, proximal_weight=0.0, stop_metric="none")
+                ema_decay=None, proximal_weight=0.0, stopping="fixed")
     return {
         "bicubic pairs": ("adassr", dict(base, kernel_estimator="bicubic", augment=False, attention="none")),
         "+ kernel estimation": ("adassr", dict(base, augment=False, attention="none")),

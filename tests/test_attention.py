@@ -10,19 +10,19 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from ttasr.errors import InputError, ModelError
 from ttasr.methods.adassr.attention import (
-    AttentionCache,
     attention_weights,
-    capture_trunk_features,
     column_attention_map,
     feature_attention_map,
     find_attention_block,
     locate_attention,
-    save_heatmap,
     transformer_attention_map,
 )
-from ttasr.errors import InputError, ModelError
+from ttasr.methods.adassr.attention_cache import AttentionCache
+from ttasr.methods.adassr.heatmap import save_heatmap
 from ttasr.models import load_model
+from ttasr.models.features import capture_trunk_features
 
 
 def _load(net: torch.nn.Module):

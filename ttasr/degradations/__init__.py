@@ -14,7 +14,7 @@ from .kernels import (
     subsample,
     unsharp_mask,
 )
-from .noise import add_gaussian_noise, add_poisson_noise, jpeg, quantize_8bit
+from .noise import add_gaussian_noise, add_poisson_noise, estimate_noise_level, jpeg, quantize_8bit
 from .realesrgan import RealESRGANConfig, SecondOrderDegraded, degrade_realesrgan, usm_sharpen
 
 __all__ = [

@@ -32,7 +32,7 @@ import torch
 
 from .._lookup import did_you_mean
 from ..errors import InputError
-from .kernels import alignment_shift, degrade_with_kernel, gaussian_kernel
+from .kernels import alignment_shift, degrade_with_kernel, gaussian_kernel, imresize
 from .noise import add_gaussian_noise, add_poisson_noise, jpeg, quantize_8bit
 
 __all__ = ["CameraPreset", "Degraded", "PRESETS", "area_kernel", "degrade", "list_presets"]
@@ -63,6 +63,9 @@ class CameraPreset:
     """JPEG quality range, or ``None`` for a lossless (PNG-like) output."""
     kernel_radius_sigmas: float = 3.0
     """Kernel half-width in major-axis sigmas: size = 2 * ceil(r * sigma) + 1 (>= 3)."""
+    bicubic: bool = False
+    """Downscale with MATLAB bicubic instead of blur + subsampling (the training degradation
+    of bicubic-trained models; ``blur_sigma`` is then ignored)."""
 
     def __post_init__(self) -> None:
         for name in ("blur_sigma", "blur_aspect", "gaussian_noise", "poisson_scale"):
@@ -100,6 +103,17 @@ PRESETS: dict[str, CameraPreset] = {
             jpeg_quality=(80, 90),
         ),
         CameraPreset(
+            "jpeg-heavy",
+            "mild blur (sigma 0.8-1.0) + JPEG quality 40-60 (web re-uploads, messengers)",
+            blur_sigma=(0.8, 1.0),
+            jpeg_quality=(40, 60),
+        ),
+        CameraPreset(
+            "bicubic-clean",
+            "MATLAB bicubic downscaling, no noise: the training degradation of bicubic-trained models",
+            bicubic=True,
+        ),
+        CameraPreset(
             "camera",
             "blur sigma 1.2 + Gaussian noise 2 levels + JPEG 95 (the issue's example)",
             blur_sigma=(1.2, 1.2),
@@ -116,8 +130,9 @@ class Degraded:
 
     lr: torch.Tensor
     """LR batch, ``(B, C, ceil(H/s), ceil(W/s))``, 8-bit quantised, in [0, 1]."""
-    kernel: torch.Tensor
-    """The true blur kernel (float32, sums to 1), a delta when the preset has no blur."""
+    kernel: torch.Tensor | None
+    """The true blur kernel (float32, sums to 1), a delta when the preset has no blur;
+    ``None`` for a bicubic preset (the oracle pairs are then bicubic ones)."""
     preset: CameraPreset
     """The preset used."""
     params: dict[str, float]
@@ -185,12 +200,18 @@ def degrade(hr: torch.Tensor, scale: int, preset: str | CameraPreset, seed: int)
     quality = round(_uniform(rng, *p.jpeg_quality)) if p.jpeg_quality is not None else 0
 
     shift = alignment_shift(scale)  # LR pixel i sees the centre of HR block [s*i, s*i + s)
-    if sigma > 0:
+    kernel: torch.Tensor | None
+    if p.bicubic:
+        kernel = None
+        h, w = hr.shape[-2:]
+        x = imresize(hr[..., : h - h % scale, : w - w % scale], 1.0 / scale)
+    elif sigma > 0:
         size = max(3, 2 * math.ceil(p.kernel_radius_sigmas * sigma + abs(shift)) + 1)
         kernel = gaussian_kernel(size, sigma, sigma * aspect, theta, shift=shift)
     else:
         kernel = area_kernel(scale)
-    x = degrade_with_kernel(hr, kernel, scale)
+    if kernel is not None:
+        x = degrade_with_kernel(hr, kernel, scale)
     if g_sigma > 0:
         x = add_gaussian_noise(x, g_sigma / 255.0, gray=p.gray_noise, generator=rng, clip=False)
     if p_scale > 0:

@@ -25,7 +25,8 @@ import torch.nn.functional as F
 from ..errors import InputError, ModelError
 from ..io import load_images, to_output
 from ..models import SRModel, load_model
-from .tiling import pad_for_model, tile_spans, weight_sum
+from ..models.features import pad_to_requirements
+from .tiling import tile_spans, weight_sum
 
 __all__ = ["enhance", "enhance_tensor", "resolve_dtype"]
 
@@ -297,9 +298,8 @@ def _tiled_forward(
 def _forward_tile(model: SRModel, patch: torch.Tensor) -> torch.Tensor:
     """One tile: pad to the size requirements, run on the model's device, crop, to CPU."""
     h, w = patch.shape[-2:]
-    pad_bottom, pad_right = model.size_requirements.padding(h, w)
     # contiguous: a strided view of the image would be re-laid-out by every early convolution
-    padded = pad_for_model(patch, pad_bottom, pad_right).contiguous()
+    padded = pad_to_requirements(model, patch).contiguous()
     y = model(padded)
     s = model.scale
     expected = (padded.shape[-2] * s, padded.shape[-1] * s)

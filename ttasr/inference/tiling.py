@@ -25,7 +25,8 @@ import math
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
+
+from ..models.features import pad_for_model  # re-exported: ttasr.inference.pad_for_model
 
 __all__ = ["Span", "blend_window", "pad_for_model", "seam_margin", "tile_spans", "tile_starts", "weight_sum"]
 
@@ -106,12 +107,3 @@ def weight_sum(spans: list[Span], length: int, scale: int) -> torch.Tensor:
     if float(total.min()) <= 0:
         raise AssertionError("tile windows leave pixels with zero weight")  # a layout bug
     return total
-
-
-def pad_for_model(x: torch.Tensor, pad_bottom: int, pad_right: int) -> torch.Tensor:
-    """Pad a BCHW tile at the bottom/right: reflect where possible, else replicate."""
-    if pad_bottom == 0 and pad_right == 0:
-        return x
-    h, w = x.shape[-2:]
-    mode = "reflect" if pad_bottom < h and pad_right < w else "replicate"
-    return F.pad(x, (0, pad_right, 0, pad_bottom), mode=mode)

@@ -29,8 +29,9 @@ from ...models import SRModel, load_model
 from ...pairs import AugmentConfig, BicubicKernel, ConsistencyKernelEstimator, GivenKernel, KernelEstimate
 from ...pairs import load_kernel
 from ..internal import InternalLearning, InternalLearningConfig
-from .attention import AttentionCache, attention_weights, feature_attention_map, locate_attention, save_heatmap
-from .attention import transformer_attention_map
+from .attention import attention_weights, feature_attention_map, locate_attention, transformer_attention_map
+from .attention_cache import AttentionCache
+from .heatmap import save_heatmap
 
 __all__ = ["AdaSSR", "AdaSSRConfig"]
 
