@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import spandrel
+import torch
 from PIL import Image
 
 from ttasr.cli import main
@@ -46,9 +47,26 @@ def test_adapt_saves_a_spandrel_checkpoint(tiny_file, png, tmp_path):
     rc = main(["-q", "adapt", str(png.parent), "-m", str(tiny_file), "--method", "internal", "-o", str(out),
                "--max-steps", "2", "--batch-size", "2", "--patch-size", "12", "--progress", "false",
                "--save-model", str(ckpt), "--set", "lr=0.001"])
-    assert rc == 0 and len(list(out.glob("*.png"))) == 1
+    assert rc == 0
+    [written] = out.glob("*.png")
+    assert written.name == "photo_internal.png"
     desc = spandrel.ModelLoader().load_from_file(ckpt)
     assert desc.scale == 2
+
+    # the image is the adapted model's output: the library with the same config gives it
+    import ttasr
+
+    adapter = ttasr.create_adapter("internal", str(tiny_file), max_steps=2, batch_size=2, patch_size=12,
+                                   progress=False, lr=0.001)
+    [expected] = adapter.fit(png.parent).enhance()
+    got = np.asarray(Image.open(written)).astype(int)
+    assert got.shape == (192, 192, 3) and np.abs(got - expected.astype(int)).max() <= 1
+    # ... and adaptation changed it: the unadapted model's output is not the same
+    before = ttasr.enhance(str(tiny_file), png).astype(int)
+    assert np.abs(got - before).mean() > 0.5
+    # the saved checkpoint holds the adapted weights
+    for name, tensor in adapter.adapted_model().module.state_dict().items():
+        assert torch.equal(desc.model.state_dict()[name], tensor), name
 
 
 def test_errors_are_one_line_with_nonzero_exit(tiny_file, tmp_path, capsys):

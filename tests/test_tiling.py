@@ -59,6 +59,8 @@ class Recorder(nn.Module):
 def _with(net: nn.Module, scale: int, tiling: str = "supported", multiple_of: int = 1, minimum: int = 0,
           **flags) -> ttasr.SRModel:
     m = ttasr.load_model(net, scale=scale)
+    if isinstance(net, Recorder):
+        net.shapes.clear()  # load_model's scale probe is not an enhance call
     m.size_requirements = SizeRequirements(minimum=minimum, multiple_of=multiple_of)
     m.tiling = tiling
     for k, v in flags.items():
@@ -125,8 +127,9 @@ def test_spandrel_span_tiled_equals_untiled() -> None:
     # SPAN's receptive-field radius is 11 LR pixels: a seam margin of 48 // 4 = 12 makes it exact
     exact = enhance_tensor(model, x, tile=96, overlap=48, clamp=False)
     assert float((exact - ref).abs().max()) < 1e-5
+    # a margin of 16 // 4 = 4 < 11 leaves small seams: 7.1e-4 at most here, on outputs of std 7.6
     close = enhance_tensor(model, x, tile=48, overlap=16, clamp=False)
-    assert 0 < float((close - ref).abs().max()) < 0.05
+    assert 1e-5 < float((close - ref).abs().max()) < 2e-3
 
 
 # ---------------------------------------------------------------------------- requirements

@@ -11,6 +11,8 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -81,6 +83,10 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
     doc = _flatten(state, "", tensors)
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": _FORMAT, "state": json.dumps(doc)})
+        # Test hook (tests/test_faults.py): sleep between writing the temporary file and the
+        # rename, so that a test can kill the process in the middle of a state write.
+        if delay := os.environ.get("TTASR_TEST_STATE_WRITE_DELAY"):
+            time.sleep(float(delay))
     log.debug("saved training state %s", path)
 
 

