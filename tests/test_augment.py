@@ -226,5 +226,5 @@ def test_errors(source, kernel_estimate):
         sample_pair(source, None, kernel_estimate, 4, 64, OFF, _gen())
     with pytest.raises(InputError, match="weights"):
         sample_pair(source, torch.ones(1, 1, 5, 5), kernel_estimate, SCALE, P, OFF, _gen())
-    with pytest.raises(InputError, match="probability"):
+    with pytest.raises(InputError, match="usm_p must be <= 1"):
         AugmentConfig(usm_p=1.5)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import hashlib
 import logging
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
@@ -133,6 +133,8 @@ class Adapter(ABC, Generic[C]):
         self.records: Any = None
         """The :class:`ttasr.io.ImageBatch` of the last :meth:`fit`."""
         self._base_hash: str | None = None
+        self.holdout_masks: list[torch.Tensor] | None = None
+        """Per-image ``1x1xHxW`` masks (1 = train, 0 = held out) set by a held-out rule."""
 
     # ------------------------------------------------------------------ hooks
     @abstractmethod
@@ -166,6 +168,17 @@ class Adapter(ABC, Generic[C]):
     def describe(self) -> dict[str, str]:
         """Extra metadata saved with the adapted checkpoint."""
         return {}
+
+    def pair_degradation(self, group: ImageGroup, i: int) -> Callable[[torch.Tensor], torch.Tensor] | None:
+        """The degradation ``D`` the method assumes made image ``i`` from its HR (``y = D(x)``),
+        for rules that check back-projection consistency; ``None`` when the method has none."""
+        return None
+
+    def validation_pairs(self, group: ImageGroup) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """``(input, target, weights)`` pairs never trained on, for held-out selection rules:
+        the weights are 1 on held-out target pixels. Methods that support ``holdout_masks``
+        (set by the rule before :meth:`prepare`; 1 = train, 0 = held out) implement it."""
+        raise InputError(f"{type(self).__name__} has no held-out pairs: use another stopping rule")
 
     def run_id_parts(self, group: ImageGroup) -> list[str]:
         """Extra inputs of the run id beyond the config (e.g. the bytes of a kernel file)."""
@@ -321,6 +334,7 @@ class Adapter(ABC, Generic[C]):
         for net in self.frozen_networks().values():
             net.to(self.device).eval().requires_grad_(False)
         generator = self._make_generator(group.indices[0])
+        self.holdout_masks = None
         self.stopping.prepare(self, group)
         self.prepare(group, student)
 
@@ -339,7 +353,7 @@ class Adapter(ABC, Generic[C]):
             student, loss_fn, LoopSettings.from_config(cfg, desc=self.name), generator=generator, anchor=anchor,
             optimizer=self.make_optimizer, scheduler=self.make_scheduler,
             evaluate=lambda net: self.stopping.score(self, net, group), score_start=self.stopping.scores_start,
-            should_stop=self.stopping.should_stop, on_step=on_step, on_eval=on_eval,
+            should_stop=self.stopping.should_stop, improves=self.stopping.improves, on_step=on_step, on_eval=on_eval,
             state_file=state_file, resume=resume,
         )
         result = loop.run()

@@ -115,7 +115,8 @@ class TrainingLoop:
     ``loss_fn(network, generator)`` draws a batch with ``generator`` and returns the loss.
     ``anchor`` is Θ₀ of the proximal term by parameter name (default: the starting weights).
     ``evaluate(model)`` scores the weights the loop would return (lower is better, or
-    ``None``); ``should_stop(scores)`` ends the run early. ``state_file`` enables
+    ``None``); ``should_stop(scores)`` ends the run early; ``improves(score, best, scores)``
+    says whether a score replaces the best so far (default: strictly lower). ``state_file`` enables
     checkpoints every ``checkpoint_every`` steps and on interrupt; with ``resume`` the run
     continues from it, bit-exactly.
     """
@@ -133,6 +134,7 @@ class TrainingLoop:
         evaluate: Callable[[nn.Module], float | None] | None = None,
         score_start: bool = False,
         should_stop: Callable[[Sequence[float]], bool] | None = None,
+        improves: Callable[[float, float, Sequence[float]], bool] | None = None,
         on_step: Callable[[int, float], None] | None = None,
         on_eval: Callable[[int, float | None], None] | None = None,
         state_file: Path | None = None,
@@ -155,6 +157,7 @@ class TrainingLoop:
         self.optimizer = optimizer(self.params) if optimizer else torch.optim.Adam(self.params, lr=s.lr)
         self.scheduler = scheduler(self.optimizer) if scheduler else None
         self.evaluate, self.score_start, self.should_stop = evaluate, score_start, should_stop
+        self.improves = improves or (lambda score, best, _scores: score < best)
         self.on_step, self.on_eval = on_step, on_eval
         self.state_file, self.resume = state_file, resume
         self.step = 0
@@ -263,7 +266,7 @@ class TrainingLoop:
                             scores.append(score)
                             history[-1]["score"] = score
                             bar.set_postfix(loss=f"{lv:.4f}", score=f"{score:.3f}")
-                            if best_score is None or score < best_score:
+                            if best_score is None or self.improves(score, best_score, scores):
                                 best, best_score, best_step = snapshot(self.result_model), score, step
                             if self.should_stop is not None and self.should_stop(scores):
                                 stopped_early = True

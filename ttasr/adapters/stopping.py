@@ -7,6 +7,8 @@ starting weights are a candidate when :attr:`Stopping.scores_start`).
 
 * :class:`FixedBudget`: no scores; runs ``max_steps`` and returns the final weights.
 * :class:`NIQEPlateau`: AdaSSR's rule (Sec. IV-A-1), NIQE of the SR output.
+* :class:`BackProjection`: consistency of the real LR with the SR output degraded again.
+* :class:`HeldOutPairs`: the error on internal pairs whose targets were never trained on.
 """
 
 from __future__ import annotations
@@ -15,6 +17,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any, ClassVar
 
+import torch
 from torch import nn
 
 from ..errors import InputError
@@ -22,7 +25,8 @@ from ..errors import InputError
 if TYPE_CHECKING:
     from .base import Adapter, ImageGroup
 
-__all__ = ["Stopping", "FixedBudget", "NIQEPlateau", "niqe_plateau", "stopping_from_config", "STOPPING_RULES"]
+__all__ = ["Stopping", "FixedBudget", "NIQEPlateau", "BackProjection", "HeldOutPairs", "holdout_mask", "niqe_plateau",
+           "stopping_from_config", "STOPPING_RULES"]
 
 
 class Stopping(ABC):
@@ -42,6 +46,10 @@ class Stopping(ABC):
     def should_stop(self, scores: Sequence[float]) -> bool:
         """Whether to stop, given every score so far (the start's first, if scored)."""
         return False
+
+    def improves(self, score: float, best: float, scores: Sequence[float]) -> bool:
+        """Whether ``score`` replaces the ``best`` so far (``scores``: all so far, this one last)."""
+        return score < best
 
     def describe(self) -> dict[str, str]:
         return {"stopping": self.name}
@@ -105,7 +113,90 @@ class NIQEPlateau(Stopping):
         return niqe_plateau(scores, self.min_delta, self.patience)
 
 
-STOPPING_RULES = ("fixed", "niqe-plateau")
+def holdout_mask(height: int, width: int, block: int, every: int) -> torch.Tensor:
+    """``1x1xHxW`` mask, 0 on one ``block``-pixel square in ``every`` (a diagonal lattice that
+    spreads the held-out squares evenly over the image), 1 elsewhere."""
+    bi = torch.arange(height) // block
+    bj = torch.arange(width) // block
+    held = ((bi[:, None] + 3 * bj[None, :]) % every) == 0
+    return (~held).float()[None, None]
+
+
+class BackProjection(Stopping):
+    """Back-projection consistency of the real LR: ``mean_i ‖D_k̂(N(y_i)) − y_i‖₁`` with the
+    method's own degradation model (its estimated kernel). Lower is better; the start counts."""
+
+    name = "consistency"
+    scores_start = True
+
+    def prepare(self, adapter: Adapter[Any], group: ImageGroup) -> None:
+        self._checked = False
+
+    def score(self, adapter: Adapter[Any], network: nn.Module, group: ImageGroup) -> float | None:
+        from ..inference import enhance_tensor
+
+        current = adapter.model.with_weights(network)
+        total = 0.0
+        for i, y in enumerate(group.tensors):
+            degrade = adapter.pair_degradation(group, i)
+            if degrade is None:
+                raise InputError(f"{type(adapter).__name__} has no degradation model: use another stopping rule")
+            back = degrade(enhance_tensor(current, y, device=adapter.device, progress=False).to(y))
+            total += float((back - y[..., : back.shape[-2], : back.shape[-1]]).abs().mean())
+        return total / len(group.tensors)
+
+
+class HeldOutPairs(Stopping):
+    """Held-out internal pairs: one ``block``×scale square of the LR images in ``every`` is
+    never a training target; the score is the L1 error of ``N(y_d)`` on those pixels.
+
+    A new best must beat the best so far by ``min_gain`` (relative to the start's score), so
+    noise-level changes do not move the selection off the unadapted weights; with
+    ``patience`` the run stops after that many evaluations without a new best.
+    """
+
+    name = "heldout"
+    scores_start = True
+
+    def __init__(self, block: int = 8, every: int = 8, min_gain: float = 0.0, patience: int | None = None) -> None:
+        self.block, self.every, self.min_gain, self.patience = block, every, min_gain, patience
+        self._best_at: list[int] = []
+
+    def prepare(self, adapter: Adapter[Any], group: ImageGroup) -> None:
+        side = self.block * adapter.model.scale
+        adapter.holdout_masks = [holdout_mask(y.shape[-2], y.shape[-1], side, self.every) for y in group.tensors]
+        self._best_at = []
+
+    def score(self, adapter: Adapter[Any], network: nn.Module, group: ImageGroup) -> float | None:
+        import torch
+
+        from ..models.model import forward
+
+        errors = []
+        with torch.no_grad():
+            for inp, target, weights in adapter.validation_pairs(group):
+                out = forward(network, inp.to(adapter.device)).float().cpu()
+                w = weights.expand_as(target)
+                errors.append(float(((out - target).abs() * w).sum() / w.sum().clamp_min(1)))
+        return sum(errors) / len(errors)
+
+    def improves(self, score: float, best: float, scores: Sequence[float]) -> bool:
+        ok = score < best - self.min_gain * abs(scores[0])
+        if ok:
+            self._best_at.append(len(scores) - 1)
+        return ok
+
+    def should_stop(self, scores: Sequence[float]) -> bool:
+        if self.patience is None:
+            return False
+        last = self._best_at[-1] if self._best_at else 0
+        return len(scores) - 1 - last >= self.patience
+
+    def describe(self) -> dict[str, str]:
+        return {"stopping": self.name, "holdout": f"1 in {self.every} squares of {self.block} LR px"}
+
+
+STOPPING_RULES = ("fixed", "niqe-plateau", "consistency", "heldout")
 """Names accepted by ``AdapterConfig.stopping``."""
 
 
@@ -113,4 +204,8 @@ def stopping_from_config(config: Any) -> Stopping:
     """The rule named by ``config.stopping``, with its parameters from ``config``."""
     if config.stopping == "niqe-plateau":
         return NIQEPlateau(config.niqe_min_delta, config.niqe_patience, config.niqe_params)
+    if config.stopping == "consistency":
+        return BackProjection()
+    if config.stopping == "heldout":
+        return HeldOutPairs(min_gain=config.heldout_min_gain, patience=config.heldout_patience)
     return FixedBudget()

@@ -24,6 +24,8 @@ from ...adapters.base import Callback, FitResult, ImageGroup
 from ...adapters.loop import LoopSettings
 from ...adapters.stopping import STOPPING_RULES
 from ...adapters.training import snapshot
+from ...degradations import estimate_noise_level
+from ..._lookup import did_you_mean
 from ...errors import InputError
 from ...models import SRModel, load_model
 from ...pairs import AugmentConfig, BicubicKernel, ConsistencyKernelEstimator, GivenKernel, KernelEstimate
@@ -73,12 +75,25 @@ class AdaSSRConfig(InternalLearningConfig):
                            "False: crops with flips and rotations only.")
     augment_config: AugmentConfig = option(help="Probabilities and ranges of each augmentation.",
                                            factory=AugmentConfig)
+    noise_augment: Literal["always", "auto", "never"] = option(
+        "always", "Gaussian/Poisson noise augmentation of the inputs: 'always' (the paper), 'never', or 'auto' "
+        "(ours: only when the LR images' estimated noise level reaches noise_threshold).")
+    noise_threshold: float = option(1.5, "noise_augment='auto': noise level (8-bit levels, robust estimate in the "
+                                    "flattest regions) from which the LR images count as noisy.", low=0)
     admm_rounds: int = option(1, "T_iter rounds of internal learning; rounds after the first start with "
                               "external learning on external_images (eq. 8). Paper default 1.", low=1)
     external_images: str | None = option(None, "Folder or glob of HR images for external learning (DIV2K in "
                                          "the paper).")
     external_steps: int = option(1500, "Steps of each external-learning round (T_step, Sec. IV-A-2).", low=0)
     external_weight: float = option(1e-3, "lambda of the external loss (eq. 1; Sec. IV-A-3: 1e-3).", low=0)
+
+    @classmethod
+    def paper(cls, **overrides: Any) -> AdaSSRConfig:
+        """The paper's configuration (Sec. IV-A), for reproduction: the NIQE plateau rule
+        (Sec. IV-A-1), EMA 0.999, the noise augmentations on every input, 1,500 steps."""
+        paper = dict(max_steps=1500, ema_decay=0.999, proximal_weight=1e-4, eval_every=100,
+                     stopping="niqe-plateau", noise_augment="always")
+        return cls(**{**paper, **overrides})
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -95,9 +110,18 @@ class AdaSSR(InternalLearning):
     config_class = AdaSSRConfig  # type: ignore[assignment]
     config: AdaSSRConfig  # type: ignore[assignment]
 
-    def __init__(self, model: Any, config: AdaSSRConfig | None = None, **overrides: Any) -> None:
-        """``attention_model`` may also be a loaded model (SRModel, spandrel descriptor, module):
+    def __init__(self, model: Any, config: AdaSSRConfig | None = None, *, preset: str | None = None,
+                 **overrides: Any) -> None:
+        """``preset="paper"`` starts from :meth:`AdaSSRConfig.paper` instead of the default.
+        ``attention_model`` may also be a loaded model (SRModel, spandrel descriptor, module):
         it is used as is and kept out of the config, which holds names and paths only."""
+        if preset is not None:
+            if preset != "paper":
+                raise InputError(f"unknown AdaSSR preset {preset!r}.{did_you_mean(preset, ['paper'])} "
+                                 "Available: paper (or no preset: the default)")
+            if config is not None:
+                raise InputError("pass either config= or preset=, not both")
+            config = AdaSSRConfig.paper()
         live = overrides.get("attention_model")
         if live is not None and not isinstance(live, str):
             del overrides["attention_model"]
@@ -109,10 +133,21 @@ class AdaSSR(InternalLearning):
         self.kernel_estimates: list[KernelEstimate] = []
 
     # ---------------------------------------------------------------- pairs and weights
-    def augment_config(self) -> AugmentConfig:
-        if self.config.augment:
-            return self.config.augment_config
-        return dataclasses.replace(AugmentConfig.none(), dihedral=self.config.flips)
+    def augment_config(self, group: ImageGroup) -> AugmentConfig:
+        """The paper's augmentations; with ``noise_augment='auto'`` the noise ones only when
+        the LR images are noisy (training a model to denoise clean inputs smooths them)."""
+        c = self.config
+        if not c.augment:
+            return dataclasses.replace(AugmentConfig.none(), dihedral=c.flips)
+        aug = c.augment_config
+        noisy = c.noise_augment == "always"
+        if c.noise_augment == "auto":
+            level = max(estimate_noise_level(y) for y in group.tensors)
+            noisy = level >= c.noise_threshold
+            log.info("noise level of the LR images: %.2f levels: noise augmentation %s", level,
+                     "on" if noisy else "off")
+            self.noise_level = level
+        return aug if noisy else dataclasses.replace(aug, gaussian_noise_p=0.0, poisson_noise_p=0.0)
 
     def estimate_kernel(self, y: torch.Tensor) -> KernelEstimate:
         c, s = self.config, self.model.scale

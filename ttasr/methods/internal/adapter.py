@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -20,7 +21,7 @@ from ...adapters.base import Adapter, Batch, ImageGroup
 from ...adapters.config import AdapterConfig
 from ..._config import option
 from ...errors import InputError
-from ...pairs import AugmentConfig, BicubicKernel, GivenKernel, KernelEstimate, PairSampler, load_kernel
+from ...pairs import AugmentConfig, BicubicKernel, GivenKernel, KernelEstimate, PairSampler, load_kernel, make_lr_pair
 
 __all__ = ["InternalLearning", "InternalLearningConfig"]
 
@@ -55,7 +56,7 @@ class InternalLearning(Adapter[InternalLearningConfig]):
     config_class = InternalLearningConfig
 
     # ---- what AdaSSR overrides
-    def augment_config(self) -> AugmentConfig:
+    def augment_config(self, group: ImageGroup) -> AugmentConfig:
         """Crops with flips and rotations only."""
         return dataclasses.replace(AugmentConfig.none(), dihedral=self.config.flips)
 
@@ -73,11 +74,28 @@ class InternalLearning(Adapter[InternalLearningConfig]):
     def prepare(self, group: ImageGroup, student: nn.Module) -> None:
         estimates = [self.estimate_kernel(y) for y in group.tensors]
         weights = [self.loss_weights(group, i) for i in range(len(group.tensors))]
+        if self.holdout_masks is not None:  # held-out squares are never training targets
+            weights = [m if w is None else w * m for w, m in zip(weights, self.holdout_masks)]
         self.sampler = PairSampler(group.tensors, estimates, weights, scale=self.model.scale,
-                                   patch_size=self.config.patch_size, augment=self.augment_config())
+                                   patch_size=self.config.patch_size, augment=self.augment_config(group))
 
     def sample_batch(self, generator: torch.Generator) -> Batch:
         return Batch(*self.sampler.sample(self.config.batch_size, generator))
+
+    def pair_degradation(self, group: ImageGroup, i: int) -> Callable[[torch.Tensor], torch.Tensor]:
+        estimate, s = self.sampler.estimates[i], self.model.scale
+        return lambda x: make_lr_pair(x, estimate, s)[0]
+
+    def validation_pairs(self, group: ImageGroup) -> list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]:
+        """Whole-image pairs ``(y_d, y)``, weighted 1 on the held-out squares (no augmentation)."""
+        if self.holdout_masks is None:
+            return super().validation_pairs(group)
+        out = []
+        for i, y in enumerate(group.tensors):
+            inp, target = make_lr_pair(y, self.sampler.estimates[i], self.model.scale)
+            held = 1.0 - self.holdout_masks[i][..., : target.shape[-2], : target.shape[-1]]
+            out.append((inp, target, held))
+        return out
 
     def run_id_parts(self, group: ImageGroup) -> list[str]:
         k = self.config.kernel

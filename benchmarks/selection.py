@@ -1,0 +1,216 @@
+"""Which weights should AdaSSR return without ground truth? Selection rules side by side.
+
+    .venv/bin/python benchmarks/selection.py [--steps 300] [--presets ...] [--images 4 --size 768]
+
+For each preset (one camera: one multi-image adaptation over all images) it runs:
+
+* the **default trajectory**: AdaSSR as configured by default (``AdaSSRConfig()``, with
+  ``--steps`` and ``--eval-every``), held-out squares active, run for the whole budget; at
+  every evaluation it records each candidate rule's score and, for the table only, PSNR-Y
+  against the HR images. Each rule's selection (and early stop) is then replayed on those
+  records with the rule's own ``improves``/``should_stop``, so every rule is judged on the
+  same trajectory;
+* the **oracle**: the same adaptation with pairs made by the true kernel (bicubic pairs for
+  ``bicubic-clean``), the best evaluated step chosen with the HR images;
+* the **paper preset**: ``AdaSSRConfig.paper()`` (NIQE rule, EMA 0.999, noise augmentation
+  always) at the same budget, selection live.
+
+Candidates: ``final`` (fixed budget), ``niqe-plateau`` (the paper), ``consistency``
+(back-projection ``‖D_k̂(N(y)) − y‖``), ``heldout`` (error on held-out internal pairs),
+``heldout+gain`` (a new best must gain 1 % of the start's held-out error). Results are
+appended to --out/results.json as each run ends (atomic), and --resume skips finished runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import ttasr  # noqa: E402
+from adassr_proxy import load_photos  # noqa: E402
+from ttasr.adapters.stopping import BackProjection, FixedBudget, HeldOutPairs, NIQEPlateau, Stopping  # noqa: E402
+from ttasr.degradations import degrade  # noqa: E402
+from ttasr.inference import enhance_tensor  # noqa: E402
+from ttasr.metrics import NIQE, psnr_y  # noqa: E402
+
+PRESETS = ("bicubic-clean", "optical-blur", "camera", "sensor-noise", "jpeg-heavy")
+
+
+def candidates() -> dict[str, Stopping]:
+    return {
+        "final": FixedBudget(),
+        "niqe-plateau": NIQEPlateau(),
+        "consistency": BackProjection(),
+        "heldout": HeldOutPairs(),
+        "heldout+gain": HeldOutPairs(min_gain=0.01),
+    }
+
+
+class Recorder(Stopping):
+    """Scores every candidate and PSNR-Y against the HR at each evaluation; selects nothing."""
+
+    name = "recorder"
+    scores_start = True
+
+    def __init__(self, highs: list[torch.Tensor], rules: dict[str, Stopping], niqe: NIQE) -> None:
+        self.highs, self.rules, self.niqe = highs, rules, niqe
+        self.records: list[dict] = []
+
+    def prepare(self, adapter, group) -> None:
+        for rule in self.rules.values():
+            if not isinstance(rule, NIQEPlateau):  # NIQE is computed here from the shared SR output
+                rule.prepare(adapter, group)
+
+    def score(self, adapter, network, group):
+        s = adapter.model.scale
+        current = adapter.model.with_weights(network)
+        srs = [enhance_tensor(current, y, device=adapter.device, progress=False) for y in group.tensors]
+        rec = {"psnr": [psnr_y(sr, hr, s) for sr, hr in zip(srs, self.highs)],
+               "niqe-plateau": float(np.mean([self.niqe(sr) for sr in srs]))}
+        back = []
+        for i, (y, sr) in enumerate(zip(group.tensors, srs)):
+            b = adapter.pair_degradation(group, i)(sr)
+            back.append(float((b - y[..., : b.shape[-2], : b.shape[-1]]).abs().mean()))
+        rec["consistency"] = float(np.mean(back))
+        rec["heldout"] = rec["heldout+gain"] = self.rules["heldout"].score(adapter, network, group)
+        self.records.append(rec)
+        return None
+
+
+def replay(rule: Stopping, scores: list[float]) -> int:
+    """The evaluation index the rule selects on a recorded score sequence, as the loop would."""
+    if isinstance(rule, FixedBudget):
+        return len(scores) - 1
+    fresh = type(rule)(**({"min_gain": rule.min_gain} if isinstance(rule, HeldOutPairs) else {}))
+    if isinstance(fresh, HeldOutPairs):
+        fresh._best_at = []
+    best, pick = scores[0], 0
+    for k in range(1, len(scores)):
+        if fresh.improves(scores[k], best, scores[: k + 1]):
+            best, pick = scores[k], k
+        if fresh.should_stop(scores[: k + 1]):
+            break
+    return pick
+
+
+def save(path: Path, results: dict) -> None:
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text(json.dumps(results, indent=1))
+    os.replace(tmp, path)
+
+
+def run_preset(model, preset, photos, args, niqe, results, store) -> None:
+    s = model.scale
+    deg = [degrade(hr, s, preset, seed=args.seed) for _, hr in photos]
+    lows, highs = [d.lr for d in deg], [hr for _, hr in photos]
+    rows = results.setdefault(preset, {})
+    base = dict(max_steps=args.steps, eval_every=args.eval_every, progress=False, seed=args.seed)
+    if "unadapted" not in rows:
+        rows["unadapted"] = [psnr_y(enhance_tensor(model, lr), hr, s) for lr, hr in zip(lows, highs)]
+    if "trajectory" not in rows:
+        t = time.perf_counter()
+        rec = Recorder(highs, candidates(), niqe)
+        a = ttasr.AdaSSR(model, stopping=rec, **base).fit(lows)
+        rows["trajectory"] = {"records": rec.records, "seconds": time.perf_counter() - t,
+                              "noise_level": getattr(a, "noise_level", None),
+                              "kernel": {k: v for k, v in a.kernel_estimates[0].params.items()
+                                         if isinstance(v, (int, float, str))}}
+        save(store, results)
+        print(f"# {preset}: default trajectory {rows['trajectory']['seconds']:.0f} s", file=sys.stderr, flush=True)
+    if "oracle" not in rows:
+        t = time.perf_counter()
+        rec = Recorder(highs, {"heldout": HeldOutPairs()}, niqe)
+        truth = dict(kernel_estimator="bicubic") if deg[0].kernel is None else \
+            dict(kernel_estimator="given", kernel=deg[0].kernel)
+        ttasr.AdaSSR(model, stopping=rec, **base, **truth).fit(lows)
+        rows["oracle"] = {"records": rec.records, "seconds": time.perf_counter() - t}
+        save(store, results)
+        print(f"# {preset}: oracle {rows['oracle']['seconds']:.0f} s", file=sys.stderr, flush=True)
+    if "paper" not in rows and not args.skip_paper:
+        t = time.perf_counter()
+        cfg = ttasr.AdaSSRConfig.paper().replace(**base)
+        a = ttasr.AdaSSR(model, cfg).fit(lows)
+        net = a.adapted_model()
+        rows["paper"] = {"psnr": [psnr_y(enhance_tensor(net, lr), hr, s) for lr, hr in zip(lows, highs)],
+                         "best_step": a.results[0].best_step, "steps": a.results[0].steps,
+                         "seconds": time.perf_counter() - t}
+        save(store, results)
+        print(f"# {preset}: paper {rows['paper']['seconds']:.0f} s", file=sys.stderr, flush=True)
+
+
+def report(results: dict, presets: list[str], eval_every: int) -> None:
+    print("PSNR-Y (dB), mean over the images; gain vs unadapted; [selected step]; worst image gain.")
+    head = f"{'rule':<16}" + "".join(f"{p:>22}" for p in presets)
+    print(head)
+    lines: dict[str, str] = {}
+    for p in presets:
+        rows = results.get(p, {})
+        if "trajectory" not in rows:
+            continue
+        base = np.array(rows["unadapted"])
+        recs = rows["trajectory"]["records"]
+
+        def cell(psnr, step):
+            g = np.array(psnr) - base
+            return f"{np.mean(psnr):6.2f} {np.mean(g):+.3f} [{step:4d}] {g.min():+.2f}"
+
+        lines.setdefault("unadapted", f"{'unadapted':<16}")
+        lines["unadapted"] += f"{np.mean(base):>8.2f}{'':>14}"
+        if "oracle" in rows:
+            o = rows["oracle"]["records"]
+            k = int(np.argmax([np.mean(r["psnr"]) for r in o]))
+            lines.setdefault("oracle", f"{'oracle':<16}")
+            lines["oracle"] += f"{cell(o[k]['psnr'], k * eval_every):>22}"
+        if "paper" in rows:
+            lines.setdefault("paper preset", f"{'paper preset':<16}")
+            lines["paper preset"] += f"{cell(rows['paper']['psnr'], rows['paper']['best_step']):>22}"
+        for name, rule in candidates().items():
+            scores = [r.get(name, 0.0) for r in recs]
+            k = replay(rule, scores)
+            lines.setdefault(name, f"{name:<16}")
+            lines[name] += f"{cell(recs[k]['psnr'], k * eval_every):>22}"
+    for line in lines.values():
+        print(line)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", default="span-x4")
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--eval-every", type=int, default=50)
+    ap.add_argument("--images", type=int, default=4)
+    ap.add_argument("--size", type=int, default=768)
+    ap.add_argument("--presets", default=",".join(PRESETS))
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--skip-paper", action="store_true")
+    ap.add_argument("--out", type=Path, default=Path("outputs/selection"))
+    ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--report", action="store_true")
+    args = ap.parse_args()
+    logging.basicConfig(level=logging.WARNING)
+    args.out.mkdir(parents=True, exist_ok=True)
+    store = args.out / "results.json"
+    results = json.loads(store.read_text()) if (args.resume or args.report) and store.exists() else {}
+    presets = [p for p in args.presets.split(",") if p]
+    if not args.report:
+        model = ttasr.load_model(args.model)
+        photos = load_photos(args.images, args.size)
+        niqe = NIQE()
+        print(f"# {args.model}: {len(photos)} photos {args.size} px ({', '.join(n for n, _ in photos)}), "
+              f"{args.steps} steps, eval every {args.eval_every}, threads {torch.get_num_threads()}", file=sys.stderr)
+        for p in presets:
+            run_preset(model, p, photos, args, niqe, results, store)
+    report(results, presets, args.eval_every)
+
+
+if __name__ == "__main__":
+    main()
