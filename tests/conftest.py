@@ -55,6 +55,16 @@ def tiny_swinir():
 
 
 @pytest.fixture
+def tiny_file(tiny_compact, tmp_path):
+    """The tiny Compact x2 as a .safetensors file (for the command line)."""
+    from safetensors.torch import save_file
+
+    path = tmp_path / "tiny.safetensors"
+    save_file(tiny_compact.model.state_dict(), str(path))
+    return path
+
+
+@pytest.fixture
 def photo() -> torch.Tensor:
     """A 96x96 crop of skimage's astronaut as a 1x3xHxW float tensor in [0, 1]."""
     from skimage import data

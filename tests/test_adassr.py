@@ -16,9 +16,12 @@ QUICK = {k: v for k, v in FAST.items() if k != "stopping"}
 
 
 def test_paper_defaults():
-    c = AdaSSRConfig()
+    c = AdaSSRConfig.paper()
     assert (c.max_steps, c.lr, c.batch_size, c.ema_decay, c.proximal_weight, c.eval_every) == (
         1500, 1e-4, 4, 0.999, 1e-4, 100)
+    assert (c.stopping, c.noise_augment) == ("niqe-plateau", "always")
+    d = AdaSSRConfig()
+    assert (d.stopping, d.noise_augment, d.ema_decay) == ("heldout", "auto", 0.99)
     assert (c.niqe_min_delta, c.niqe_patience, c.attention_mix, c.admm_rounds) == (0.05, 3, 0.9, 1)
     a = c.augment_config
     assert (a.gaussian_noise_p, a.poisson_noise_p, a.affine_scale) == (0.24, 0.16, (0.5, 1.0))

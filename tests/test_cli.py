@@ -13,15 +13,6 @@ from ttasr.errors import InputError
 
 
 @pytest.fixture
-def tiny_file(tiny_compact, tmp_path):
-    from safetensors.torch import save_file
-
-    path = tmp_path / "tiny.safetensors"
-    save_file(tiny_compact.model.state_dict(), str(path))
-    return path
-
-
-@pytest.fixture
 def png(tmp_path, photo):
     path = tmp_path / "in" / "photo.png"
     path.parent.mkdir()
@@ -157,3 +148,20 @@ def test_demo_runs_offline_on_a_real_checkpoint(tmp_path, capsys):
     assert "| astronaut |" in report and "mean" in report
     assert (out / "comparison.png").is_file() and (out / "adapted.safetensors").is_file()
     assert Image.open(out / "astronaut_adapted.png").size == (384, 384)
+
+
+def test_preset_starts_from_the_paper_configuration(tiny_file, png, tmp_path, monkeypatch, capsys):
+    import ttasr.methods.adassr.adapter as adassr_module
+
+    seen = {}
+
+    def fake_fit(self, images, **kw):
+        seen["config"] = self.config
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(adassr_module.AdaSSR, "fit", fake_fit)
+    main(["adapt", str(png), "-m", str(tiny_file), "-o", str(tmp_path / "o"), "--preset", "paper", "--max-steps", "7"])
+    c = seen["config"]
+    assert c.stopping == "niqe-plateau" and c.ema_decay == 0.999 and c.noise_augment == "always" and c.max_steps == 7
+    assert main(["adapt", str(png), "-m", str(tiny_file), "--preset", "papr"]) == 2
+    assert "Did you mean paper" in capsys.readouterr().err

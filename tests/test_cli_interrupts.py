@@ -19,15 +19,6 @@ from ttasr.methods.internal.adapter import InternalLearning
 
 
 @pytest.fixture
-def tiny_file(tiny_compact, tmp_path):
-    from safetensors.torch import save_file
-
-    path = tmp_path / "tiny.safetensors"
-    save_file(tiny_compact.model.state_dict(), str(path))
-    return path
-
-
-@pytest.fixture
 def pngs(tmp_path, photo):
     """Four crops of the photo, of different sizes so that outputs can be told apart."""
     folder = tmp_path / "in"

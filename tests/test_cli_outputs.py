@@ -17,15 +17,6 @@ from ttasr.io import load_images
 
 
 @pytest.fixture
-def tiny_file(tiny_compact, tmp_path):
-    from safetensors.torch import save_file
-
-    path = tmp_path / "tiny.safetensors"
-    save_file(tiny_compact.model.state_dict(), str(path))
-    return path
-
-
-@pytest.fixture
 def crop(photo):
     img = (photo[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)
 

@@ -25,6 +25,7 @@ import torch
 from torch import nn
 
 from .._version import __version__
+from .._lookup import lookup
 from ..errors import InputError
 from ..models import SRModel, load_model
 from ..models.model import forward
@@ -117,11 +118,17 @@ class Adapter(ABC, Generic[C]):
     config_class: ClassVar[type[AdapterConfig]] = AdapterConfig
 
     def __init__(self, model: Any, config: C | None = None, *, stopping: Stopping | str | None = None,
-                 **overrides: Any) -> None:
-        """``stopping``: a :class:`Stopping` object, or a rule name (the config's ``stopping``)."""
+                 preset: str | None = None, **overrides: Any) -> None:
+        """``stopping``: a :class:`Stopping` object, or a rule name (the config's ``stopping``).
+        ``preset``: a named configuration of the method (``config_class.presets()``), e.g.
+        ``AdaSSR(model, preset="paper")``; ``overrides`` apply on top of it."""
         if isinstance(stopping, str):
             overrides["stopping"], stopping = stopping, None
         self.model: SRModel = load_model(model)
+        if preset is not None:
+            if config is not None:
+                raise InputError("pass either config= or preset=, not both")
+            config = lookup(self.config_class.presets(), preset, f"{self.name} preset")()  # type: ignore[assignment]
         base = config if config is not None else self.config_class()
         if not isinstance(base, self.config_class):
             raise InputError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(base).__name__}")

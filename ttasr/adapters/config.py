@@ -7,6 +7,7 @@ methods subclass it to change defaults and add their own fields.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from collections.abc import Callable
 from typing import Literal
 
 from .._config import PlainConfig, config_with, option
@@ -56,3 +57,8 @@ class AdapterConfig(PlainConfig):
     keep_state: bool = option(False, "Keep the training state after a successful fit (it is about 5x the "
                               "model; by default it is removed once the fit is complete).", affects_result=False)
     progress: bool = option(True, "Show progress bars.", affects_result=False)
+
+    @classmethod
+    def presets(cls) -> dict[str, Callable[[], AdapterConfig]]:
+        """Named starting configurations besides the default (e.g. AdaSSR's ``paper``)."""
+        return {}

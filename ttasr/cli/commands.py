@@ -95,13 +95,20 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     from ..errors import InputError
     from ..inference import enhance
     from ..methods.registry import METHODS
+    from .._lookup import lookup
     from .options import overrides_from
 
     try:
         cls = METHODS.get(args.method)
     except InputError as exc:
         raise UsageError(str(exc)) from None
-    overrides = overrides_from(args, cls.config_class, cls.config_class(), args.set)
+    base = cls.config_class()
+    if args.preset is not None:
+        try:
+            base = lookup(cls.config_class.presets(), args.preset, f"{cls.name} preset")()
+        except InputError as exc:
+            raise UsageError(str(exc)) from None
+    overrides = overrides_from(args, cls.config_class, base, args.set)
     if args.device:
         overrides["device"] = args.device
     # everything that can fail after adaptation is checked before it
@@ -110,7 +117,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     records = _load_records(args)
     paths = _prepare_outputs(records, args.output, cls.name)
     model = load_model(args.model)
-    adapter = create_adapter(args.method, model, **overrides)
+    adapter = create_adapter(args.method, model, config=base, **overrides)
     adapter.fit(records, resume=args.resume)
     stopped_by = _fit_signal(adapter)
     done = adapter.fitted_indices

@@ -55,6 +55,11 @@ def build_parser(method: str = DEFAULT_METHOD, description: str | None = None) -
     a.add_argument("--method", default=DEFAULT_METHOD,
                    help=f"adaptation method (default: {DEFAULT_METHOD}); see --list-methods")
     a.add_argument("--list-methods", action="store_true", help="print the available methods and exit")
+    presets = sorted(cls.config_class.presets()) if cls is not None else []
+    a.add_argument("--preset", default=None, metavar="NAME",
+                   help="start from a named configuration of the method instead of its default"
+                        + (f" ({', '.join(presets)})" if presets else " (this method has none)")
+                        + "; the options below apply on top")
     a.add_argument("--save-model", type=Path, help="write the adapted weights here (.safetensors)")
     a.add_argument("--resume", action="store_true", help="resume from the last saved training state")
     a.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -21,11 +21,11 @@ from torch import nn
 
 from ..._config import option
 from ...adapters.base import Callback, FitResult, ImageGroup
+from ...adapters.config import AdapterConfig
 from ...adapters.loop import LoopSettings
 from ...adapters.stopping import STOPPING_RULES
 from ...adapters.training import snapshot
 from ...degradations import estimate_noise_level
-from ..._lookup import did_you_mean
 from ...errors import InputError
 from ...models import SRModel, load_model
 from ...pairs import AugmentConfig, BicubicKernel, ConsistencyKernelEstimator, GivenKernel, KernelEstimate
@@ -47,14 +47,16 @@ class AdaSSRConfig(InternalLearningConfig):
     max_steps: int = option(1500, "T_step = 1,500 (Sec. IV-A-1).", low=0, affects_result=False)
     lr: float = option(1e-4, "Adam, 1e-4 (Sec. IV-A-3).", low=0)
     batch_size: int = option(4, "Batch size 4 (Sec. IV-A-3).", low=1)
-    ema_decay: float | None = option(0.999, "alpha = 0.999 (Sec. IV-A-3; the ablation finds 0.99-0.999 best).",
+    ema_decay: float | None = option(0.99, "EMA decay alpha. Ours: 0.99, the low end of the paper's best range "
+                                     "(Table V: 0.99-0.999), so that budgets of a few hundred steps move the "
+                                     "weights; the paper uses 0.999 (preset 'paper').",
                                      low=0, high=1, high_open=True)
     proximal_weight: float = option(1e-4, "mu = 1e-4 of mu*||theta - theta~||^2 (Sec. IV-A-3).", low=0)
     eval_every: int = option(100, "NIQE every 100 steps (Sec. IV-A-1).", low=1)
-    stopping: str = option("niqe-plateau", "Stopping and selection: 'niqe-plateau' (Sec. IV-A-1: NIQE of the "
-                           "EMA model's SR output, stop after three decreases below 0.05, keep the best, the "
-                           "unadapted weights included) or 'fixed' (all max_steps, final weights).",
-                           choices=STOPPING_RULES)
+    stopping: str = option("heldout", "Stopping and selection. Ours: 'heldout' (one LR square in eight is "
+                           "never a training target; keep the weights with the lowest error there, the unadapted "
+                           "ones included). The paper: 'niqe-plateau' (Sec. IV-A-1; NIQE prefers the unadapted "
+                           "weights, see the README). Also 'consistency', 'fixed'.", choices=STOPPING_RULES)
     kernel_estimator: Literal["consistency", "bicubic", "given"] = option(
         "consistency", "How y_d is made: 'consistency' (ours: an anisotropic Gaussian minimising "
         "||D_k(N(y)) - y||; the paper estimates k 'in a self-learning manner'), 'bicubic' (the ablation's "
@@ -76,8 +78,9 @@ class AdaSSRConfig(InternalLearningConfig):
     augment_config: AugmentConfig = option(help="Probabilities and ranges of each augmentation.",
                                            factory=AugmentConfig)
     noise_augment: Literal["always", "auto", "never"] = option(
-        "always", "Gaussian/Poisson noise augmentation of the inputs: 'always' (the paper), 'never', or 'auto' "
-        "(ours: only when the LR images' estimated noise level reaches noise_threshold).")
+        "auto", "Gaussian/Poisson noise augmentation of the inputs: 'auto' (ours: only when the LR images' "
+        "estimated noise level reaches noise_threshold; on noise-free inputs it teaches the model to smooth), "
+        "'always' (the paper), 'never'.")
     noise_threshold: float = option(1.5, "noise_augment='auto': noise level (8-bit levels, robust estimate in the "
                                     "flattest regions) from which the LR images count as noisy.", low=0)
     admm_rounds: int = option(1, "T_iter rounds of internal learning; rounds after the first start with "
@@ -86,6 +89,10 @@ class AdaSSRConfig(InternalLearningConfig):
                                          "the paper).")
     external_steps: int = option(1500, "Steps of each external-learning round (T_step, Sec. IV-A-2).", low=0)
     external_weight: float = option(1e-3, "lambda of the external loss (eq. 1; Sec. IV-A-3: 1e-3).", low=0)
+
+    @classmethod
+    def presets(cls) -> dict[str, Callable[[], AdapterConfig]]:
+        return {"paper": cls.paper}
 
     @classmethod
     def paper(cls, **overrides: Any) -> AdaSSRConfig:
@@ -110,18 +117,10 @@ class AdaSSR(InternalLearning):
     config_class = AdaSSRConfig  # type: ignore[assignment]
     config: AdaSSRConfig  # type: ignore[assignment]
 
-    def __init__(self, model: Any, config: AdaSSRConfig | None = None, *, preset: str | None = None,
-                 **overrides: Any) -> None:
+    def __init__(self, model: Any, config: AdaSSRConfig | None = None, **overrides: Any) -> None:
         """``preset="paper"`` starts from :meth:`AdaSSRConfig.paper` instead of the default.
         ``attention_model`` may also be a loaded model (SRModel, spandrel descriptor, module):
         it is used as is and kept out of the config, which holds names and paths only."""
-        if preset is not None:
-            if preset != "paper":
-                raise InputError(f"unknown AdaSSR preset {preset!r}.{did_you_mean(preset, ['paper'])} "
-                                 "Available: paper (or no preset: the default)")
-            if config is not None:
-                raise InputError("pass either config= or preset=, not both")
-            config = AdaSSRConfig.paper()
         live = overrides.get("attention_model")
         if live is not None and not isinstance(live, str):
             del overrides["attention_model"]

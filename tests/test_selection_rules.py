@@ -1,0 +1,85 @@
+"""The no-reference selection rules (held-out pairs, back-projection consistency)."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+import ttasr
+from ttasr.adapters.stopping import BackProjection, HeldOutPairs, holdout_mask
+from ttasr.degradations import degrade_with_kernel, gaussian_kernel
+
+FAST = dict(batch_size=2, patch_size=16, progress=False, attention="none", augment=False, ema_decay=None)
+
+
+@pytest.fixture
+def blurred(photo):
+    """The photo blurred (sigma 1.5) and subsampled x2: a blur the tiny model does not undo."""
+    k = gaussian_kernel(11, 1.5)
+    big = torch.nn.functional.interpolate(photo, scale_factor=2, mode="bicubic").clamp(0, 1)
+    return degrade_with_kernel(big, k, 2), k
+
+
+def test_holdout_mask_holds_out_one_square_in_every():
+    m = holdout_mask(64, 64, 8, 8)
+    assert m.shape == (1, 1, 64, 64) and float(1 - m.mean()) == pytest.approx(1 / 8)
+    squares = (1 - m)[0, 0].reshape(8, 8, 8, 8).permute(0, 2, 1, 3).reshape(64, 64)
+    assert set(squares.sum(1).tolist()) <= {0.0, 64.0}  # whole squares
+
+
+@pytest.mark.parametrize("rule", ["heldout", "consistency"])
+def test_picks_a_late_step_where_training_helps(tiny_compact, blurred, rule):
+    lr, k = blurred
+    a = ttasr.AdaSSR(tiny_compact, stopping=rule, kernel_estimator="given", kernel=k, lr=3e-3, max_steps=60,
+                     eval_every=20, **FAST).fit(lr)
+    r = a.results[0]
+    scores = [h["score"] for h in r.history if "score" in h]
+    assert len(scores) == 4 and r.best_step >= 40, scores
+    assert scores[-1] < scores[0]
+
+
+def test_picks_the_start_where_training_only_hurts(tiny_compact, blurred):
+    lr, k = blurred
+    a = ttasr.AdaSSR(tiny_compact, stopping="heldout", kernel_estimator="given", kernel=k, lr=0.5, max_steps=20,
+                     eval_every=10, **FAST).fit(lr)
+    r = a.results[0]
+    assert r.best_step == 0 and r.final_weights is not None
+    start = tiny_compact.model.state_dict()
+    assert all(torch.equal(v, start[k]) for k, v in a.adapted_model().module.state_dict().items())
+
+
+def test_heldout_targets_are_never_trained_on(tiny_compact, blurred):
+    lr, k = blurred
+    a = ttasr.AdaSSR(tiny_compact, stopping="heldout", kernel_estimator="given", kernel=k, max_steps=1, **FAST)
+    a.fit(lr)
+    mask = a.holdout_masks[0]
+    assert a.sampler.weights[0] is not None and torch.equal(a.sampler.weights[0], mask)
+    batch = a.sample_batch(torch.Generator().manual_seed(0))
+    assert float(batch.weights.min()) == 0.0  # held-out squares reach the loss with weight 0
+    [(inp, target, held)] = a.validation_pairs(a_group := ttasr.adapters.ImageGroup([None], [0], [lr]))
+    assert torch.equal(held, 1 - mask[..., : target.shape[-2], : target.shape[-1]]) and a_group.indices == [0]
+
+
+@pytest.mark.parametrize("rule", ["heldout", "consistency"])
+def test_rules_are_deterministic_under_a_seed(tiny_compact, blurred, rule):
+    lr, _ = blurred
+    runs = [ttasr.AdaSSR(tiny_compact, stopping=rule, lr=1e-3, max_steps=6, eval_every=3, seed=5, **FAST).fit(lr)
+            for _ in range(2)]
+    h0, h1 = ([h.get("score") for h in r.results[0].history] for r in runs)
+    assert h0 == h1 and runs[0].results[0].best_step == runs[1].results[0].best_step
+
+
+def test_min_gain_and_patience():
+    rule = HeldOutPairs(min_gain=0.1, patience=2)
+    scores = [1.0]
+    best = 1.0
+    picks = []
+    for s in (0.95, 0.85, 0.84, 0.86):
+        scores.append(s)
+        if rule.improves(s, best, scores):
+            best = s
+            picks.append(len(scores) - 1)
+        if rule.should_stop(scores):
+            break
+    assert picks == [2] and len(scores) == 5  # 0.95 gains < 10 % of 1.0; stop 2 evals after step 2
+    assert BackProjection().improves(0.5, 0.6, [0.6, 0.5])
