@@ -186,3 +186,15 @@ def test_enhance_returns_the_type_given_to_fit(tiny_compact, photo):
     pair = InternalLearning(tiny_compact, max_steps=1, mode="single", **FAST).fit([arr, arr]).enhance()
     assert isinstance(pair, list) and len(pair) == 2
     assert pair[0].dtype == np.uint8 and pair[0].shape == (192, 192, 3)
+
+
+def test_internal_learning_can_use_the_estimated_or_a_given_kernel(tiny_compact, photo):
+    base = dict(max_steps=1, **FAST)
+    assert InternalLearning(tiny_compact, **base).fit(photo).sampler.estimates[0].kind == "bicubic"
+    est = InternalLearning(tiny_compact, kernel_estimator="consistency", **base).fit(photo).sampler.estimates[0]
+    assert est.kind == "kernel" and est.params["estimator"] != "given"
+    k = ttasr.degradations.gaussian_kernel(7, 1.0)
+    given = InternalLearning(tiny_compact, kernel=k, **base).fit(photo).sampler.estimates[0]
+    assert given.params["estimator"] == "given"
+    with pytest.raises(InputError, match="needs kernel"):
+        InternalLearning(tiny_compact, kernel_estimator="given")

@@ -197,3 +197,19 @@ def test_final_weights_are_kept_beside_the_selected_ones(tiny_compact, photo):
     best, final = adapter.adapted_model().module.state_dict(), adapter.adapted_model(final=True).module.state_dict()
     assert all(torch.equal(best[k], base[k]) for k in base)
     assert any(not torch.equal(final[k], base[k]) for k in base)
+
+
+def test_noise_augmentation_only_on_noisy_inputs_by_default(tiny_compact):
+    from ttasr.degradations import add_gaussian_noise
+
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 96), torch.linspace(0, 1, 96), indexing="ij")
+    clean = torch.stack([yy, xx, (yy + xx) / 2])[None] * 0.8 + 0.1
+    noisy = add_gaussian_noise(clean, 6 / 255, generator=torch.Generator().manual_seed(0))
+    cfg = dict(FAST, max_steps=1, attention="none", kernel_estimator="bicubic")
+    on_clean = AdaSSR(tiny_compact, **cfg).fit(clean)
+    on_noisy = AdaSSR(tiny_compact, **cfg).fit(noisy)
+    assert on_clean.noise_level < 1.0 < 4.0 < on_noisy.noise_level
+    assert on_clean.sampler.augment.gaussian_noise_p == 0 and on_clean.sampler.augment.poisson_noise_p == 0
+    assert on_noisy.sampler.augment.gaussian_noise_p == 0.24
+    always = AdaSSR(tiny_compact, **cfg, noise_augment="always").fit(clean)
+    assert always.sampler.augment.gaussian_noise_p == 0.24

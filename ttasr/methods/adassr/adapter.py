@@ -28,8 +28,7 @@ from ...adapters.training import snapshot
 from ...degradations import estimate_noise_level
 from ...errors import InputError
 from ...models import SRModel, load_model
-from ...pairs import AugmentConfig, BicubicKernel, ConsistencyKernelEstimator, GivenKernel, KernelEstimate
-from ...pairs import load_kernel
+from ...pairs import AugmentConfig, KernelEstimate
 from ..internal import InternalLearning, InternalLearningConfig
 from .attention import attention_weights, feature_attention_map, locate_attention, transformer_attention_map
 from .attention_cache import AttentionCache
@@ -104,8 +103,6 @@ class AdaSSRConfig(InternalLearningConfig):
 
     def __post_init__(self) -> None:
         super().__post_init__()
-        if self.kernel_estimator == "given" and self.kernel is None:
-            raise InputError("kernel_estimator='given' needs kernel=<file or 2-D list>")
         if self.admm_rounds > 1 and not self.external_images:
             raise InputError("admm_rounds > 1 needs external_images=<folder of HR images>")
 
@@ -148,14 +145,12 @@ class AdaSSR(InternalLearning):
             self.noise_level = level
         return aug if noisy else dataclasses.replace(aug, gaussian_noise_p=0.0, poisson_noise_p=0.0)
 
+    def kernel_source(self) -> str:
+        """AdaSSR: ``kernel_estimator`` decides; a set ``kernel`` is used only with 'given'."""
+        return self.config.kernel_estimator
+
     def estimate_kernel(self, y: torch.Tensor) -> KernelEstimate:
-        c, s = self.config, self.model.scale
-        if c.kernel_estimator == "bicubic":
-            est = BicubicKernel().estimate(y, s)
-        elif c.kernel_estimator == "given":
-            est = GivenKernel(load_kernel(c.kernel)).estimate(y, s)  # type: ignore[arg-type]
-        else:
-            est = ConsistencyKernelEstimator(sr_fn=lambda t: self.model(t).clamp(0, 1)).estimate(y, s)
+        est = super().estimate_kernel(y)
         log.info("kernel: %s", {k: round(v, 3) if isinstance(v, float) else v for k, v in est.params.items()})
         self.kernel_estimates.append(est)
         return est

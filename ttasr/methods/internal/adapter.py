@@ -13,6 +13,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from torch import nn
@@ -21,7 +22,7 @@ from ...adapters.base import Adapter, Batch, ImageGroup
 from ...adapters.config import AdapterConfig
 from ..._config import option
 from ...errors import InputError
-from ...pairs import AugmentConfig, BicubicKernel, GivenKernel, KernelEstimate, PairSampler, load_kernel, make_lr_pair
+from ...pairs import AugmentConfig, BicubicKernel, ConsistencyKernelEstimator, GivenKernel, KernelEstimate, PairSampler, load_kernel, make_lr_pair
 
 __all__ = ["InternalLearning", "InternalLearningConfig"]
 
@@ -41,12 +42,18 @@ class InternalLearningConfig(AdapterConfig):
         None, "Blur kernel for y↓ (blur then subsample): a .npy/.json/.txt/.csv file or a 2-D list; "
         "None: MATLAB bicubic downscaling.")
     flips: bool = option(True, "Random flips and 90-degree rotations of each crop.")
+    kernel_estimator: Literal["bicubic", "consistency", "given"] = option(
+        "bicubic", "How y↓ is made: 'bicubic' (MATLAB bicubic downscaling, ZSSR's default), 'consistency' "
+        "(an anisotropic Gaussian minimising ||D_k(N(y)) - y||, as in AdaSSR), 'given' (kernel; also chosen "
+        "whenever kernel is set).")
 
     def __post_init__(self) -> None:
         super().__post_init__()
         k = self.kernel
         if isinstance(k, tuple) and (not k or any(len(row) != len(k) for row in k) or len(k) % 2 == 0):
             raise InputError(f"{type(self).__name__}.kernel must be a square 2-D list of odd size, got {k!r}")
+        if self.kernel_estimator == "given" and k is None:
+            raise InputError(f"{type(self).__name__}: kernel_estimator='given' needs kernel=<file or 2-D list>")
 
 
 class InternalLearning(Adapter[InternalLearningConfig]):
@@ -60,11 +67,18 @@ class InternalLearning(Adapter[InternalLearningConfig]):
         """Crops with flips and rotations only."""
         return dataclasses.replace(AugmentConfig.none(), dihedral=self.config.flips)
 
+    def kernel_source(self) -> str:
+        """Which estimator makes ``y↓``: a set ``kernel`` wins in this baseline."""
+        return "given" if self.config.kernel is not None else self.config.kernel_estimator
+
     def estimate_kernel(self, y: torch.Tensor) -> KernelEstimate:
-        """How ``y↓`` is made from ``y``: the given kernel, or bicubic."""
-        k = self.config.kernel
-        est = GivenKernel(load_kernel(k)) if k is not None else BicubicKernel()
-        return est.estimate(y, self.model.scale)
+        """How ``y↓`` is made from ``y``: the given kernel, bicubic, or the consistency estimate."""
+        source, s = self.kernel_source(), self.model.scale
+        if source == "given":
+            return GivenKernel(load_kernel(self.config.kernel)).estimate(y, s)  # type: ignore[arg-type]
+        if source == "consistency":
+            return ConsistencyKernelEstimator(sr_fn=lambda t: self.model(t).clamp(0, 1)).estimate(y, s)
+        return BicubicKernel().estimate(y, s)
 
     def loss_weights(self, group: ImageGroup, i: int) -> torch.Tensor | None:
         """Per-pixel loss weights at image ``i``'s size; ``None`` for plain L1."""
