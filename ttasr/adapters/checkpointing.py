@@ -81,6 +81,9 @@ def save_state(path: Path, state: dict[str, Any]) -> None:
 
     tensors: dict[str, torch.Tensor] = {}
     doc = _flatten(state, "", tensors)
+    # temporary files of this state left by a killed process (SIGKILL skips the cleanup)
+    for stale in path.parent.glob(f".{path.name}.*.part") if path.parent.is_dir() else ():
+        stale.unlink(missing_ok=True)
     with atomic_write(path) as tmp:
         save_file(tensors, str(tmp), metadata={"format": _FORMAT, "state": json.dumps(doc)})
         # Test hook (tests/test_faults.py): sleep between writing the temporary file and the
@@ -111,6 +114,8 @@ def load_state(path: Path) -> dict[str, Any] | None:
 
 
 def remove_state(path: Path) -> None:
-    if path.exists():
-        path.unlink()
-        log.debug("removed training state %s", path)
+    """Remove a state and any temporary files of it."""
+    for p in [path, *path.parent.glob(f".{path.name}.*.part")] if path.parent.is_dir() else [path]:
+        if p.exists():
+            p.unlink()
+            log.debug("removed %s", p)
