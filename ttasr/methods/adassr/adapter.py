@@ -46,16 +46,16 @@ class AdaSSRConfig(InternalLearningConfig):
     max_steps: int = option(1500, "T_step = 1,500 (Sec. IV-A-1).", low=0, affects_result=False)
     lr: float = option(1e-4, "Adam, 1e-4 (Sec. IV-A-3).", low=0)
     batch_size: int = option(4, "Batch size 4 (Sec. IV-A-3).", low=1)
-    ema_decay: float | None = option(0.99, "EMA decay alpha. Ours: 0.99, the low end of the paper's best range "
-                                     "(Table V: 0.99-0.999), so that budgets of a few hundred steps move the "
-                                     "weights; the paper uses 0.999 (preset 'paper').",
+    ema_decay: float | None = option(0.999, "EMA decay alpha = 0.999 (Sec. IV-A-3; Table V finds 0.99-0.999 "
+                                     "best). For budgets of a few hundred steps 0.99 moves the weights more.",
                                      low=0, high=1, high_open=True)
     proximal_weight: float = option(1e-4, "mu = 1e-4 of mu*||theta - theta~||^2 (Sec. IV-A-3).", low=0)
     eval_every: int = option(100, "NIQE every 100 steps (Sec. IV-A-1).", low=1)
-    stopping: str = option("heldout", "Stopping and selection. Ours: 'heldout' (one LR square in eight is "
-                           "never a training target; keep the weights with the lowest error there, the unadapted "
-                           "ones included). The paper: 'niqe-plateau' (Sec. IV-A-1; NIQE prefers the unadapted "
-                           "weights, see the README). Also 'consistency', 'fixed'.", choices=STOPPING_RULES)
+    stopping: str = option("niqe-plateau", "Stopping and selection. The paper: 'niqe-plateau' (Sec. IV-A-1: NIQE "
+                           "every eval_every steps, stop after three decreases below 0.05, keep the best, the "
+                           "unadapted weights included; in practice it keeps them, see the README). Ours: "
+                           "'heldout' (one LR square in eight is never a training target; lowest error there), "
+                           "'consistency' (back-projection error), 'fixed' (final weights).", choices=STOPPING_RULES)
     kernel_estimator: Literal["consistency", "bicubic", "given"] = option(
         "consistency", "How y_d is made: 'consistency' (ours: an anisotropic Gaussian minimising "
         "||D_k(N(y)) - y||; the paper estimates k 'in a self-learning manner'), 'bicubic' (the ablation's "
@@ -77,9 +77,9 @@ class AdaSSRConfig(InternalLearningConfig):
     augment_config: AugmentConfig = option(help="Probabilities and ranges of each augmentation.",
                                            factory=AugmentConfig)
     noise_augment: Literal["always", "auto", "never"] = option(
-        "auto", "Gaussian/Poisson noise augmentation of the inputs: 'auto' (ours: only when the LR images' "
-        "estimated noise level reaches noise_threshold; on noise-free inputs it teaches the model to smooth), "
-        "'always' (the paper), 'never'.")
+        "always", "Gaussian/Poisson noise augmentation of the inputs: 'always' (the paper), 'never', or 'auto' "
+        "(ours: only when the LR images' estimated noise level reaches noise_threshold; on noise-free inputs the "
+        "noise teaches the model to smooth, but the estimate misses noise under JPEG, see the README).")
     noise_threshold: float = option(1.5, "noise_augment='auto': noise level (8-bit levels, robust estimate in the "
                                     "flattest regions) from which the LR images count as noisy.", low=0)
     admm_rounds: int = option(1, "T_iter rounds of internal learning; rounds after the first start with "
