@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import os
 import sys
 import time
 from pathlib import Path
@@ -37,7 +36,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import ttasr  # noqa: E402
-from adassr_proxy import load_photos  # noqa: E402
+from adassr_proxy import load_photos, save  # noqa: E402
 from ttasr.adapters.stopping import BackProjection, FixedBudget, HeldOutPairs, NIQEPlateau, Stopping  # noqa: E402
 from ttasr.degradations import degrade  # noqa: E402
 from ttasr.inference import enhance_tensor  # noqa: E402
@@ -94,8 +93,6 @@ def replay(rule: Stopping, scores: list[float]) -> int:
     if isinstance(rule, FixedBudget):
         return len(scores) - 1
     fresh = type(rule)(**({"min_gain": rule.min_gain} if isinstance(rule, HeldOutPairs) else {}))
-    if isinstance(fresh, HeldOutPairs):
-        fresh._best_at = []
     best, pick = scores[0], 0
     for k in range(1, len(scores)):
         if fresh.improves(scores[k], best, scores[: k + 1]):
@@ -103,12 +100,6 @@ def replay(rule: Stopping, scores: list[float]) -> int:
         if fresh.should_stop(scores[: k + 1]):
             break
     return pick
-
-
-def save(path: Path, results: dict) -> None:
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(results, indent=1))
-    os.replace(tmp, path)
 
 
 def run_preset(model, preset, photos, args, niqe, results, store) -> None:
