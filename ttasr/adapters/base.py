@@ -32,8 +32,10 @@ from ..models.model import forward
 from . import checkpointing
 from .config import AdapterConfig
 from .loop import LoopResult, LoopSettings, TrainingLoop, Weights
+from .speed import training_speed
 from .stopping import Stopping, stopping_from_config
 from .training import weighted_l1
+from .workers import adapt_in_workers, check_workers
 
 __all__ = ["Adapter", "Batch", "Callback", "FitResult", "ImageGroup"]
 
@@ -162,7 +164,9 @@ class Adapter(ABC, Generic[C]):
         return {}
 
     def make_optimizer(self, params: list[nn.Parameter]) -> torch.optim.Optimizer:
-        return torch.optim.Adam(params, lr=self.config.lr)
+        """Adam; the fused CUDA kernel on a GPU (one launch for every parameter)."""
+        fused = bool(params) and params[0].device.type == "cuda"
+        return torch.optim.Adam(params, lr=self.config.lr, fused=fused or None)
 
     def make_scheduler(self, optimizer: torch.optim.Optimizer) -> Any:
         """A learning-rate scheduler stepped after every step, or ``None``."""
@@ -223,17 +227,23 @@ class Adapter(ABC, Generic[C]):
         self.results, self.interrupted = [], False
         tensors = [r.rgb for r in records]
         groups = [[i] for i in range(len(tensors))] if self.config.mode == "single" else [list(range(len(tensors)))]
-        for n, idx in enumerate(groups):
-            if len(groups) > 1:
-                log.info("%s: image %d/%d", self.name, n + 1, len(groups))
-            group = ImageGroup([records[i] for i in idx], idx, [tensors[i] for i in idx])
+        image_groups = [ImageGroup([records[i] for i in idx], idx, [tensors[i] for i in idx]) for idx in groups]
+        workers = check_workers(self, len(image_groups))
+        if workers > 1:
+            if callbacks:
+                raise InputError("callbacks run in this process: use workers_per_gpu=1 with callbacks")
+            self._fit_in_workers(image_groups, workers, resume)
+            return self
+        for n, group in enumerate(image_groups):
+            if len(image_groups) > 1:
+                log.info("%s: image %d/%d", self.name, n + 1, len(image_groups))
             try:
                 result = self.adapt_group(group, callbacks, resume)
             except KeyboardInterrupt:
                 if not self.results:
                     raise
                 self.interrupted = True
-                log.warning("interrupted before image group %d: %d of %d adapted", n + 1, n, len(groups))
+                log.warning("interrupted before image group %d: %d of %d adapted", n + 1, n, len(image_groups))
                 break
             self.results.append(result)
             if result.interrupted:
@@ -241,6 +251,25 @@ class Adapter(ABC, Generic[C]):
                 log.warning("interrupted: kept the best weights so far (step %d)", result.best_step)
                 break
         return self
+
+    def _fit_in_workers(self, groups: list[ImageGroup], workers: int, resume: bool) -> None:
+        """:meth:`fit`'s loop over groups, ``workers`` at a time in worker processes.
+
+        Results are kept in image order up to the first group without one (the rest can be
+        resumed); an error in any group is raised after that."""
+        log.info("%s: %d images, %d worker processes on %s", self.name, len(groups), workers, self.device)
+        done, error, interrupted = adapt_in_workers(self, groups, workers=workers, resume=resume)
+        for n in range(len(groups)):
+            if n not in done:
+                break
+            self.results.append(done[n])
+        self.interrupted = interrupted or any(r.interrupted for r in self.results) or \
+            (error is None and len(self.results) < len(groups))
+        if len(self.results) < len(done):
+            log.warning("%d adapted images come after one that was not adapted and are not kept; their "
+                        "states are saved only if checkpointing was on", len(done) - len(self.results))
+        if error is not None:
+            raise error
 
     @property
     def fitted_indices(self) -> list[int]:
@@ -335,18 +364,24 @@ class Adapter(ABC, Generic[C]):
         # periodic saves only with checkpoint_every; an interrupted run always saves, to resume
         state_file = checkpointing.state_path(cfg.checkpoint_dir, self.name, self._run_id(group, tag))
         torch.manual_seed(cfg.seed)
+        speed = training_speed(cfg, self.device)
         student = self.model.trainable_copy().to(self.device)
         if start is not None:
             student.load_state_dict(start)
+        if speed.channels_last:
+            student.to(memory_format=torch.channels_last)
         for net in self.frozen_networks().values():
             net.to(self.device).eval().requires_grad_(False)
         generator = self._make_generator(group.indices[0])
         self.holdout_masks = None
         self.stopping.prepare(self, group)
         self.prepare(group, student)
+        runner = speed.compiled(student)
 
         def loss_fn(net: nn.Module, g: torch.Generator) -> torch.Tensor:
-            return self.compute_loss(net, self.sample_batch(g).to(self.device))
+            batch = speed.place(self.sample_batch(g).to(self.device))
+            with speed.autocast():
+                return self.compute_loss(runner if net is student else net, batch)
 
         def on_step(step: int, loss: float) -> None:
             for cb in callbacks:
@@ -363,7 +398,8 @@ class Adapter(ABC, Generic[C]):
             should_stop=self.stopping.should_stop, improves=self.stopping.improves, on_step=on_step, on_eval=on_eval,
             state_file=state_file, resume=resume,
         )
-        result = loop.run()
+        with speed.backend():
+            result = loop.run()
         if state_file is not None and not result.interrupted and not cfg.keep_state:
             checkpointing.remove_state(state_file)
         return FitResult.from_loop(result, group)

@@ -57,6 +57,20 @@ class AdapterConfig(PlainConfig):
     keep_state: bool = option(False, "Keep the training state after a successful fit (it is about 5x the "
                               "model; by default it is removed once the fit is complete).", affects_result=False)
     progress: bool = option(True, "Show progress bars.", affects_result=False)
+    amp: Literal["auto", "off", "bf16"] = option(
+        "auto", "Mixed precision of the training forward/backward: 'bf16' autocast (weights, optimiser and "
+        "EMA stay float32), 'off', or 'auto' (off on the CPU; on CUDA, see the README's GPU table for the "
+        "measured choice).")
+    channels_last: bool | None = option(None, "Train in the channels_last memory format (None: on CUDA, off "
+                                        "on the CPU).")
+    compile: bool = option(False, "torch.compile the model's forward for training (static shapes; the "
+                           "first steps pay the compilation).", affects_result=False)
+    log_every: int | None = option(None, "Steps between host reads of the loss (None: every step on the CPU, "
+                                   "every 25 on a GPU, which otherwise waits for the host each step).", low=1,
+                                   affects_result=False)
+    workers_per_gpu: int = option(1, "mode='single': adapt this many images at once in worker processes "
+                                  "sharing the device (on the CPU, processes sharing the cores). Each image's "
+                                  "result equals the one-at-a-time run.", low=1, affects_result=False)
 
     @classmethod
     def presets(cls) -> dict[str, Callable[[], AdapterConfig]]:

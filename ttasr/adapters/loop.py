@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 import signal
 import threading
 import time
@@ -49,6 +50,10 @@ class LoopSettings:
     eval_every: int = 100
     checkpoint_every: int = 0
     progress: bool = True
+    log_every: int | None = None
+    """Steps between reads of the loss on the host (each read waits for the device). ``None``:
+    every step on the CPU (where reading costs nothing), every 25 steps elsewhere. The loss
+    of every step is still recorded, and a non-finite loss still stops the run."""
     desc: str = "train"
 
     @classmethod
@@ -205,11 +210,10 @@ class TrainingLoop:
         return state
 
     # ------------------------------------------------------------------ the loop
-    def _step(self, step: int) -> float:
+    def _step(self) -> torch.Tensor:
+        """One optimisation step; returns the loss as a detached device tensor (no host read)."""
         s = self.settings
         loss = self.loss_fn(self.network, self.generator)
-        if not torch.isfinite(loss):
-            raise FloatingPointError(f"{s.desc}: loss became {loss.item()} at step {step}; lower lr (now {s.lr})")
         self.optimizer.zero_grad(set_to_none=True)
         loss.backward()
         add_proximal_gradient_(self.params, self.anchors, s.proximal_weight)
@@ -220,7 +224,34 @@ class TrainingLoop:
             self.scheduler.step()
         if self.teacher is not None:
             ema_update_(self.teacher, self.network, s.ema_decay)  # type: ignore[arg-type]
-        return float(loss.detach())
+        return loss.detach()
+
+    def _log_interval(self) -> int:
+        if self.settings.log_every is not None:
+            return max(1, self.settings.log_every)
+        device = self.params[0].device if self.params else torch.device("cpu")
+        return 1 if device.type == "cpu" else 25
+
+    def _flush(self, pending: list[tuple[int, torch.Tensor]], history: list[dict[str, float]]) -> float | None:
+        """Read the pending losses in one transfer, record them, raise on a non-finite one.
+
+        The non-finite check runs here rather than per step, so that the host does not wait
+        for the device every step; the weights of the steps after the bad loss are discarded
+        by the caller's error handling (the best weights so far are kept)."""
+        if not pending:
+            return None
+        values = torch.stack([v.float() for _, v in pending]).cpu().tolist()
+        pending_steps = [n for n, _ in pending]
+        pending.clear()
+        for n, v in zip(pending_steps, values):
+            if not math.isfinite(v):
+                raise FloatingPointError(
+                    f"{self.settings.desc}: loss became {v} at step {n}; lower lr (now {self.settings.lr})")
+        for n, v in zip(pending_steps, values):
+            history.append({"step": n, "loss": v})
+            if self.on_step is not None:
+                self.on_step(n, v)
+        return values[-1]
 
     def _score(self, step: int) -> float | None:
         score = self.evaluate(self.result_model) if self.evaluate is not None else None
@@ -249,23 +280,26 @@ class TrainingLoop:
         guard = _Interrupt()
         bar = tqdm(total=s.max_steps, initial=min(step, s.max_steps), desc=s.desc, disable=not s.progress,
                    leave=False, dynamic_ncols=True)
+        pending: list[tuple[int, torch.Tensor]] = []
+        every = self._log_interval()
         try:
             with guard.installed():
                 while step < s.max_steps:
                     self.step = step
-                    lv = self._step(step)
+                    pending.append((step + 1, self._step()))
                     step += 1
-                    history.append({"step": step, "loss": lv})
                     bar.update(1)
-                    bar.set_postfix(loss=f"{lv:.4f}", refresh=False)
-                    if self.on_step is not None:
-                        self.on_step(step, lv)
-                    if step % s.eval_every == 0 or step == s.max_steps:
+                    evaluating = step % s.eval_every == 0 or step == s.max_steps
+                    saving = guard.signal is not None or (s.checkpoint_every and step % s.checkpoint_every == 0)
+                    if evaluating or saving or step % every == 0:
+                        lv = self._flush(pending, history)
+                        bar.set_postfix(loss=f"{lv:.4f}", refresh=False)
+                    if evaluating:
                         score = self._score(step)
                         if score is not None:
                             scores.append(score)
                             history[-1]["score"] = score
-                            bar.set_postfix(loss=f"{lv:.4f}", score=f"{score:.3f}")
+                            bar.set_postfix(loss=f"{history[-1]['loss']:.4f}", score=f"{score:.3f}")
                             if best_score is None or self.improves(score, best_score, scores):
                                 best, best_score, best_step = snapshot(self.result_model), score, step
                             if self.should_stop is not None and self.should_stop(scores):
@@ -279,6 +313,7 @@ class TrainingLoop:
                         break
                     if s.checkpoint_every and step % s.checkpoint_every == 0:
                         self._save(step, history, scores, best, best_score, best_step)
+                self._flush(pending, history)
         except KeyboardInterrupt:
             interrupted = True
         finally:
