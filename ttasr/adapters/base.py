@@ -90,16 +90,19 @@ class FitResult:
     final_weights: Weights | None = None
     """The weights at the last step, when the selected ``weights`` are from another step."""
     signal: int | None = None
+    started: float = 0.0
+    """Wall-clock time when the loop's steps began (``time.time()``)."""
 
     @classmethod
     def from_loop(cls, r: LoopResult, group: ImageGroup) -> FitResult:
         return cls(weights=r.best, steps=r.steps, best_step=r.best_step, best_score=r.best_score,
                    stopped_early=r.stopped_early, interrupted=r.interrupted, seconds=r.seconds,
-                   history=r.history, image_indices=list(group.indices), final_weights=r.final, signal=r.signal)
+                   history=r.history, image_indices=list(group.indices), final_weights=r.final, signal=r.signal,
+                   started=r.started)
 
     def then(self, later: FitResult) -> FitResult:
         """``later`` as the result, with steps, time and history of both runs."""
-        return FitResult(**{**later.__dict__, "steps": self.steps + later.steps,
+        return FitResult(**{**later.__dict__, "steps": self.steps + later.steps, "started": self.started,
                             "seconds": self.seconds + later.seconds, "history": self.history + later.history})
 
 
@@ -152,7 +155,8 @@ class Adapter(ABC, Generic[C]):
 
     @abstractmethod
     def sample_batch(self, generator: torch.Generator) -> Batch:
-        """Draw one training batch (on the CPU; the engine moves it to the device)."""
+        """Draw one training batch, its random choices from ``generator`` (a CPU generator),
+        ideally on the adapter's device (the engine moves a CPU batch there)."""
 
     def compute_loss(self, student: nn.Module, batch: Batch) -> torch.Tensor:
         """Default data term: (weighted) L1 between ``N(inputs)`` and ``targets``."""
@@ -190,6 +194,14 @@ class Adapter(ABC, Generic[C]):
         the weights are 1 on held-out target pixels. Methods that support ``holdout_masks``
         (set by the rule before :meth:`prepare`; 1 = train, 0 = held out) implement it."""
         raise InputError(f"{type(self).__name__} has no held-out pairs: use another stopping rule")
+
+    def sampling_rng_state(self) -> torch.Tensor | None:
+        """A random state of the method's own (e.g. a generator on the GPU) that a resumed
+        run must restore; ``None`` when it draws only from the engine's generator."""
+        return None
+
+    def set_sampling_rng_state(self, state: torch.Tensor | None) -> None:
+        """Restore what :meth:`sampling_rng_state` returned."""
 
     def run_id_parts(self, group: ImageGroup) -> list[str]:
         """Extra inputs of the run id beyond the config (e.g. the bytes of a kernel file)."""
@@ -396,7 +408,7 @@ class Adapter(ABC, Generic[C]):
             optimizer=self.make_optimizer, scheduler=self.make_scheduler,
             evaluate=lambda net: self.stopping.score(self, net, group), score_start=self.stopping.scores_start,
             should_stop=self.stopping.should_stop, improves=self.stopping.improves, on_step=on_step, on_eval=on_eval,
-            state_file=state_file, resume=resume,
+            state_file=state_file, resume=resume, rng_state=(self.sampling_rng_state, self.set_sampling_rng_state),
         )
         with speed.backend():
             result = loop.run()

@@ -82,6 +82,8 @@ class LoopResult:
     history: list[dict[str, float]] = field(default_factory=list)
     resumed_from: int = 0
     """The step the run resumed from (0 for a fresh run)."""
+    started: float = 0.0
+    """Wall-clock time (``time.time()``) when the steps began, to line up concurrent runs."""
 
 
 class _Interrupt:
@@ -144,6 +146,7 @@ class TrainingLoop:
         on_eval: Callable[[int, float | None], None] | None = None,
         state_file: Path | None = None,
         resume: bool = False,
+        rng_state: tuple[Callable[[], torch.Tensor | None], Callable[[torch.Tensor | None], None]] | None = None,
     ) -> None:
         s = settings
         self.network, self.loss_fn, self.settings = network, loss_fn, s
@@ -165,6 +168,9 @@ class TrainingLoop:
         self.improves = improves or (lambda score, best, _scores: score < best)
         self.on_step, self.on_eval = on_step, on_eval
         self.state_file, self.resume = state_file, resume
+        self.rng_state = rng_state
+        """``(get, set)`` of a further random state that a resumed run must restore (e.g. a
+        sampler's generator on the GPU)."""
         self.step = 0
         """Steps done so far (a loss function may read it, e.g. to seed a degradation)."""
 
@@ -182,6 +188,7 @@ class TrainingLoop:
             "optimizer": self.optimizer.state_dict(),
             "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
+            "extra_rng": self.rng_state[0]() if self.rng_state is not None else None,
             "step": step, "history": history, "scores": scores,
             "best": best, "best_score": best_score, "best_step": best_step,
         }
@@ -206,6 +213,8 @@ class TrainingLoop:
             self.scheduler.load_state_dict(state["scheduler"])
         self.generator.set_state(state["generator"])
         torch.set_rng_state(state["torch_rng"])
+        if self.rng_state is not None:
+            self.rng_state[1](state.get("extra_rng"))
         log.info("resumed from step %d (%s)", state["step"], self.state_file)
         return state
 
@@ -261,7 +270,7 @@ class TrainingLoop:
 
     def run(self) -> LoopResult:
         s = self.settings
-        t0 = time.perf_counter()
+        t0, started = time.perf_counter(), time.time()
         step, history, scores = 0, [], []
         best, best_score, best_step = snapshot(self.result_model), None, 0
         state = self._load()
@@ -326,5 +335,5 @@ class TrainingLoop:
             stopped_early=stopped_early, interrupted=interrupted,
             signal=guard.signal if interrupted and guard.signal is not None else
             (signal.SIGINT if interrupted else None),
-            seconds=time.perf_counter() - t0, history=history, resumed_from=resumed_from,
+            seconds=time.perf_counter() - t0, history=history, resumed_from=resumed_from, started=started,
         )

@@ -71,7 +71,9 @@ def adapt_in_workers(
             except queue.Empty:
                 if all(not p.is_alive() for p in procs) and done.empty():
                     dead = [p.exitcode for p in procs if p.exitcode not in (0, None)]
-                    if dead and error is None:
+                    # a worker still starting up when a signal came dies of it: not an error
+                    signalled = stopping.is_set() and all(-c in (signal.SIGINT, signal.SIGTERM) for c in dead)
+                    if dead and error is None and not signalled:
                         error = RuntimeError(f"a worker process died (exit codes {dead}); finished images are "
                                              "kept, rerun with resume=True for the rest")
                     break

@@ -2,28 +2,87 @@
 
 Pure tensor functions on BCHW float tensors. A degradation ``D_k(y)`` in the papers is
 :func:`blur` with kernel ``k`` followed by :func:`subsample` by the scale.
+
+Every function runs on its input's device. The constant tensors they need (resize
+matrices, Gaussian taps) are built on the host once, uploaded without waiting for the
+device, and kept in a small cache, so that a training step calling them many times never
+synchronises with the GPU.
 """
 
 from __future__ import annotations
 
 import math
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Hashable
 
 import torch
 import torch.nn.functional as F
 
 __all__ = [
+    "alignment_shift",
+    "bicubic_kernel_weights",
+    "blur",
+    "degrade_with_kernel",
+    "gaussian_blur",
     "gaussian_kernel",
     "gaussian_kernels",
-    "alignment_shift",
-    "kernel_size_for",
-    "gaussian_blur",
-    "unsharp_mask",
-    "blur",
-    "subsample",
-    "degrade_with_kernel",
     "imresize",
-    "bicubic_kernel_weights",
+    "kernel_size_for",
+    "subsample",
+    "unsharp_mask",
 ]
+
+
+class _ConstantCache:
+    """Least-recently-used constant tensors, at most ``max_bytes`` of them in all."""
+
+    def __init__(self, max_bytes: int) -> None:
+        self.max_bytes, self.bytes = max_bytes, 0
+        self.items: OrderedDict[Hashable, torch.Tensor] = OrderedDict()
+        self.lock = threading.Lock()
+
+    def get(self, key: Hashable, make: Callable[[], torch.Tensor]) -> torch.Tensor:
+        with self.lock:
+            t = self.items.get(key)
+            if t is not None:
+                self.items.move_to_end(key)
+                return t
+        t = make()
+        size = t.numel() * t.element_size()
+        with self.lock:
+            if size <= self.max_bytes and key not in self.items:
+                self.items[key] = t
+                self.bytes += size
+                while self.bytes > self.max_bytes:
+                    _, old = self.items.popitem(last=False)
+                    self.bytes -= old.numel() * old.element_size()
+        return t
+
+
+# Pair sampling resizes windows of region..2*region pixels to region: for x4 and 48-pixel
+# patches ~230 matrices of at most 0.4 MB, so all of them fit.
+_CONSTANTS = _ConstantCache(128 << 20)
+
+
+def upload_async(t: torch.Tensor, device: torch.device, dtype: torch.dtype | None = None) -> torch.Tensor:
+    """A host-built tensor ``t`` on ``device`` (cast to ``dtype``), without waiting for it.
+
+    A plain ``.to("cuda")`` of pageable memory synchronises the stream; a copy from pinned
+    memory does not, and the caching host allocator keeps the buffer until it is done.
+    """
+    t = t if dtype is None else t.to(dtype)
+    if device.type != "cuda":
+        return t.to(device)
+    return t.pin_memory().to(device, non_blocking=True)
+
+
+def device_constant(
+    key: Hashable, device: torch.device, dtype: torch.dtype, make: Callable[[], torch.Tensor]
+) -> torch.Tensor:
+    """The cached ``make()`` (built on the host) on ``device`` as ``dtype``. Shared: never
+    modify it in place."""
+    return _CONSTANTS.get((key, device, dtype), lambda: upload_async(make(), device, dtype))
 
 
 def gaussian_kernels(
@@ -126,15 +185,20 @@ def gaussian_blur(x: torch.Tensor, sigma: float, size: int | None = None) -> tor
     """Separable isotropic Gaussian blur of a BCHW tensor (reflect padding, replicate for
     tiny images); ``size`` defaults to ``2*ceil(3 sigma) + 1``."""
     size = size or 2 * math.ceil(3 * sigma) + 1
-    r = torch.arange(size, dtype=torch.float64) - size // 2
-    g = torch.exp(-0.5 * (r / sigma) ** 2)
-    g = (g / g.sum()).to(x)
+    g = device_constant(("gaussian", size, sigma), x.device, x.dtype,
+                        lambda: _gaussian_taps(size, sigma))
     b, c, h, w = x.shape
     pad = size // 2
     mode = "reflect" if min(h, w) > pad else "replicate"
     y = F.pad(x.reshape(b * c, 1, h, w), (pad, pad, pad, pad), mode=mode)
     y = F.conv2d(F.conv2d(y, g.view(1, 1, 1, size)), g.view(1, 1, size, 1))
     return y.reshape(b, c, h, w)
+
+
+def _gaussian_taps(size: int, sigma: float) -> torch.Tensor:
+    r = torch.arange(size, dtype=torch.float64) - size // 2
+    g = torch.exp(-0.5 * (r / sigma) ** 2)
+    return g / g.sum()
 
 
 def unsharp_mask(x: torch.Tensor, sigma: float = 2.0, amount: float = 0.5, threshold: float = 10 / 255,
@@ -167,7 +231,7 @@ def bicubic_kernel_weights(in_size: int, out_size: int, scale: float, antialias:
     out = torch.arange(1, out_size + 1, dtype=torch.float64)
     centre = out / scale + 0.5 * (1 - 1 / scale)
     left = torch.floor(centre - width / 2)
-    taps = int(math.ceil(width)) + 2
+    taps = math.ceil(width) + 2
     idx = left[:, None] + torch.arange(taps, dtype=torch.float64)[None, :]
     dist = centre[:, None] - idx
     w = scale * _cubic(dist * scale) if shrink else _cubic(dist)
@@ -196,7 +260,14 @@ def imresize(image: torch.Tensor, scale: float | None = None, size: tuple[int, i
         size = (math.ceil(h * scale), math.ceil(w * scale))
     oh, ow = size
     sh, sw = (scale, scale) if scale is not None else (oh / h, ow / w)
-    mh = bicubic_kernel_weights(h, oh, sh, antialias).to(image.device, image.dtype if image.is_floating_point() else torch.float32)
-    mw = bicubic_kernel_weights(w, ow, sw, antialias).to(mh)
-    x = image.to(mh.dtype)
-    return torch.einsum("oh,bchw,pw->bcop", mh, x, mw)
+    dtype = image.dtype if image.is_floating_point() else torch.float32
+    mh = device_constant(("bicubic", h, oh, sh, antialias), image.device, dtype,
+                         lambda: bicubic_kernel_weights(h, oh, sh, antialias))
+    mw = device_constant(("bicubic", w, ow, sw, antialias), image.device, dtype,
+                         lambda: bicubic_kernel_weights(w, ow, sw, antialias))
+    x = image.to(dtype)
+    if x.device.type == "cpu":
+        return torch.einsum("oh,bchw,pw->bcop", mh, x, mw)  # kept: CPU results stay bit for bit
+    # a three-operand einsum searches its contraction order on every call (~0.2 ms of host
+    # time), more than the GPU needs for the resize itself
+    return mh @ x @ mw.mT

@@ -4,8 +4,9 @@ Pure functions on float BCHW tensors in [0, 1]. Noise levels follow Real-ESRGAN
 (Wang et al., ICCVW 2021, §3.1): Gaussian ``sigma`` is given in the [0, 1] image scale
 (Real-ESRGAN's "sigma in [1, 30]" means ``sigma`` in [1/255, 30/255] here); Poisson
 noise simulates ``levels`` photon counts per unit intensity and is then multiplied by
-``scale``. Randomness comes only from ``generator`` (CPU), so results are reproducible
-and identical on every device.
+``scale``. Randomness comes only from ``generator``: noise is drawn on the generator's
+device (the CPU without one). A CPU generator gives the same noise on every device; a
+generator on the image's device keeps the work there, without host synchronisation.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import torch
 from PIL import Image
 
 from ..errors import InputError
+from .kernels import device_constant, upload_async
 
 __all__ = ["add_gaussian_noise", "add_poisson_noise", "estimate_noise_level", "jpeg", "quantize_8bit"]
 
@@ -43,6 +45,22 @@ def _per_image(value: float | Sequence[float] | torch.Tensor, batch: int, name: 
     return t.view(batch, 1, 1, 1)
 
 
+def _factor(value: float | Sequence[float] | torch.Tensor, batch: int, name: str,
+            device: torch.device) -> float | torch.Tensor:
+    """A per-image factor: a plain number when ``value`` is one (nothing to copy to the
+    device), else a (B, 1, 1, 1) float64 tensor on ``device``."""
+    t = _per_image(value, batch, name)
+    return float(value) if isinstance(value, (int, float)) else upload_async(t, device)
+
+
+def _gray_weights() -> torch.Tensor:
+    return torch.tensor(_GRAY, dtype=torch.float64).view(1, 3, 1, 1)
+
+
+def _noise_device(generator: torch.Generator | None) -> torch.device:
+    return generator.device if generator is not None else torch.device("cpu")
+
+
 def quantize_8bit(img: torch.Tensor) -> torch.Tensor:
     """Clamp to [0, 1] and round to the 256 levels of an 8-bit image."""
     return (img.clamp(0, 1) * 255.0).round() / 255.0
@@ -64,9 +82,10 @@ def add_gaussian_noise(
     """
     _check(img, "add_gaussian_noise")
     b, c, h, w = img.shape
-    s = _per_image(sigma, b, "sigma")
-    noise = torch.randn((b, 1 if gray else c, h, w), generator=generator, dtype=torch.float64) * s
-    out = img + noise.to(img.device, img.dtype)
+    dev = _noise_device(generator)
+    s = _factor(sigma, b, "sigma", dev)
+    noise = torch.randn((b, 1 if gray else c, h, w), generator=generator, dtype=torch.float64, device=dev) * s
+    out = img + noise.to(img)
     return out.clamp(0, 1) if clip else out
 
 
@@ -96,19 +115,25 @@ def add_poisson_noise(
     """
     _check(img, "add_poisson_noise")
     b = img.shape[0]
-    s = _per_image(scale, b, "scale")
-    x = img.detach().to("cpu", torch.float64)
+    dev = _noise_device(generator)
+    s = _factor(scale, b, "scale", dev)
+    x = img.detach().to(torch.float64)
+    if x.device != dev:
+        x = x.to(dev)
     if gray:
-        w = torch.tensor(_GRAY, dtype=torch.float64).view(1, 3, 1, 1)
+        w = device_constant("bt601", dev, torch.float64, _gray_weights)
         x = (x * w).sum(1, keepdim=True) if x.shape[1] == 3 else x[:, :1]
     x = (x.clamp(0, 1) * 255.0).round() / 255.0
-    vals = _real_esrgan_levels(x) if levels is None else torch.full((b,), float(levels), dtype=torch.float64)
-    if (vals <= 0).any():
+    vals: float | torch.Tensor
+    if levels is None:  # counting distinct values reads the image back to the host
+        vals = upload_async(_real_esrgan_levels(x).view(b, 1, 1, 1), dev)
+    elif levels > 0:
+        vals = float(levels)
+    else:
         raise InputError(f"levels must be > 0, got {levels}")
-    vals = vals.view(b, 1, 1, 1)
     counts = torch.poisson(x * vals, generator=generator)
     noise = (counts / vals - x) * s
-    out = img + noise.to(img.device, img.dtype)
+    out = img + noise.to(img)
     return out.clamp(0, 1) if clip else out
 
 

@@ -16,11 +16,15 @@ The LR input ``y`` is the only data. Each training sample is made from a region 
 6. Gaussian (p 0.24) or Poisson (p 0.16) noise on the input, clamped to [0, 1].
 
 The weight map (attention weights, target resolution) follows steps 1-2 and the crop.
-Everything is drawn from the caller's ``torch.Generator``: same seed, same batch.
+Every random choice is drawn from the caller's CPU ``torch.Generator``: same seed, same
+batch. The image operations run on the source's device, and the noise is drawn with
+``noise_generator`` (the same generator by default; one on the source's device keeps a
+GPU busy without ever waiting for it).
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,10 +32,10 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..degradations.kernels import imresize, unsharp_mask
-from ..errors import InputError
 from .._config import PlainConfig, option
+from ..degradations.kernels import device_constant, imresize, unsharp_mask, upload_async
 from ..degradations.noise import add_gaussian_noise, add_poisson_noise
+from ..errors import InputError
 from .estimation import KernelEstimate, make_lr_pair
 
 __all__ = [
@@ -180,19 +184,33 @@ def adjust_gamma(x: torch.Tensor, gamma: float) -> torch.Tensor:
 
 def adjust_hue(x: torch.Tensor, angle: float) -> torch.Tensor:
     """Rotate the chroma plane of YIQ by ``angle`` radians (a linear hue shift)."""
-    rgb2yiq = torch.tensor(
-        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]],
-        dtype=x.dtype,
-        device=x.device,
-    )
-    c, s = math.cos(angle), math.sin(angle)
-    rot = torch.tensor([[1, 0, 0], [0, c, -s], [0, s, c]], dtype=x.dtype, device=x.device)
-    m = torch.linalg.inv(rgb2yiq) @ rot @ rgb2yiq
+    m = upload_async(_hue_matrix(angle, x.dtype), x.device)
     return torch.einsum("ij,bjhw->bihw", m, x).clamp(0, 1)
 
 
+def _hue_matrix(angle: float, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    """The 3x3 RGB matrix of :func:`adjust_hue`, on the host (a 3x3 inverse on a GPU would
+    make the host wait for it)."""
+    rgb2yiq, yiq2rgb = _yiq(dtype)
+    c, s = math.cos(angle), math.sin(angle)
+    rot = torch.tensor([[1, 0, 0], [0, c, -s], [0, s, c]], dtype=dtype)
+    return yiq2rgb @ rot @ rgb2yiq
+
+
+@functools.lru_cache(maxsize=8)
+def _yiq(dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    rgb2yiq = torch.tensor(
+        [[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], dtype=dtype
+    )
+    return rgb2yiq, torch.linalg.inv(rgb2yiq)
+
+
+_LUMA = (0.299, 0.587, 0.114)
+
+
 def _gray(x: torch.Tensor) -> torch.Tensor:
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
+    w = device_constant("luma", x.device, x.dtype,
+                        lambda: torch.tensor(_LUMA, dtype=x.dtype).view(1, 3, 1, 1))
     return (x * w).sum(1, keepdim=True)
 
 
@@ -208,7 +226,52 @@ def _randint(g: torch.Generator, n: int) -> int:
     return int(torch.randint(n, (), generator=g))
 
 
-def _margin(estimate: KernelEstimate, scale: int) -> int:
+def sample_pair(
+    source: torch.Tensor,
+    weights: torch.Tensor | None,
+    estimate: KernelEstimate,
+    scale: int,
+    patch_size: int,
+    config: AugmentConfig,
+    generator: torch.Generator,
+    noise_generator: torch.Generator | None = None,
+) -> PairSample:
+    """One augmented ``(input, target, weights)`` sample from ``source`` (1x3xHxW, ``y``).
+
+    ``patch_size`` is the input side ``p``; the target is ``p * scale``. ``weights``
+    (1x1xHxW, or None for ones) is cropped, resampled and rotated with the target.
+    Random choices come from ``generator`` (CPU), noise from ``noise_generator`` (default
+    ``generator``); the images stay on ``source``'s device.
+    """
+    _check_source(source, weights, scale, patch_size)
+    if weights is None:
+        weights = torch.ones_like(source[:, :1])
+    m = _pair_margin(estimate, scale)
+    src, wts = _pad_source(source, m), _pad_weights(weights, m)
+    inp, target, wout, params = _augmented_pair(src, wts, m, estimate, scale, patch_size, config, generator,
+                                               noise_generator)
+    assert wout is not None
+    return PairSample(inp.contiguous(), target.contiguous(), wout.contiguous(), params)
+
+
+def _check_source(source: torch.Tensor, weights: torch.Tensor | None, scale: int, patch_size: int) -> None:
+    """The checks of :func:`sample_pair`'s inputs (shapes only: nothing is read)."""
+    if source.ndim != 4 or source.shape[0] != 1:
+        raise InputError(f"source must be one image as a 1xCxHxW tensor, got shape {tuple(source.shape)}")
+    if weights is not None and (weights.shape[-2:] != source.shape[-2:] or weights.ndim != 4):
+        raise InputError(
+            f"weights {tuple(weights.shape)} must be 1x1xHxW like the source {tuple(source.shape)}"
+        )
+    t = patch_size * scale
+    h, w = source.shape[-2:]
+    if min(h, w) < t:
+        raise InputError(
+            f"patch_size {patch_size} x scale {scale} = {t} target pixels does not fit in the "
+            f"{h}x{w} image: use patch_size <= {min(h, w) // scale}"
+        )
+
+
+def _pair_margin(estimate: KernelEstimate, scale: int) -> int:
     """HR margin (multiple of ``scale``) around the target so the degradation of the crop
     equals the crop of the degradation."""
     if estimate.kind == "bicubic":
@@ -219,41 +282,37 @@ def _margin(estimate: KernelEstimate, scale: int) -> int:
     return scale * math.ceil(reach / scale)
 
 
-def sample_pair(
-    source: torch.Tensor,
-    weights: torch.Tensor | None,
+def _pad_source(source: torch.Tensor, margin: int) -> torch.Tensor:
+    """``source`` with a ``margin`` border: reflected, so the degradation has its margin
+    even at the image edge (replicated where the image is too small to reflect)."""
+    h, w = source.shape[-2:]
+    return F.pad(source, (margin,) * 4, mode="reflect" if margin < min(h, w) else "replicate")
+
+
+def _pad_weights(weights: torch.Tensor, margin: int) -> torch.Tensor:
+    """Weights padded like :func:`_pad_source` pads the source (replicated)."""
+    return F.pad(weights, (margin,) * 4, mode="replicate")
+
+
+def _augmented_pair(
+    src: torch.Tensor,
+    wts: torch.Tensor | None,
+    m: int,
     estimate: KernelEstimate,
     scale: int,
     patch_size: int,
     config: AugmentConfig,
     generator: torch.Generator,
-) -> PairSample:
-    """One augmented ``(input, target, weights)`` sample from ``source`` (1x3xHxW, ``y``).
+    noise_generator: torch.Generator | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None, dict[str, Any]]:
+    """:func:`sample_pair` on a source (and weights) already padded by ``m``: ``(input,
+    target, weights, params)``, not necessarily contiguous. ``wts=None`` skips the weights.
 
-    ``patch_size`` is the input side ``p``; the target is ``p * scale``. ``weights``
-    (1x1xHxW, or None for ones) is cropped, resampled and rotated with the target.
+    Only the host reads ``generator``'s draws; the images are never read back, so on a GPU
+    this queues work without waiting for it.
     """
-    if source.ndim != 4 or source.shape[0] != 1:
-        raise InputError(f"source must be one image as a 1xCxHxW tensor, got shape {tuple(source.shape)}")
-    if weights is None:
-        weights = torch.ones_like(source[:, :1])
-    if weights.shape[-2:] != source.shape[-2:] or weights.ndim != 4:
-        raise InputError(
-            f"weights {tuple(weights.shape)} must be 1x1xHxW like the source {tuple(source.shape)}"
-        )
     t = patch_size * scale
-    m = _margin(estimate, scale)
     region = t + 2 * m
-    h, w = source.shape[-2:]
-    if min(h, w) < t:
-        raise InputError(
-            f"patch_size {patch_size} x scale {scale} = {t} target pixels does not fit in the "
-            f"{h}x{w} image: use patch_size <= {min(h, w) // scale}"
-        )
-    # a reflect-padded border gives the degradation its margin even at the image edge
-    mode = "reflect" if m < min(h, w) else "replicate"
-    src = F.pad(source, (m, m, m, m), mode=mode)
-    wts = F.pad(weights, (m, m, m, m), mode="replicate")
     hp, wp = src.shape[-2:]
     params: dict[str, Any] = {}
 
@@ -268,17 +327,19 @@ def sample_pair(
     top, left = _randint(generator, hp - win + 1), _randint(generator, wp - win + 1)
     params["crop"] = (top - m, left - m, win)  # in source coordinates
     patch = src[..., top : top + win, left : left + win]
-    wpatch = wts[..., top : top + win, left : left + win]
+    wpatch = None if wts is None else wts[..., top : top + win, left : left + win]
     if win != region:
         patch = resample(patch, (region, region)).clamp(0, 1)
-        wpatch = F.interpolate(
-            wpatch, size=(region, region), mode="bilinear", align_corners=False, antialias=True
-        )
+        if wpatch is not None:
+            wpatch = F.interpolate(
+                wpatch, size=(region, region), mode="bilinear", align_corners=False, antialias=True
+            )
 
     # 2. rotation / flip
     k = _randint(generator, 8) if config.dihedral else 0
     params["dihedral"] = k
-    patch, wpatch = dihedral(patch, k), dihedral(wpatch, k)
+    patch = dihedral(patch, k)
+    wpatch = None if wpatch is None else dihedral(wpatch, k)
 
     # 3. photometric ops, before the degradation so the pair stays consistent
     ops: list[tuple[str, float]] = []
@@ -306,7 +367,7 @@ def sample_pair(
     ml = m // scale
     inp = lr[..., ml : ml + patch_size, ml : ml + patch_size]
     target = hr[..., m : m + t, m : m + t]
-    wout = wpatch[..., m : m + t, m : m + t]
+    wout = None if wpatch is None else wpatch[..., m : m + t, m : m + t]
 
     # 5. USM on the target
     usm = config.usm_p > 0 and _uniform(generator) < config.usm_p
@@ -315,20 +376,21 @@ def sample_pair(
         target = unsharp_mask(target, config.usm_sigma, config.usm_amount, config.usm_threshold)
 
     # 6. noise on the input: one draw, Gaussian / Poisson / none
+    noise_gen = generator if noise_generator is None else noise_generator
     u = _uniform(generator)
     noise = "none"
     if u < config.gaussian_noise_p + config.poisson_noise_p:
         gray = _uniform(generator) < config.gray_noise_p
         if u < config.gaussian_noise_p:
             sigma = _uniform(generator, *config.gaussian_sigma)
-            inp = add_gaussian_noise(inp, sigma, gray, generator)
+            inp = add_gaussian_noise(inp, sigma, gray, noise_gen)
             noise = f"gaussian({sigma:.4f}{', gray' if gray else ''})"
         else:
             s = _uniform(generator, *config.poisson_scale)
-            inp = add_poisson_noise(inp, s, gray, generator, levels=255)  # 255 photons at white
+            inp = add_poisson_noise(inp, s, gray, noise_gen, levels=255)  # 255 photons at white
             noise = f"poisson({s:.3f}{', gray' if gray else ''})"
     params["noise"] = noise
-    return PairSample(inp.contiguous(), target.contiguous(), wout.contiguous(), params)
+    return inp, target, wout, params
 
 
 def sample_batch(

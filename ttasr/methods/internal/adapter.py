@@ -18,11 +18,20 @@ from typing import Literal
 import torch
 from torch import nn
 
+from ..._config import option
 from ...adapters.base import Adapter, Batch, ImageGroup
 from ...adapters.config import AdapterConfig
-from ..._config import option
 from ...errors import InputError
-from ...pairs import AugmentConfig, BicubicKernel, ConsistencyKernelEstimator, GivenKernel, KernelEstimate, PairSampler, load_kernel, make_lr_pair
+from ...pairs import (
+    AugmentConfig,
+    BicubicKernel,
+    ConsistencyKernelEstimator,
+    GivenKernel,
+    KernelEstimate,
+    PairSampler,
+    load_kernel,
+    make_lr_pair,
+)
 
 __all__ = ["InternalLearning", "InternalLearningConfig"]
 
@@ -90,8 +99,17 @@ class InternalLearning(Adapter[InternalLearningConfig]):
         weights = [self.loss_weights(group, i) for i in range(len(group.tensors))]
         if self.holdout_masks is not None:  # held-out squares are never training targets
             weights = [m if w is None else w * m for w, m in zip(weights, self.holdout_masks)]
-        self.sampler = PairSampler(group.tensors, estimates, weights, scale=self.model.scale,
-                                   patch_size=self.config.patch_size, augment=self.augment_config(group))
+        sampler = PairSampler(group.tensors, estimates, weights, scale=self.model.scale,
+                              patch_size=self.config.patch_size, augment=self.augment_config(group))
+        # batches are made where the model trains; off the CPU the sampler's noise generator
+        # is seeded from a copy of the loop's generator, so the loop's own stream is untouched
+        self.sampler = sampler.to(self.device, generator=self._make_generator(group.indices[0]))
+
+    def sampling_rng_state(self) -> torch.Tensor | None:
+        return self.sampler.rng_state()
+
+    def set_sampling_rng_state(self, state: torch.Tensor | None) -> None:
+        self.sampler.set_rng_state(state)
 
     def sample_batch(self, generator: torch.Generator) -> Batch:
         return Batch(*self.sampler.sample(self.config.batch_size, generator))
