@@ -1,7 +1,9 @@
 """Speed and peak memory of tiled ``ttasr.enhance`` against the bare model call.
 
-    .venv/bin/python benchmarks/speed_enhance.py [--model span-x4] [--size 256] [--tile 128]
-        [--overlap 32] [--repeats 3] [--memory-size 1080x1920] [--bare-memory]
+    .venv/bin/python benchmarks/speed_enhance.py [--model span-x4] [--size 256 | --size 480x640]
+        [--tile 128] [--overlap 32] [--tile-batch N] [--repeats 3] [--device cuda]
+        [--dtype fp16] [--channels-last | --no-channels-last] [--memory-size 1080x1920]
+        [--bare-memory] [--no-memory]
 
 Uses ``ttasr.load_model("span-x4")`` when it loads, else a tiny Compact x4 network.
 
@@ -10,10 +12,13 @@ networks fed uniform noise give wild outputs (SPAN: about -500..+800) that make 
 differences meaningless; smoothed noise when scikit-image is absent.
 
 Time: median wall-clock seconds of ``repeats`` runs after one warm-up each, bare and tiled
-runs interleaved so that load from other processes hits both alike. The bare call is
-``SRModel.__call__`` on the whole image (no padding, tiling, blending or clamping) plus the
-copy of its output to the CPU; the tiled call is :func:`ttasr.inference.enhance_tensor`
-with ``clamp=False``.
+runs interleaved so that load from other processes hits both alike. The input already sits
+on ``device``, and both results stay there (a CUDA input gives a CUDA result), so only the
+work on the device is compared, up to a final synchronisation. The bare call is
+``SRModel.__call__`` of a copy of the network in ``dtype`` (channels-last where enhance
+would use it) on the whole image (no padding, tiling, blending or clamping), its output
+converted to float32; the tiled call is :func:`ttasr.inference.enhance_tensor` with
+``clamp=False`` on the model as given (its cast copy made in the warm-up).
 
 Memory: each measurement runs in a fresh *spawned* process, so that no memory the allocator
 kept from earlier work hides new growth (a script calling :func:`peak_memory_tiled` needs
@@ -47,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import ttasr
 from ttasr.inference import enhance_tensor, tile_starts
+from ttasr.inference.tiling import tile_size
 
 __all__ = ["default_model", "peak_memory_tiled", "sample_photo", "time_tiled_vs_bare"]
 
@@ -88,6 +94,20 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def _layout(h: int, w: int, tile: int | None, overlap: int, multiple_of: int = 1) -> tuple[int, int, int]:
+    """Tiles per image and the LR pixels they cover, as enhance cuts them."""
+    t = tile if tile else max(h, w)
+    ov = min(overlap, t // 2) if t < max(h, w) else 0
+    rows, cols = tile_starts(h, t, ov, multiple_of), tile_starts(w, t, ov, multiple_of)
+    pixels = len(rows) * tile_size(h, t, ov, multiple_of) * len(cols) * tile_size(w, t, ov, multiple_of)
+    return len(rows) * len(cols), pixels, ov
+
+
+def _parse_hw(text: str) -> tuple[int, int]:
+    parts = [int(v) for v in text.lower().split("x")]
+    return (parts[0], parts[0]) if len(parts) == 1 else (parts[0], parts[1])
+
+
 def time_tiled_vs_bare(
     model: ttasr.SRModel,
     size: int | tuple[int, int] = 256,
@@ -96,25 +116,39 @@ def time_tiled_vs_bare(
     *,
     overlap: int = 32,
     device: str | None = None,
+    dtype: str | None = None,
+    channels_last: bool | None = None,
+    tile_batch: int | None = None,
 ) -> dict[str, Any]:
-    """Median seconds of the bare model call and of tiled enhance on one random image.
+    """Median seconds of the bare model call and of tiled enhance on one natural photo.
 
     Also the number of tiles, the compute ratio those tiles imply (tiled LR pixels / image
     pixels), and the largest absolute difference between the two outputs.
     """
+    from ttasr.inference import resolve_dtype
+
     h, w = _hw(size)
     dev = torch.device(device) if device else model.device
-    if dev != model.device:
-        model = model.with_weights(model.trainable_copy()).to(dev)
-    x = sample_photo(h, w)
+    run_dtype = resolve_dtype(model, dtype, dev)
+    cl = dev.type == "cuda" if channels_last is None else channels_last
+    layout = torch.channels_last if cl else torch.contiguous_format
+    bare_model = model.with_weights(model.trainable_copy())
+    bare_model.module.requires_grad_(False)
+    bare_model.module.to(device=dev, dtype=run_dtype)
+    bare_model.module.to(memory_format=layout)
+    x = sample_photo(h, w).to(dev)
+    x_bare = x.to(run_dtype).contiguous(memory_format=layout)
 
     def bare() -> torch.Tensor:
-        out = model(x).float().cpu()
+        out = bare_model(x_bare).float()
         _sync(dev)
         return out
 
     def tiled() -> torch.Tensor:
-        return enhance_tensor(model, x, tile=tile, overlap=overlap, clamp=False, progress=False)
+        out = enhance_tensor(model, x, tile=tile, overlap=overlap, clamp=False, progress=False, device=dev,
+                             dtype=dtype, channels_last=channels_last, tile_batch=tile_batch)
+        _sync(dev)
+        return out
 
     runs = {"bare": bare, "tiled": tiled}
     times: dict[str, list[float]] = {"bare": [], "tiled": []}
@@ -126,23 +160,24 @@ def time_tiled_vs_bare(
             t0 = time.perf_counter()
             outs[name] = fn()
             times[name].append(time.perf_counter() - t0)
-    t = tile if tile else max(h, w)
-    ov = min(overlap, t // 2) if t < max(h, w) else 0
-    rows, cols = tile_starts(h, t, ov), tile_starts(w, t, ov)
-    tiled_pixels = len(rows) * min(t, h) * len(cols) * min(t, w)
+    tiles, tiled_pixels, ov = _layout(h, w, tile, overlap, model.size_requirements.multiple_of)
     bare_s, tiled_s = statistics.median(times["bare"]), statistics.median(times["tiled"])
     return {
         "size": f"{h}x{w}",
         "scale": model.scale,
         "tile": tile,
         "overlap": ov,
-        "tiles": len(rows) * len(cols),
+        "tiles": tiles,
+        "tile_batch": tile_batch,
+        "dtype": str(run_dtype).removeprefix("torch."),
+        "channels_last": cl,
         "compute_ratio": round(tiled_pixels / (h * w), 3),
         "bare_s": round(bare_s, 4),
         "tiled_s": round(tiled_s, 4),
         "overhead_pct": round(100 * (tiled_s / bare_s - 1), 1),
         "max_abs_diff": float((outs["tiled"] - outs["bare"]).abs().max()),
         "mean_abs_diff": float((outs["tiled"] - outs["bare"]).abs().mean()),
+        "output_device": str(outs["tiled"].device),
         "device": str(dev),
         "threads": torch.get_num_threads(),
     }
@@ -250,7 +285,7 @@ def peak_memory_tiled(
         "hr": f"{h * s}x{w * s}",
         "tile": tile,
         "overlap": overlap,
-        "tiles": len(tile_starts(h, tile, min(overlap, tile // 2))) * len(tile_starts(w, tile, min(overlap, tile // 2))),
+        "tiles": _layout(h, w, tile, overlap, model.size_requirements.multiple_of)[0],
         "hr_float32_mb": round(3 * h * s * w * s * 4 / 2**20, 1),
         "tiled": _run_child(model, size_hw, tile, overlap, device),
     }
@@ -262,24 +297,34 @@ def peak_memory_tiled(
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="span-x4")
-    ap.add_argument("--size", type=int, default=256, help="square LR size for the timing")
-    ap.add_argument("--tile", type=int, default=128)
+    ap.add_argument("--size", default="256", help="LR size for the timing: 256 (square) or HxW")
+    ap.add_argument("--tile", type=int, default=128, help="0: the whole image")
     ap.add_argument("--overlap", type=int, default=32)
+    ap.add_argument("--tile-batch", type=int, default=None, help="tiles per model call (default: enhance's)")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--memory-size", default="1080x1920", help="LR HxW for the memory figure")
     ap.add_argument("--memory-tile", type=int, default=512)
     ap.add_argument("--bare-memory", action="store_true", help="also measure the bare whole-image call")
+    ap.add_argument("--no-memory", action="store_true", help="skip the memory figure")
     ap.add_argument("--device", default=None)
+    ap.add_argument("--dtype", default=None, help="fp32, fp16 or bf16 (default: enhance's)")
+    ap.add_argument("--channels-last", action=argparse.BooleanOptionalAction, default=None,
+                    help="default: enhance's (on for CUDA)")
     args = ap.parse_args()
     model = default_model(args.model)
+    size = _parse_hw(args.size)
+    opts = {"device": args.device, "dtype": args.dtype, "channels_last": args.channels_last,
+            "tile_batch": args.tile_batch}
     print(f"# {model.architecture} x{model.scale}, {model.num_parameters / 1e6:.2f} M params, "
           f"torch threads {torch.get_num_threads()}")
     print("single tile (machinery overhead):")
-    print(time_tiled_vs_bare(model, args.size, tile=512, repeats=args.repeats, device=args.device))
+    print(time_tiled_vs_bare(model, size, tile=max(size), repeats=args.repeats, **opts))
     print(f"tiled {args.tile}/{args.overlap}:")
-    print(time_tiled_vs_bare(model, args.size, tile=args.tile, repeats=args.repeats, overlap=args.overlap,
-                             device=args.device))
-    mh, mw = (int(v) for v in args.memory_size.lower().split("x"))
+    print(time_tiled_vs_bare(model, size, tile=args.tile or None, repeats=args.repeats, overlap=args.overlap,
+                             **opts))
+    if args.no_memory:
+        return
+    mh, mw = _parse_hw(args.memory_size)
     print(f"peak memory, {mh}x{mw} LR:")
     print(peak_memory_tiled(model, (mh, mw), args.memory_tile, args.overlap, device=args.device,
                             include_bare=args.bare_memory))
