@@ -5,6 +5,7 @@
 >>> adapter = ttasr.AdaSSR(model)
 >>> sr = adapter.fit(lr_images).enhance()
 >>> adapter.save("adapted.safetensors")
+>>> sr = ttasr.HRAware(model).fit(lr_images).enhance()   # HR-aware LR reconstruction
 """
 
 from __future__ import annotations
@@ -15,7 +16,9 @@ from ._version import __version__
 from .errors import CheckpointError, InputError, MissingDependencyError, ModelError, TTASRError
 from .adapters import Adapter, AdapterConfig, Callback
 from .methods.adassr import AdaSSR, AdaSSRConfig
+from .methods.hraware import HRAware, HRAwareConfig
 from .methods.internal import InternalLearning, InternalLearningConfig
+from .methods.lway import LWay, LWayConfig
 from .methods.registry import create_adapter, list_adapters
 from .inference import enhance
 from .io import load_images, save_image
@@ -36,6 +39,10 @@ __all__ = [
     "InternalLearningConfig",
     "AdaSSR",
     "AdaSSRConfig",
+    "HRAware",
+    "HRAwareConfig",
+    "LWay",
+    "LWayConfig",
     "create_adapter",
     "list_adapters",
     "SRModel",

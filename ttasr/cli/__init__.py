@@ -2,6 +2,9 @@
 
     ttasr enhance photos/ -m span-x4 -o out/            super-resolve, tiled
     ttasr adapt photos/ --method adassr -m span-x4 -o out/ --save-model adapted.safetensors
+    ttasr adapt photos/ --method hraware -m span-x4 -o out/    HR-aware LR-reconstruction finetuning
+    ttasr pretrain-reconstructor --hr DIR -o rec.safetensors   its LR reconstruction network
+    ttasr pretrain-reconstructor --default              build the default one (cpu-small, offline photos)
     ttasr models                                        named checkpoints and where they resolve
     ttasr models fetch span-x4                          put a checkpoint into the cache
     ttasr metrics fetch niqe                            NIQE's pristine parameters, offline

@@ -144,6 +144,59 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     return exit_code(stopped_by) if stopped_by is not None else 0
 
 
+def cmd_pretrain_reconstructor(args: argparse.Namespace) -> int:
+    from .._lookup import lookup
+    from ..errors import CheckpointError, InputError
+    from ..methods.hraware.pretrain import PretrainConfig, pretrain_reconstructor
+    from ..methods.hraware.reconstructors import (
+        RECONSTRUCTORS,
+        default_reconstructor_name,
+        recipe_config,
+        reconstructor_path,
+    )
+    from .options import overrides_from
+
+    try:
+        if args.default is not None:
+            if args.preset is not None:
+                raise UsageError("--default builds a registered recipe: leave out --preset (or build your own "
+                                 "with --hr, --preset and -o)")
+            name = args.default or default_reconstructor_name(args.scale or 4)
+            base = recipe_config(name)
+            if args.scale is not None and args.scale != base.network.scale:
+                raise UsageError(f"{name} is a x{base.network.scale} reconstructor, not x{args.scale}")
+            hr = args.hr or RECONSTRUCTORS[name].hr
+            output = args.output or reconstructor_path(name)
+        else:
+            if not args.hr:
+                raise UsageError("no HR images given: pass --hr DIR (or --hr photos), or --default")
+            if args.output is None:
+                raise UsageError("no output given: pass -o FILE.safetensors (or --default to build into the cache)")
+            base = (lookup(PretrainConfig.presets(), args.preset, "pretraining preset")()
+                    if args.preset is not None else PretrainConfig())
+            hr, output = args.hr, args.output
+    except (InputError, CheckpointError) as exc:
+        raise UsageError(str(exc)) from None
+    if Path(output).suffix.lower() != ".safetensors":
+        raise UsageError(f"-o {output}: use a .safetensors suffix")
+    _check_folder(Path(output).parent, "the reconstructor")
+    overrides = overrides_from(args, PretrainConfig, base, args.set)
+    if args.device:
+        overrides["device"] = args.device
+    config = base.replace(**overrides)
+    if args.scale is not None and args.default is None:
+        config = config.replace(network=config.network.replace(scale=args.scale))
+    result = pretrain_reconstructor(hr, config=config, output=output, resume=args.resume)
+    if result.interrupted:
+        signum = int(result.signal or signal.SIGINT)
+        log.warning("interrupted by %s at step %d of %d: rerun the same command with --resume to continue",
+                    signal.Signals(signum).name, result.steps, config.max_steps)
+        return exit_code(signum)
+    log.info("wrote %s (%d steps, %.0f s, %.3f s/step)", result.path, result.steps, result.seconds,
+             result.seconds_per_step)
+    return 0
+
+
 def cmd_models(args: argparse.Namespace) -> int:
     from ..models import checkpoint_status, list_checkpoints, resolve_checkpoint
 

@@ -9,7 +9,7 @@ from typing import Any
 
 log = logging.getLogger("ttasr")
 
-from .commands import cmd_adapt, cmd_demo, cmd_enhance, cmd_metrics, cmd_models, version
+from .commands import cmd_adapt, cmd_demo, cmd_enhance, cmd_metrics, cmd_models, cmd_pretrain_reconstructor, version
 
 # ---------------------------------------------------------------------- parser
 DEFAULT_METHOD = "adassr"
@@ -71,6 +71,8 @@ def build_parser(method: str = DEFAULT_METHOD, description: str | None = None) -
         add_config_flags(a, cls.config_class, f"{cls.name} options ({cls.config_class.__name__})")
     a.set_defaults(func=cmd_adapt)
 
+    _add_pretrain(sub, common)
+
     m = sub.add_parser("models", parents=[common], help="list named checkpoints, or fetch one into the cache",
                        description="List the named checkpoints, where each would be loaded from now "
                                    "(cache, url, offline importer) and its licence; `models fetch NAME` "
@@ -100,6 +102,41 @@ def build_parser(method: str = DEFAULT_METHOD, description: str | None = None) -
     d.add_argument("--size", type=int, default=384, help="HR crop size of each photo (default 384)")
     d.set_defaults(func=cmd_demo)
     return p
+
+
+def _add_pretrain(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``ttasr pretrain-reconstructor``: one flag per field of ``PretrainConfig``."""
+    from ..methods.hraware.pretrain import PretrainConfig
+    from ..methods.hraware.reconstructors import RECONSTRUCTORS
+    from .options import add_config_flags
+
+    r = sub.add_parser(
+        "pretrain-reconstructor", parents=[common],
+        help="pretrain the LR reconstruction network of HR-aware / LWay adaptation",
+        description="Pretrain the LR reconstruction network (E_d, E_i, R, φ, ψ) of HR-aware adaptation on HR "
+                    "images with Real-ESRGAN's second-order degradations (paper eq. 5), and write it as one "
+                    ".safetensors file for `ttasr adapt --method hraware|lway --reconstructor FILE`. "
+                    "Ctrl-C saves the training state: rerun the same command with --resume. "
+                    "`--default` builds the named default reconstructor into the cache from the offline "
+                    "photo set, where `ttasr adapt --method hraware` finds it.")
+    r.add_argument("--hr", default=None, metavar="DIR",
+                   help="HR training images: a folder, glob or file, or 'photos' (the offline photo set: "
+                        "scikit-image's photos and the KDE wallpapers; the default with --default)")
+    r.add_argument("-o", "--output", type=Path, default=None,
+                   help="the .safetensors file to write (with --default: the cache)")
+    r.add_argument("--scale", type=int, default=None, help="SR scale (default: the preset's, 4)")
+    r.add_argument("--preset", default=None, metavar="NAME",
+                   help="start from a named recipe: " + ", ".join(sorted(PretrainConfig.presets()))
+                        + " (cpu-small: about 20 minutes on 2 CPU cores; paper: the paper's scale, for a GPU)")
+    r.add_argument("--default", nargs="?", const="", default=None, metavar="NAME",
+                   help="build a registered default reconstructor into the cache ("
+                        + ", ".join(sorted(RECONSTRUCTORS)) + "; without NAME the one for --scale, x4)")
+    r.add_argument("--resume", action="store_true", help="resume from the last saved training state")
+    r.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available)")
+    r.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="a config field by name, e.g. --set far_weight=0.1 or network.embed_dim=128")
+    add_config_flags(r, PretrainConfig, "pretraining options (PretrainConfig)")
+    r.set_defaults(func=cmd_pretrain_reconstructor)
 
 
 def _add_io(p: argparse.ArgumentParser) -> None:

@@ -8,13 +8,17 @@ from typing import Any
 from ..adapters.base import Adapter
 from ..adapters.registry import AdapterRegistry
 from .adassr import AdaSSR
+from .hraware import HRAware
 from .internal import InternalLearning
+from .lway import LWay
 
 __all__ = ["METHODS", "create_adapter", "list_adapters"]
 
 METHODS = AdapterRegistry()
 METHODS.add(InternalLearning, "zssr", "internal-learning")
 METHODS.add(AdaSSR, "ada-ssr")
+METHODS.add(HRAware, "hr-aware")
+METHODS.add(LWay)
 
 
 def create_adapter(name: str, model: Any, **overrides: Any) -> Adapter:

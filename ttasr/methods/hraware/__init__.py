@@ -1,6 +1,13 @@
 """HR-aware adaptation (Zhang and Yao, 2024, "High-Resolution Be Aware!"), METHODS §2.
 
-Building blocks so far (the adapter and the pretraining loop come later):
+* :class:`HRAware` (:mod:`.adapter`): the finetuning adapter (eq. 6), on the shared LR
+  reconstruction paradigm of :mod:`.reconstruction` (also :class:`ttasr.LWay`'s).
+* :func:`pretrain_reconstructor` (:mod:`.pretrain`): pretraining (eq. 5) with its presets
+  ``cpu-small`` and ``paper``; HR images from :mod:`.hr_images`.
+* :mod:`.reconstructors`: named reconstructors (``hraware-reconstructor-x4``) built from the
+  offline photo set and cached; :mod:`.established`: recording and rebuilding ``E_c``.
+
+Building blocks:
 
 * :mod:`.modulated`: StyleGAN2's modulated / demodulated convolution.
 * :mod:`.networks`: the LR reconstruction network ``E_d``, ``E_i``, ``R``, ``φ``, ``ψ``
@@ -14,6 +21,7 @@ Building blocks so far (the adapter and the pretraining loop come later):
 
 from __future__ import annotations
 
+from .adapter import HRAWARE_LR, HRAware, HRAwareConfig
 from .encoders import (
     EstablishedEncoder,
     OpenCLIPEncoder,
@@ -30,6 +38,8 @@ from .hqi import (
     high_resolution_quality_indicator,
     resolve_hqi_distance,
 )
+from .established import encoder_record, parse_encoder_spec, rebuild_encoder
+from .hr_images import PHOTO_SET, load_hr_images
 from .modulated import ModulatedConv2d, demodulate_weight, modulate_weight, modulated_conv2d
 from .networks import (
     AlignmentLayers,
@@ -40,8 +50,38 @@ from .networks import (
     ReconstructorConfig,
     read_network_metadata,
 )
+from .pretrain import PretrainConfig, PretrainResult, pretrain_reconstructor, pretraining_loss
+from .reconstruction import ReconstructionAdapter, ReconstructionConfig
+from .reconstructors import (
+    RECONSTRUCTORS,
+    ReconstructorRecipe,
+    build_reconstructor,
+    default_reconstructor_name,
+    reconstructor_path,
+    resolve_reconstructor,
+)
 
 __all__ = [
+    "HRAWARE_LR",
+    "HRAware",
+    "HRAwareConfig",
+    "PHOTO_SET",
+    "PretrainConfig",
+    "PretrainResult",
+    "RECONSTRUCTORS",
+    "ReconstructionAdapter",
+    "ReconstructionConfig",
+    "ReconstructorRecipe",
+    "build_reconstructor",
+    "default_reconstructor_name",
+    "encoder_record",
+    "load_hr_images",
+    "parse_encoder_spec",
+    "pretrain_reconstructor",
+    "pretraining_loss",
+    "rebuild_encoder",
+    "reconstructor_path",
+    "resolve_reconstructor",
     "AlignmentLayers",
     "DegradationEncoder",
     "EncoderDistance",

@@ -157,7 +157,11 @@ class EncoderDistance:
         if a.shape != b.shape:
             raise InputError(f"the encoder distance compares same-shaped batches, got {tuple(a.shape)} and "
                              f"{tuple(b.shape)}")
-        fa, fb = self.encoder(a), self.encoder(b)
+        return self.between_features(self.encoder(a), self.encoder(b))
+
+    def between_features(self, fa: torch.Tensor, fb: torch.Tensor) -> torch.Tensor:
+        """The distance of two images given their encoder features (``B x C x h x w`` each),
+        for callers that already have one of them (pretraining reuses ``E_c(x)`` of FAR)."""
         if self.mode == "pooled":
             fa, fb = fa.mean(dim=(2, 3)), fb.mean(dim=(2, 3))
             return (1 - F.cosine_similarity(fa, fb, dim=1, eps=1e-8)).clamp(0, 1)
