@@ -107,7 +107,10 @@ class FitResult:
 
 
 class Callback:
-    """Hooks called during :meth:`Adapter.fit`; override what you need."""
+    """Hooks called during :meth:`Adapter.fit`; override what you need.
+
+    ``on_step`` gets every step's loss, but on a GPU in bursts every ``log_every`` steps
+    (reading the loss makes the host wait for the device), so do not time steps with it."""
 
     def on_step(self, adapter: Adapter[Any], step: int, loss: float) -> None:  # noqa: B027
         pass
