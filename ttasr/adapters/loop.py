@@ -254,8 +254,8 @@ class TrainingLoop:
         pending.clear()
         for n, v in zip(pending_steps, values):
             if not math.isfinite(v):
-                raise FloatingPointError(
-                    f"{self.settings.desc}: loss became {v} at step {n}; lower lr (now {self.settings.lr})")
+                lr = self.optimizer.param_groups[0]["lr"]
+                raise FloatingPointError(f"{self.settings.desc}: loss became {v} at step {n}; lower lr (now {lr})")
         for n, v in zip(pending_steps, values):
             history.append({"step": n, "loss": v})
             if self.on_step is not None:
