@@ -61,7 +61,7 @@ CASES = {
                     [_photo(0, 0, 200)], ["6a8793265d58fb57"]),
     "adassr-admm": ("adassr", "tiny_compact", dict(max_steps=4, ema_decay=0.9, attention="none",
                                                    kernel_estimator="bicubic", admm_rounds=2, external_steps=3,
-                                                   stopping="fixed"), [_photo()], ["f4fa228aa295999e"]),
+                                                   stopping="fixed"), [_photo()], ["78a93b5a8b3608e3"]),
 }
 
 

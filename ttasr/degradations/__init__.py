@@ -15,7 +15,17 @@ from .kernels import (
     unsharp_mask,
 )
 from .noise import add_gaussian_noise, add_poisson_noise, estimate_noise_level, jpeg, quantize_8bit
-from .realesrgan import RealESRGANConfig, SecondOrderDegraded, degrade_realesrgan, usm_sharpen
+from .blur_kernels import apply_blur, random_blur_kernel, random_sinc_kernel, sinc_kernel
+from .jpeg_codec import random_jpeg
+from .random_noise import random_noise
+from .realesrgan import (
+    RealESRGANConfig,
+    SecondOrderDegraded,
+    degrade_realesrgan,
+    degrade_realesrgan_batch,
+    usm_sharpen,
+)
+from .resize import random_resize
 
 __all__ = [
     "gaussian_kernel",
@@ -41,5 +51,13 @@ __all__ = [
     "RealESRGANConfig",
     "SecondOrderDegraded",
     "degrade_realesrgan",
+    "degrade_realesrgan_batch",
     "usm_sharpen",
+    "apply_blur",
+    "random_blur_kernel",
+    "random_sinc_kernel",
+    "sinc_kernel",
+    "random_resize",
+    "random_noise",
+    "random_jpeg",
 ]
