@@ -1,0 +1,44 @@
+"""Benchmark datasets: real paired sets, folders and offline proxies, scanned without decoding.
+
+>>> from ttasr.bench import load_dataset
+>>> data = load_dataset("realsr:/data/RealSR(V3)", scale=4)
+>>> data.summary()
+'realsr x4: 100 images, 100 with HR'
+>>> lr, hr = data[0].load_lr(), data[0].load_hr()   # 1x3xHxW tensors in [0, 1]
+
+Modules: :mod:`.records` (items, datasets, problems), :mod:`.datasets` (RealSR v3, DRealSR,
+paired and LR-only folders), :mod:`.proxy` (HR photos + a camera preset) and :mod:`.spec`
+(``"kind:argument"`` strings).
+"""
+
+from .datasets import (
+    DEFAULT_PAIR_KEY,
+    REALSR_CAMERAS,
+    load_drealsr,
+    load_lr_only,
+    load_paired,
+    load_realsr,
+)
+from .proxy import DEFAULT_PHOTOS, build_proxy, wallpaper_photos
+from .records import BenchDataset, BenchItem, Problem, ProblemKind
+from .spec import DATASET_KINDS, list_dataset_kinds, load_dataset, parse_spec
+
+__all__ = [
+    "DATASET_KINDS",
+    "DEFAULT_PAIR_KEY",
+    "DEFAULT_PHOTOS",
+    "REALSR_CAMERAS",
+    "BenchDataset",
+    "BenchItem",
+    "Problem",
+    "ProblemKind",
+    "build_proxy",
+    "list_dataset_kinds",
+    "load_dataset",
+    "load_drealsr",
+    "load_lr_only",
+    "load_paired",
+    "load_realsr",
+    "parse_spec",
+    "wallpaper_photos",
+]
