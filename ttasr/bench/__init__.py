@@ -8,7 +8,10 @@
 
 Modules: :mod:`.records` (items, datasets, problems), :mod:`.datasets` (RealSR v3, DRealSR,
 paired and LR-only folders), :mod:`.proxy` (HR photos + a camera preset) and :mod:`.spec`
-(``"kind:argument"`` strings).
+(``"kind:argument"`` strings);
+:mod:`.runner` (``run_bench``: every job adapted, scored and appended to JSON lines,
+resumable and sharded), :mod:`.tables` (``write_tables``: paper-style tables) and
+:mod:`.distributed` (rank and world under ``torchrun``).
 """
 
 from .datasets import (
@@ -21,15 +24,20 @@ from .datasets import (
 )
 from .proxy import DEFAULT_PHOTOS, build_proxy, wallpaper_photos
 from .records import BenchDataset, BenchItem, Problem, ProblemKind
+from .runner import UNADAPTED, BenchRun, Job, merge_results, plan_jobs, read_results, run_bench, shard_jobs
 from .spec import DATASET_KINDS, list_dataset_kinds, load_dataset, parse_spec
+from .tables import write_tables
 
 __all__ = [
     "DATASET_KINDS",
     "DEFAULT_PAIR_KEY",
     "DEFAULT_PHOTOS",
     "REALSR_CAMERAS",
+    "UNADAPTED",
     "BenchDataset",
     "BenchItem",
+    "BenchRun",
+    "Job",
     "Problem",
     "ProblemKind",
     "build_proxy",
@@ -39,6 +47,12 @@ __all__ = [
     "load_lr_only",
     "load_paired",
     "load_realsr",
+    "merge_results",
     "parse_spec",
+    "plan_jobs",
+    "read_results",
+    "run_bench",
+    "shard_jobs",
     "wallpaper_photos",
+    "write_tables",
 ]

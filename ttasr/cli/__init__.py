@@ -9,6 +9,8 @@
     ttasr models fetch span-x4                          put a checkpoint into the cache
     ttasr metrics fetch niqe                            NIQE's pristine parameters, offline
     ttasr demo                                          offline before/after demo on real photos
+    ttasr bench --method adassr -m span-x4 --dataset proxy:camera --seeds 0,1 -o bench-out
+                                                        benchmark: JSON lines per image, paper tables
 
 Errors print one line; add --verbose for the traceback. Exit code 0 on success, 1 on
 errors, 2 on bad usage, 130 on Ctrl-C (SIGINT), 143 on SIGTERM. An interrupted command

@@ -233,6 +233,78 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
+def _bench_overrides(items: list[str], methods: list[str]) -> dict[str, dict[str, Any]]:
+    """``--set METHOD.KEY=VALUE`` items as ``{method: {field: value}}``, converted like ``adapt``'s flags."""
+    from ..errors import InputError
+    from ..methods.registry import METHODS
+    from .options import overrides_from
+
+    by_method: dict[str, list[str]] = {}
+    for item in items:
+        method, dot, rest = item.partition(".")
+        if not dot or "=" not in rest:
+            raise UsageError(f"--set expects METHOD.KEY=VALUE (e.g. adassr.max_steps=300), got {item!r}")
+        by_method.setdefault(method.strip(), []).append(rest)
+    out = {}
+    for method, sets in by_method.items():
+        try:
+            cls = METHODS.get(method)
+        except InputError as exc:
+            raise UsageError(f"--set {method}...: {exc}") from None
+        if cls.name not in {METHODS.get(m).name for m in methods if m != "unadapted"}:
+            raise UsageError(f"--set {method}...: that method is not benchmarked (add --method {method})")
+        out[cls.name] = overrides_from(argparse.Namespace(), cls.config_class, cls.config_class(), sets)
+    return out
+
+
+def _key_values(items: list[str], flag: str) -> dict[str, str]:
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"{flag} expects KEY=VALUE, got {item!r}")
+        out[key.strip()] = value.strip()
+    return out
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from ..bench import distributed
+    from ..bench.runner import run_bench
+    from ..bench.tables import load_paper_numbers, write_tables
+
+    if not args.model:
+        raise UsageError("no model given: pass -m NAME_OR_PATH (see `ttasr models`)")
+    if not args.dataset:
+        raise UsageError("no dataset given: pass --dataset SPEC, e.g. proxy:camera or realsr:/data/RealSR")
+    try:
+        seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
+    except ValueError:
+        raise UsageError(f"--seeds expects comma-separated whole numbers, got {args.seeds!r}") from None
+    metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
+    methods = args.method or ["unadapted"]
+    overrides = _bench_overrides(args.set, methods)
+    paper = load_paper_numbers(args.paper_numbers) if args.paper_numbers else None  # bad file: fail first
+    shard = distributed.init_from_env()
+    try:
+        run = run_bench(methods, args.model, args.dataset, seeds, args.output, metrics=metrics,
+                        method_overrides=overrides, shard=(shard.rank, shard.world), resume=args.resume,
+                        dataset_options=_key_values(args.dataset_option, "--dataset-option"),
+                        device=args.device or shard.device, tile=args.tile or None)
+        log.info(run.summary())
+        distributed.barrier(shard)
+        if shard.rank == 0:
+            from ..bench.plots import write_plots
+
+            written = write_tables(args.output, paper)
+            plots = write_plots(args.output, next((m for m in ("psnr_y", *metrics) if m in metrics), "psnr_y"))
+            log.info("wrote %s", ", ".join(str(p) for p in [*written.values(), *plots]))
+            if not args.quiet:
+                print(written["results.md"].read_text(encoding="utf-8"))
+    finally:
+        distributed.finish(shard)
+    return 1 if run.errors else 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from ..demo import run_demo
 

@@ -9,7 +9,7 @@ from typing import Any
 
 log = logging.getLogger("ttasr")
 
-from .commands import cmd_adapt, cmd_demo, cmd_enhance, cmd_metrics, cmd_models, cmd_pretrain_reconstructor, version
+from .commands import cmd_adapt, cmd_bench, cmd_demo, cmd_enhance, cmd_metrics, cmd_models, cmd_pretrain_reconstructor, version
 
 # ---------------------------------------------------------------------- parser
 DEFAULT_METHOD = "adassr"
@@ -72,6 +72,7 @@ def build_parser(method: str = DEFAULT_METHOD, description: str | None = None) -
     a.set_defaults(func=cmd_adapt)
 
     _add_pretrain(sub, common)
+    _add_bench(sub, common)
 
     m = sub.add_parser("models", parents=[common], help="list named checkpoints, or fetch one into the cache",
                        description="List the named checkpoints, where each would be loaded from now "
@@ -137,6 +138,45 @@ def _add_pretrain(sub: Any, common: argparse.ArgumentParser) -> None:
                    help="a config field by name, e.g. --set far_weight=0.1 or network.embed_dim=128")
     add_config_flags(r, PretrainConfig, "pretraining options (PretrainConfig)")
     r.set_defaults(func=cmd_pretrain_reconstructor)
+
+
+def _add_bench(sub: Any, common: argparse.ArgumentParser) -> None:
+    """``ttasr bench``: methods x models x datasets x seeds, one JSON line per job, paper tables."""
+    b = sub.add_parser(
+        "bench", parents=[common], help="benchmark methods on datasets: JSON lines per image, paper-style tables",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        description="Adapt each model to each image of each dataset on its own (single-image mode) with each "
+                    "method and seed, score the output and append one JSON line per job to "
+                    "OUTPUT/results-rank<r>.jsonl; then write results.md/.csv (method x dataset x metric, "
+                    "mean ± std over images and seeds) and timing.md/.csv. 'unadapted' is always a row.\n\n"
+                    "  ttasr bench --method adassr -m span-x4 --dataset proxy:camera --seeds 0,1 \\\n"
+                    "      --metrics psnr_y,ssim_y,niqe -o bench-out --set adassr.max_steps=300\n"
+                    "  torchrun --nproc-per-node 4 -m ttasr.cli bench ...   one rank per GPU (or CPU process)\n\n"
+                    "A rerun with --resume skips the finished jobs (also after a crash or with another "
+                    "number of ranks). Metrics that cannot be computed are listed as unavailable, with why.")
+    b.add_argument("--method", action="append", default=[], metavar="NAME",
+                   help="an adaptation method (repeat for several; see `ttasr adapt --list-methods`)")
+    b.add_argument("-m", "--model", action="append", default=[], metavar="NAME_OR_PATH",
+                   help="a checkpoint name or path (repeat for several)")
+    b.add_argument("--dataset", action="append", default=[], metavar="SPEC",
+                   help="a dataset spec such as realsr:/data/RealSR, paired:/hr,/lr, lr:/dir, proxy:camera "
+                        "(repeat for several)")
+    b.add_argument("--dataset-option", action="append", default=[], metavar="KEY=VALUE",
+                   help="an option of the dataset loaders, e.g. crop=256 or cameras=Canon")
+    b.add_argument("--seeds", default="0", help="comma-separated seeds of the adaptations (default 0)")
+    b.add_argument("--metrics", default="psnr_y,ssim_y",
+                   help="comma-separated metric names (default psnr_y,ssim_y; psnr/ssim are the Y versions)")
+    b.add_argument("-o", "--output", type=Path, default=Path("bench-out"), help="output folder (default bench-out/)")
+    b.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
+                   help="a config field of one method, e.g. --set adassr.max_steps=300")
+    b.add_argument("--resume", action="store_true",
+                   help="continue the results in OUTPUT (default: refuse a folder that has results)")
+    b.add_argument("--paper-numbers", type=Path, default=None, metavar="FILE.json",
+                   help="published numbers {method: {dataset: {metric: value}}} shown beside the results")
+    b.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available; under "
+                                                  "torchrun cuda:LOCAL_RANK)")
+    b.add_argument("--tile", type=int, default=512, help="tile size in LR pixels, 0 for none (default 512)")
+    b.set_defaults(func=cmd_bench)
 
 
 def _add_io(p: argparse.ArgumentParser) -> None:
