@@ -1,0 +1,90 @@
+"""`benchmarks/hraware_checks.py --smoke` runs the three HR-aware paper checks (Figs. 7-9) with
+tiny networks, prints their tables and saves finite figures; each check keeps the others'
+results. The paper's claims themselves need the real reconstructor and are not asserted."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SCRIPT = ROOT / "benchmarks" / "hraware_checks.py"
+# read at collection, before conftest points TTASR_HOME at a fresh folder for each test
+_NIQE = Path(os.environ.get("TTASR_HOME", Path.home() / ".cache" / "ttasr")).expanduser() / "metrics" / \
+    "niqe_modelparameters.mat"
+
+
+def _finite(*values: object) -> bool:
+    return all(isinstance(v, (int, float)) and math.isfinite(v) for v in values)
+
+
+def test_smoke_prints_the_three_tables_and_saves_finite_figures(tmp_path):
+    out = tmp_path / "checks"
+    cmd = [sys.executable, str(SCRIPT), "--smoke", "--out", str(out)]
+    if _NIQE.is_file():
+        cmd += ["--niqe-params", str(_NIQE)]
+    env = {**os.environ, "TTASR_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    text = proc.stdout
+    for header in ("## fig7: LR reconstruction PSNR", "slope", "rising",
+                   "## fig8: FAR (eq. 11", "mean FAR", "> clean",
+                   "## fig9: smoke:tiny-span-x4 finetuned 4 steps", "### preset 'camera'", "unadapted", "last-peak"):
+        assert header in text, header
+    assert "s = HQI (controller, finetuning eq. 8)" in text and "s = 1 (no controller)" in text
+    for row in ("PSNR-Y  hraware", "PSNR-Y  lway", "SSIM-Y  hraware", "loss    lway"):
+        assert row in text, row
+
+    saved = json.loads((out / "results.json").read_text())
+    assert set(saved) == {"fig7", "fig8", "fig9"}
+
+    f7 = saved["fig7"]
+    assert f7["config"]["t"] == [0, 0.25, 0.5, 0.75, 1] and len(f7["images"]) == 3
+    assert set(f7["rows"]) == {"s = 1 (no controller)", "s = HQI (controller, finetuning eq. 8)",
+                               "s = 1 - HQI (pretraining form)"}
+    for row in f7["rows"].values():
+        assert len(row["mean"]) == 5 and _finite(*row["mean"], row["slope"], row["images_rising"])
+        assert len(row["psnr"]) == 3 and all(_finite(*per) for per in row["psnr"])
+    assert _finite(*f7["hqi_mean"]) and all(0 <= h <= 1 for h in f7["hqi_mean"])
+    assert f7["hqi_mean"][-1] == 1.0  # x_1 = Up(y): no distance to Up(y)
+    assert f7["reconstructor"]["established_encoder"].startswith("sr-trunk:")
+
+    f8 = saved["fig8"]
+    assert set(f8["conditions"]) == {"clean", "blur", "noise", "jpeg"}
+    for cond in f8["conditions"].values():
+        assert len(cond["far"]) == 3 and _finite(*cond["far"], cond["mean"], cond["ratio_to_clean"])
+        assert 0 <= cond["fraction_above_clean"] <= 1
+    assert f8["conditions"]["clean"]["ratio_to_clean"] == 1.0
+
+    f9 = saved["fig9"]
+    assert f9["settings"]["steps"] == 4 and f9["settings"]["eval_every"] == 2
+    rows = f9["presets"]["camera"]
+    assert set(rows) == {"unadapted", "hraware", "lway"}
+    assert len(rows["unadapted"]["psnr"]) == 2 and _finite(*rows["unadapted"]["psnr"], *rows["unadapted"]["ssim"])
+    niqe_ok = f9["niqe"] == "available"
+    assert niqe_ok or f9["niqe"].startswith("unavailable")
+    for method in ("hraware", "lway"):
+        run = rows[method]
+        assert [r["step"] for r in run["records"]] == [2, 4]
+        for rec in run["records"]:
+            assert _finite(*rec["psnr"], *rec["ssim"], rec["loss"])
+            assert (_finite(*rec["niqe"]) if niqe_ok else rec["niqe"] is None)
+        assert _finite(run["sec_per_step"], run["sec_per_eval"]) and run["sec_per_step"] > 0
+        assert run["lr"] == rows["hraware"]["lr"]  # the paper's Fig. 9: the same learning rate
+
+
+def test_a_check_replaces_only_its_own_results(tmp_path, monkeypatch):
+    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts benchmarks/ on it
+    spec = importlib.util.spec_from_file_location("hraware_checks", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.store(tmp_path, "fig7", {"a": 1})
+    module.store(tmp_path, "fig9", {"b": 2})
+    module.store(tmp_path, "fig7", {"a": 3})
+    assert module.read_results(tmp_path) == {"fig7": {"a": 3}, "fig9": {"b": 2}}
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.json.lock"]  # no .part left
