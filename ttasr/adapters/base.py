@@ -31,6 +31,7 @@ from ..models import SRModel, load_model
 from ..models.model import forward
 from . import checkpointing
 from .config import AdapterConfig
+from .distributed import data_parallel_world, wrap_data_parallel
 from .loop import LoopResult, LoopSettings, TrainingLoop, Weights
 from .speed import training_speed
 from .stopping import Stopping, stopping_from_config
@@ -148,6 +149,8 @@ class Adapter(ABC, Generic[C]):
         self.records: Any = None
         """The :class:`ttasr.io.ImageBatch` of the last :meth:`fit`."""
         self._base_hash: str | None = None
+        self._rank = 0
+        """This process's rank in a distributed multi-image adaptation (0 otherwise)."""
         self.holdout_masks: list[torch.Tensor] | None = None
         """Per-image ``1x1xHxW`` masks (1 = train, 0 = held out) set by a held-out rule."""
 
@@ -376,6 +379,10 @@ class Adapter(ABC, Generic[C]):
         resumable states of several runs over the same images (e.g. ADMM rounds).
         """
         cfg = self.config
+        rank, world = data_parallel_world() if cfg.mode == "multi" else (0, 1)
+        self._rank = rank
+        if world > 1:
+            tag = f"{tag}rank{rank}of{world}"
         # periodic saves only with checkpoint_every; an interrupted run always saves, to resume
         state_file = checkpointing.state_path(cfg.checkpoint_dir, self.name, self._run_id(group, tag))
         torch.manual_seed(cfg.seed)
@@ -391,7 +398,9 @@ class Adapter(ABC, Generic[C]):
         self.holdout_masks = None
         self.stopping.prepare(self, group)
         self.prepare(group, student)
-        runner = speed.compiled(student)
+        runner = speed.compiled(wrap_data_parallel(student, self.device) if world > 1 else student)
+        if world > 1:
+            log.info("%s: rank %d of %d, DistributedDataParallel", self.name, rank, world)
 
         def loss_fn(net: nn.Module, g: torch.Generator) -> torch.Tensor:
             batch = speed.place(self.sample_batch(g).to(self.device))
@@ -420,8 +429,9 @@ class Adapter(ABC, Generic[C]):
         return FitResult.from_loop(result, group)
 
     def _make_generator(self, offset: int) -> torch.Generator:
-        """The sampling generator of the group starting at image ``offset``."""
-        return torch.Generator().manual_seed(self.config.seed + 1000003 * offset)
+        """The sampling generator of the group starting at image ``offset`` (and of this
+        process's rank, when several processes adapt one group together)."""
+        return torch.Generator().manual_seed(self.config.seed + 1000003 * offset + 7919 * self._rank)
 
     def _run_id(self, group: ImageGroup, tag: str) -> str:
         return checkpointing.run_id(

@@ -116,9 +116,23 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         _check_model_path(args.save_model)
     records = _load_records(args)
     paths = _prepare_outputs(records, args.output, cls.name)
+    from ..bench import distributed
+
+    shard = distributed.init_from_env()  # torchrun: multi-image adaptation in DDP
+    if shard.world > 1:
+        if overrides.get("mode", base.mode) != "multi":
+            raise UsageError("under torchrun, adapt runs one multi-image adaptation in DistributedDataParallel: "
+                             "use --mode multi (to adapt images one by one across processes, use ttasr bench)")
+        if shard.device and "device" not in overrides:
+            overrides["device"] = shard.device
     model = load_model(args.model)
     adapter = create_adapter(args.method, model, config=base, **overrides)
-    adapter.fit(records, resume=args.resume)
+    try:
+        adapter.fit(records, resume=args.resume)
+    finally:
+        distributed.finish(shard)
+    if shard.rank != 0:  # every rank holds the same weights: rank 0 writes them
+        return 0
     stopped_by = _fit_signal(adapter)
     done = adapter.fitted_indices
     for r in adapter.state["results"]:
@@ -289,7 +303,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
         run = run_bench(methods, args.model, args.dataset, seeds, args.output, metrics=metrics,
                         method_overrides=overrides, shard=(shard.rank, shard.world), resume=args.resume,
                         dataset_options=_key_values(args.dataset_option, "--dataset-option"),
-                        device=args.device or shard.device, tile=args.tile or None)
+                        device=args.device or shard.device, tile=args.tile or None, keep_crops=args.crops)
         log.info(run.summary())
         distributed.barrier(shard)
         if shard.rank == 0:
@@ -297,7 +311,12 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
             written = write_tables(args.output, paper)
             plots = write_plots(args.output, next((m for m in ("psnr_y", *metrics) if m in metrics), "psnr_y"))
-            log.info("wrote %s", ", ".join(str(p) for p in [*written.values(), *plots]))
+            report = []
+            if args.report:  # after the tables and plots, which it embeds
+                from ..bench.report import write_report
+
+                report.append(write_report(args.output))
+            log.info("wrote %s", ", ".join(str(p) for p in [*written.values(), *plots, *report]))
             if not args.quiet:
                 print(written["results.md"].read_text(encoding="utf-8"))
     finally:
