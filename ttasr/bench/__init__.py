@@ -11,7 +11,8 @@ paired and LR-only folders), :mod:`.proxy` (HR photos + a camera preset) and :mo
 (``"kind:argument"`` strings);
 :mod:`.runner` (``run_bench``: every job adapted, scored and appended to JSON lines,
 resumable and sharded), :mod:`.tables` (``write_tables``: paper-style tables) and
-:mod:`.distributed` (rank and world under ``torchrun``).
+:mod:`.distributed` (rank and world under ``torchrun``); :mod:`.report` (``write_report``:
+one self-contained HTML page with the tables, plots and before/after crops).
 """
 
 from .datasets import (
@@ -24,6 +25,7 @@ from .datasets import (
 )
 from .proxy import DEFAULT_PHOTOS, build_proxy, wallpaper_photos
 from .records import BenchDataset, BenchItem, Problem, ProblemKind
+from .report import write_report
 from .runner import UNADAPTED, BenchRun, Job, merge_results, plan_jobs, read_results, run_bench, shard_jobs
 from .spec import DATASET_KINDS, list_dataset_kinds, load_dataset, parse_spec
 from .tables import write_tables
@@ -54,5 +56,6 @@ __all__ = [
     "run_bench",
     "shard_jobs",
     "wallpaper_photos",
+    "write_report",
     "write_tables",
 ]

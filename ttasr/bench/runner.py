@@ -16,15 +16,24 @@ On start the lines of every rank file are read and finished jobs are skipped (a 
 line, from a kill during a write, is cut off); jobs that ended in an error are tried again.
 Jobs are listed in a fixed order and job ``i`` belongs to rank ``i % world``, so a rerun
 with any world size finishes exactly the jobs that are missing.
+
+With ``keep_crops=N`` (default 1) every job also keeps its N most textured
+:data:`CROP_SIZE`-pixel windows of the SR output as PNGs under ``out_dir/crops/``, beside
+the same windows of the bicubic-upsampled LR and of the HR (written once per item and
+model), for :func:`~ttasr.bench.report.write_report`. The windows depend on the LR and the
+scale only, so every method of an item shows the same places. The PNGs are written before
+the job's line, whose ``"crops"`` field lists them, so a finished job has its crops.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
 import os
 import platform
+import re
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -37,6 +46,7 @@ from ..errors import InputError, TTASRError
 from .records import BenchDataset, BenchItem
 
 __all__ = [
+    "CROP_SIZE",
     "METRIC_ALIASES",
     "UNADAPTED",
     "BenchRun",
@@ -61,6 +71,9 @@ METRIC_ALIASES: dict[str, str] = {"psnr": "psnr_y", "ssim": "ssim_y"}
 RESULTS_GLOB = "results-rank*.jsonl"
 MERGED = "results.jsonl"
 MANIFEST = "manifest.json"
+CROPS = "crops"
+CROP_SIZE = 128
+"""Side of a kept crop in HR pixels (smaller for smaller images)."""
 _HISTORY_POINTS = 100
 """Loss values kept per job (evenly spaced); every scored step is kept."""
 
@@ -326,6 +339,7 @@ def run_bench(
     metric_paths: Mapping[str, str | os.PathLike[str]] | None = None,
     device: str | torch.device | None = None,
     tile: int | None = 512,
+    keep_crops: int = 1,
 ) -> BenchRun:
     """Run this shard's jobs (see the module docstring); returns what was done.
 
@@ -334,12 +348,15 @@ def run_bench(
     loaded. ``datasets``: specs for :func:`~ttasr.bench.load_dataset` (loaded at each model's
     scale, with ``dataset_options``) or :class:`BenchDataset` objects. ``method_overrides``:
     ``{method: {config field: value}}``. ``shard``: ``(rank, world)``. ``resume=False``
-    refuses an ``out_dir`` that already has results instead of mixing runs.
+    refuses an ``out_dir`` that already has results instead of mixing runs. ``keep_crops``:
+    crops kept per job for the report (0 for none; see the module docstring).
     """
     from .. import load_model
     from .spec import load_dataset
 
     rank, world = shard
+    if keep_crops < 0:
+        raise InputError(f"keep_crops={keep_crops}: give 0 (none) or more")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not seeds:
@@ -395,7 +412,7 @@ def run_bench(
         for n, job in enumerate(todo):
             log.info("[%d/%d] %s", n + 1, len(todo), job.key)
             record = _run_job(job, items[(job.dataset, job.item)], loaded[job.model], overrides.get(job.method, {}),
-                              scorers[loaded[job.model].scale], dev, tile)
+                              scorers[loaded[job.model].scale], dev, tile, keep_crops, out)
             record.update(device=where, rank=rank, world=world, finished=time.time())
             writer.write(record)
             if record["status"] == "ok":
@@ -409,7 +426,8 @@ def run_bench(
 
 
 def _run_job(job: Job, item: BenchItem, model: Any, overrides: Mapping[str, Any], metrics: Mapping[str, Any],
-             device: torch.device, tile: int | None) -> dict[str, Any]:
+             device: torch.device, tile: int | None, keep_crops: int = 0, out: Path | None = None
+             ) -> dict[str, Any]:
     """One job's record: its scores, or the error that stopped it (loading, adapting, ...)."""
     from ..inference import enhance
     from ..methods.registry import create_adapter
@@ -449,9 +467,101 @@ def _run_job(job: Job, item: BenchItem, model: Any, overrides: Mapping[str, Any]
         sr = sr[0]
     sr = sr.detach().to("cpu", torch.float32)
     scores, unavailable = _score(metrics, sr, hr)
-    return {**base, "status": "ok", "metrics": scores, "unavailable": unavailable, "seconds": seconds,
-            "enhance_seconds": enhance_seconds, "steps": steps, "best_step": best_step,
-            "peak_memory_mb": peak, "memory": memory_kind, "history": history}
+    record = {**base, "status": "ok", "metrics": scores, "unavailable": unavailable, "seconds": seconds,
+              "enhance_seconds": enhance_seconds, "steps": steps, "best_step": best_step,
+              "peak_memory_mb": peak, "memory": memory_kind, "history": history}
+    if keep_crops and out is not None:
+        try:
+            record["crops"] = _keep_crops(job, lr, sr, hr, item.scale, keep_crops, out)
+        except (TTASRError, OSError) as exc:  # the scores stand without their pictures
+            log.warning("%s: crops not kept: %s", job.key, exc)
+            record["crops"] = []
+    return record
+
+
+# ---------------------------------------------------------------------------- crops for the report
+def safe_name(text: str) -> str:
+    """``text`` as a file name: unsafe characters replaced, a short hash keeping names distinct."""
+    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:80]
+    return f"{slug}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
+
+
+def crop_boxes(lr: torch.Tensor, scale: int, count: int, size: int = CROP_SIZE) -> list[tuple[int, int, int]]:
+    """Up to ``count`` non-overlapping square windows of ``lr`` with the most texture, as
+    ``(top, left, side)`` in LR pixels, most textured first.
+
+    Candidates lie on a half-window grid (plus the last row and column); texture is the mean
+    absolute gradient of the gray image inside a window. Each side is ``size / scale``
+    (at most the image's shorter side), so the HR-side crop is about ``size`` pixels.
+    """
+    h, w = lr.shape[-2:]
+    side = max(1, min(size // max(scale, 1), h, w))
+    gray = lr.detach().to("cpu", torch.float64).reshape(-1, h, w).mean(0)
+    grad = torch.zeros(h, w, dtype=torch.float64)
+    grad[:, 1:] += (gray[:, 1:] - gray[:, :-1]).abs()
+    grad[1:, :] += (gray[1:, :] - gray[:-1, :]).abs()
+    integral = torch.nn.functional.pad(grad.cumsum(0).cumsum(1), (1, 0, 1, 0))
+
+    def positions(n: int) -> list[int]:
+        step = max(1, side // 2)
+        return sorted({*range(0, n - side + 1, step), n - side})
+
+    scored = []
+    for top in positions(h):
+        for left in positions(w):
+            b, r = top + side, left + side
+            energy = float(integral[b, r] - integral[top, r] - integral[b, left] + integral[top, left])
+            scored.append((-energy, top, left))
+    chosen: list[tuple[int, int, int]] = []
+    for _, top, left in sorted(scored):
+        if len(chosen) == count:
+            break
+        if all(top >= t + side or t >= top + side or left >= l_ + side or l_ >= left + side
+               for t, l_, _ in chosen):
+            chosen.append((top, left, side))
+    return chosen
+
+
+def _bicubic_crop(lr: torch.Tensor, scale: int, top: int, left: int, side: int) -> torch.Tensor:
+    """The HR-side window of the bicubic upsampled ``lr``: only a padded LR window is upsampled
+    (bicubic reads 2 pixels each way, so the result equals the same part of the whole image)."""
+    h, w = lr.shape[-2:]
+    pad = 2
+    t0, l0 = max(0, top - pad), max(0, left - pad)
+    t1, l1 = min(h, top + side + pad), min(w, left + side + pad)
+    up = torch.nn.functional.interpolate(lr[..., t0:t1, l0:l1].to(torch.float32), scale_factor=scale,
+                                         mode="bicubic", align_corners=False)
+    y, x = (top - t0) * scale, (left - l0) * scale
+    return up[..., y:y + side * scale, x:x + side * scale].clamp(0, 1)
+
+
+def _keep_crops(job: Job, lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor | None, scale: int, count: int,
+                out: Path) -> list[dict[str, Any]]:
+    """Write this job's crops (and the item's bicubic and HR crops, once) and describe them."""
+    from ..io import save_image
+    from ..metrics.fidelity import psnr_y
+
+    lr = lr.detach().to("cpu", torch.float32)
+    own = safe_name(job.key)
+    shared = safe_name(f"{job.dataset}|{job.item}|{job.model}")
+    kept = []
+    for n, (top, left, side) in enumerate(crop_boxes(lr, scale, count)):
+        y, x, s = top * scale, left * scale, side * scale
+        views = {"sr": sr[..., y:y + s, x:x + s], "bicubic": _bicubic_crop(lr, scale, top, left, side)}
+        if hr is not None and hr.shape[-2] >= y + s and hr.shape[-1] >= x + s:
+            views["hr"] = hr[..., y:y + s, x:x + s].to("cpu", torch.float32)
+        if views["sr"].shape[-2:] != (s, s):  # an output smaller than LR x scale
+            continue
+        entry: dict[str, Any] = {"box": [y, x, s, s]}
+        for view, image in views.items():
+            rel = f"{CROPS}/{own if view == 'sr' else shared + '-' + view}-{n}.png"
+            if view == "sr" or not (out / rel).is_file():  # the shared views: once per item and model
+                save_image(image, out / rel)
+            entry[view] = rel
+        if "hr" in views:
+            entry["psnr_y"] = {v: psnr_y(views[v], views["hr"]) for v in ("sr", "bicubic")}
+        kept.append(entry)
+    return kept
 
 
 def _write_manifest(out: Path, methods: Sequence[str], models: Mapping[str, Any],

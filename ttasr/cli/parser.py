@@ -153,7 +153,8 @@ def _add_bench(sub: Any, common: argparse.ArgumentParser) -> None:
                     "      --metrics psnr_y,ssim_y,niqe -o bench-out --set adassr.max_steps=300\n"
                     "  torchrun --nproc-per-node 4 -m ttasr.cli bench ...   one rank per GPU (or CPU process)\n\n"
                     "A rerun with --resume skips the finished jobs (also after a crash or with another "
-                    "number of ranks). Metrics that cannot be computed are listed as unavailable, with why.")
+                    "number of ranks). Metrics that cannot be computed are listed as unavailable, with why. "
+                    "OUTPUT/report.html gathers the tables, plots and before/after crops in one page.")
     b.add_argument("--method", action="append", default=[], metavar="NAME",
                    help="an adaptation method (repeat for several; see `ttasr adapt --list-methods`)")
     b.add_argument("-m", "--model", action="append", default=[], metavar="NAME_OR_PATH",
@@ -176,6 +177,12 @@ def _add_bench(sub: Any, common: argparse.ArgumentParser) -> None:
     b.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available; under "
                                                   "torchrun cuda:LOCAL_RANK)")
     b.add_argument("--tile", type=int, default=512, help="tile size in LR pixels, 0 for none (default 512)")
+    b.add_argument("--crops", type=_non_negative_int, default=1, metavar="N",
+                   help="crops of each output kept for the report, the N most textured 128-pixel windows, "
+                        "beside the same windows of the bicubic LR and the HR (default 1; 0 for none)")
+    b.add_argument("--report", action=argparse.BooleanOptionalAction, default=True,
+                   help="write OUTPUT/report.html: one self-contained page with the tables, plots and "
+                        "crops (default: on)")
     b.set_defaults(func=cmd_bench)
 
 
