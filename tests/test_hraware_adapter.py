@@ -16,18 +16,10 @@ from ttasr.cli import main
 from ttasr.errors import CheckpointError, InputError
 from ttasr.methods.hraware import LRReconstructionNetwork, pretrain_reconstructor
 from ttasr.methods.hraware import adapter as adapter_module
+from hraware_tiny import TINY_NET, one_thread  # noqa: F401 - one_thread is an autouse fixture
 
-TINY_NET = dict(embed_dim=8, degradation_channels=4, degradation_blocks=1, image_channels=4, image_blocks=1,
-                reconstructor_channels=4, reconstructor_blocks=1)
 FAST = dict(batch_size=2, patch_size=16, progress=False, hqi_distance="encoder", device="cpu")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 def _pretrain(tmp_path, name: str, **kw) -> object:

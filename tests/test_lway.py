@@ -12,18 +12,10 @@ import ttasr
 from ttasr.cli import main
 from ttasr.methods.hraware import LRReconstructionNetwork
 from ttasr.methods.lway import haar_detail_magnitude, haar_dwt, high_frequency_weight_map
+from hraware_tiny import TINY_NET, one_thread  # noqa: F401 - one_thread is an autouse fixture
 
-TINY_NET = dict(embed_dim=8, degradation_channels=4, degradation_blocks=1, image_channels=4, image_blocks=1,
-                reconstructor_channels=4, reconstructor_blocks=1)
 FAST = dict(batch_size=2, patch_size=16, progress=False, device="cpu")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture

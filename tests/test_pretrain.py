@@ -24,19 +24,10 @@ from ttasr.methods.hraware import (
 )
 from ttasr.methods.hraware import pretrain as pretrain_module
 from ttasr.methods.hraware import reconstructors
+from hraware_tiny import TINY_NET, one_thread  # noqa: F401 - one_thread is an autouse fixture
 
-TINY_NET = dict(embed_dim=8, degradation_channels=4, degradation_blocks=1, image_channels=4, image_blocks=1,
-                reconstructor_channels=4, reconstructor_blocks=1)
 FAST = dict(network=TINY_NET, batch_size=2, hr_patch=16, hqi_distance="encoder", progress=False, device="cpu")
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny networks run faster on one thread than on two that other processes share."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
 
 
 @pytest.fixture

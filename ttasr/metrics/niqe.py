@@ -25,8 +25,6 @@ from __future__ import annotations
 import io
 import logging
 import os
-import subprocess
-import sys
 import tarfile
 import tempfile
 from collections.abc import Mapping
@@ -37,7 +35,7 @@ import torch
 
 from ..errors import InputError, require
 from .base import Metric
-from .files import MetricFile, MetricUnavailableError, resolve_metric_file
+from .files import MetricFile, MetricUnavailableError, pip_download_sdist, resolve_metric_file
 from .matlab_ops import rgb2gray, rgb2ycbcr_luma, to_uint8_levels
 from .nss import niqe_quality
 
@@ -107,31 +105,11 @@ def _sha256(path: Path) -> str:
 
 
 def _pip_download_basicsr(dest: Path, quiet: bool) -> Path:
-    """Download basicsr's sdist with pip (no install); returns the .tar.gz path.
-
-    ``--no-binary basicsr`` (not ``:all:``, which would also demand source builds of the
-    build requirements) asks for the sdist; ``--no-build-isolation`` skips installing the
-    build backend's requirements, which pip otherwise does just to read the metadata.
-    """
-    base = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", "basicsr",
-            "--disable-pip-version-check", "-d", str(dest), _BASICSR_REQ]
-    if quiet:
-        base.insert(4, "-q")
-    errors = []
-    for extra in (["--no-build-isolation"], []):
-        cmd = base[:4] + extra + base[4:]
-        log.info("running %s", " ".join(cmd))
-        res = subprocess.run(cmd, capture_output=quiet, text=True, check=False)
-        sdist = dest / _BASICSR_SDIST
-        if res.returncode == 0 and sdist.is_file():
-            return sdist
-        errors.append((res.stderr or "").strip()[-800:] if quiet else f"exit status {res.returncode}")
-    raise MetricUnavailableError(
-        f"pip could not download {_BASICSR_REQ} from PyPI ({errors[-1] or 'no output'}). "
+    """Download basicsr's sdist with pip (nothing installed or run); returns the .tar.gz path."""
+    return pip_download_sdist(_BASICSR_REQ, "basicsr", _BASICSR_SDIST, dest, quiet, hint=(
         f"Download {_BASICSR_SDIST} by hand (https://pypi.org/project/basicsr/1.4.2/#files) and pass "
         "it: fetch_niqe_params(sdist='path/to/basicsr-1.4.2.tar.gz'); or place "
-        f"'{NIQE_FILE.filename}' in the metrics cache yourself."
-    )
+        f"'{NIQE_FILE.filename}' in the metrics cache yourself."))
 
 
 def _params_from_sdist(sdist: Path) -> tuple[np.ndarray, np.ndarray]:
