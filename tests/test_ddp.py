@@ -36,7 +36,6 @@ def _photos():
 
 
 def _adapt(out: str, rank: int, world: int, port: int) -> None:
-    torch.set_num_threads(1)
     if world > 1:
         import torch.distributed as dist
 
@@ -61,14 +60,19 @@ def _free_port() -> int:
 @pytest.mark.skipif(not torch.distributed.is_available(), reason="torch.distributed is not built in")
 def test_two_gloo_ranks_keep_identical_weights_that_see_both_ranks_batches(tmp_path):
     port = _free_port()
-    code = ("import sys; sys.path.insert(0, {tests!r}); import test_ddp; "
+    code = ("import sys, torch; torch.set_num_threads(1); sys.path.insert(0, {tests!r}); import test_ddp; "
             "test_ddp._adapt({out!r}, {rank}, {world}, {port})")
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     procs = [subprocess.Popen([sys.executable, "-c", code.format(tests=str(ROOT / "tests"), out=str(tmp_path),
                                                                    rank=r, world=2, port=port)], env=env, cwd=ROOT)
              for r in range(2)]
     assert [p.wait(timeout=300) for p in procs] == [0, 0]
-    _adapt(str(tmp_path), 0, 1, port)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the ranks, so that rank 0's first loss matches to the bit
+    try:
+        _adapt(str(tmp_path), 0, 1, port)
+    finally:
+        torch.set_num_threads(threads)
     r0, r1 = (torch.load(tmp_path / f"rank{r}of2.pt") for r in range(2))
     single = torch.load(tmp_path / "rank0of1.pt")
     # the ranks drew different batches ...
