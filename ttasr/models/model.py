@@ -26,7 +26,7 @@ from torch import nn
 
 from ..errors import ModelError
 
-__all__ = ["SRModel", "SizeRequirements", "forward", "set_adaptation_mode"]
+__all__ = ["SRModel", "SizeRequirements", "forward", "set_adaptation_mode", "state_hash"]
 
 
 @dataclass(frozen=True)
@@ -45,6 +45,21 @@ class SizeRequirements:
         if self.square:
             h = w = max(h, w)
         return h - height, w - width
+
+
+def state_hash(module: nn.Module, *, skip_derived: bool = False) -> str:
+    """sha256 of a module's state dict (names, shapes, float32 bytes), stable across devices.
+
+    ``skip_derived`` leaves out tensors a network rebuilds from its other weights at run time
+    (SPAN's fused ``eval_conv``)."""
+    h = hashlib.sha256()
+    for name, t in sorted(module.state_dict().items()):
+        if skip_derived and name.rsplit(".", 2)[-2:-1] == ["eval_conv"]:
+            continue  # SPAN rebuilds these from its branches on every eval forward
+        h.update(name.encode())
+        h.update(str(tuple(t.shape)).encode())
+        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
+    return h.hexdigest()
 
 
 def forward(module: nn.Module, x: torch.Tensor) -> torch.Tensor:
@@ -113,14 +128,7 @@ class SRModel:
         Tensors a network derives from its other weights at run time (SPAN's fused
         ``eval_conv``) are left out, so running the model does not change its hash.
         """
-        h = hashlib.sha256()
-        for name, t in sorted(self.module.state_dict().items()):
-            if name.rsplit(".", 2)[-2:-1] == ["eval_conv"]:
-                continue  # SPAN rebuilds these from its branches on every eval forward
-            h.update(name.encode())
-            h.update(str(tuple(t.shape)).encode())
-            h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-        return h.hexdigest()
+        return state_hash(self.module, skip_derived=True)
 
     # ------------------------------------------------------------------ inference
     def __call__(self, x: torch.Tensor) -> torch.Tensor:

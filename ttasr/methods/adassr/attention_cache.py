@@ -19,6 +19,7 @@ import torch
 
 from ..._fs import atomic_write, cache_dir
 from ...models.features import unwrap_module
+from ...models.model import state_hash
 
 __all__ = ["AttentionCache"]
 
@@ -37,13 +38,7 @@ def _weights_digest(model: Any) -> str:
     fn = getattr(model, "weights_hash", None)
     if callable(fn):
         return str(fn())
-    module = unwrap_module(model)
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return state_hash(unwrap_module(model))
 
 
 class AttentionCache:

@@ -24,7 +24,6 @@ Encoders are named by a spec string:
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from pathlib import Path
 from typing import Any
@@ -32,6 +31,7 @@ from typing import Any
 import torch
 
 from ...errors import CheckpointError, InputError
+from ...models.model import state_hash
 from .encoders import EstablishedEncoder, SRTrunkEncoder, create_established_encoder
 
 __all__ = ["encoder_fingerprint", "encoder_record", "parse_encoder_spec", "rebuild_encoder", "build_encoder"]
@@ -58,12 +58,7 @@ def parse_encoder_spec(spec: str) -> tuple[str, str | None]:
 
 def _state_hash(module: torch.nn.Module) -> str:
     """sha256 of a module's persistent tensors (names, shapes, float32 bytes)."""
-    h = hashlib.sha256()
-    for name, t in sorted(module.state_dict().items()):
-        h.update(name.encode())
-        h.update(str(tuple(t.shape)).encode())
-        h.update(t.detach().to("cpu", torch.float32).contiguous().numpy().tobytes())
-    return h.hexdigest()
+    return state_hash(module)
 
 
 def encoder_fingerprint(encoder: EstablishedEncoder) -> str:
