@@ -15,9 +15,10 @@ if [ ! -x .venv/bin/python ]; then
   "$py" -m venv .venv
 fi
 stamp=.venv/.ttasr-installed
-if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ]; then
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ scripts/constraints.txt -nt "$stamp" ]; then
   echo "[bootstrap] installing ttasr[offline,metrics,io,dev] (first run takes a few minutes)"
-  .venv/bin/python -m pip install -q --disable-pip-version-check -e ".[offline,metrics,io,dev]" 2>&1 \
+  .venv/bin/python -m pip install -q --disable-pip-version-check -c scripts/constraints.txt \
+    -e ".[offline,metrics,io,dev]" 2>&1 \
     | grep -v "is ignored: it is neither a file nor a directory" || true
   .venv/bin/python -c "import ttasr, torch, spandrel" || { echo "[bootstrap] install failed" >&2; exit 1; }
   touch "$stamp"

@@ -1,9 +1,13 @@
 """Adapted weights of tiny models, pinned by hash: the engine refactor (and any later one)
 must give the same weights for the same seeds on CPU, bit for bit.
 
-The hashes were computed with the code before the engine refactor (commit b84670d) and are
-reproduced by the code after it. A deliberate change of results updates them, with a note
-in the commit saying why.
+The hashes were first computed with the code before the engine refactor (commit b84670d)
+and reproduced by the code after it. Bit-exact floats hold for one torch build only:
+these are for :data:`TORCH`, the version ``scripts/constraints.txt`` installs (recomputed
+on 2026-12-01 with the code of commit 5300493 when torch 2.14 replaced the earlier build;
+one case, ``adassr-noaug``, kept its hash). Under another torch the test is skipped, with
+the reason. A deliberate change of results updates them, with a note in the commit saying
+why.
 """
 
 from __future__ import annotations
@@ -17,6 +21,9 @@ from PIL import Image
 from skimage import data
 
 import ttasr
+
+TORCH = "2.14.1"
+"""The torch release the hashes belong to."""
 
 FAST = dict(batch_size=2, patch_size=16, progress=False, lr=1e-3)
 PAPER = dict(noise_augment="always", ema_decay=0.999)  # AdaSSR's defaults before they changed
@@ -45,28 +52,31 @@ def _external(tmp_path):
 
 CASES = {
     # name: (method, model fixture, config, images, hashes of results[i].weights)
-    "internal": ("internal", "tiny_compact", dict(max_steps=12), [_photo()], ["42bea6267ffcafd9"]),
+    "internal": ("internal", "tiny_compact", dict(max_steps=12), [_photo()], ["72c3cf32575dd174"]),
     "adassr-features": ("adassr", "tiny_compact", dict(max_steps=12, ema_decay=0.9, attention="features",
                                                        stopping="fixed", eval_every=5), [_photo()],
-                        ["7e6887a6c0798372"]),
+                        ["d83cea2b79faf0c6"]),
     "adassr-swinir-single": ("adassr", "tiny_swinir", dict(max_steps=6, ema_decay=0.9, attention="transformer",
                                                            kernel_estimator="bicubic", stopping="fixed",
                                                            mode="single"),
-                             [_photo(), _photo(200, 200, 80)], ["ad492886f6924d42", "cf66ada021542a00"]),
+                             [_photo(), _photo(200, 200, 80)], ["26c49686812666c6", "f76085477476fc22"]),
     "adassr-noaug": ("adassr", "tiny_compact", dict(max_steps=8, augment=False, attention="none",
                                                     kernel_estimator="bicubic", stopping="fixed",
                                                     proximal_weight=1e-2), [_photo()], ["726d9a811575660c"]),
     "adassr-niqe": ("adassr", "tiny_compact", dict(max_steps=6, ema_decay=0.9, attention="features",
                                                    eval_every=2, stopping="niqe-plateau"),
-                    [_photo(0, 0, 200)], ["6a8793265d58fb57"]),
+                    [_photo(0, 0, 200)], ["623d63250c65cdc7"]),
     "adassr-admm": ("adassr", "tiny_compact", dict(max_steps=4, ema_decay=0.9, attention="none",
                                                    kernel_estimator="bicubic", admm_rounds=2, external_steps=3,
-                                                   stopping="fixed"), [_photo()], ["78a93b5a8b3608e3"]),
+                                                   stopping="fixed"), [_photo()], ["b2d1826f36b3b4ba"]),
 }
 
 
 @pytest.mark.parametrize("name", list(CASES))
 def test_adapted_weights_are_pinned(name, request, tmp_path):
+    if torch.__version__.split("+")[0] != TORCH:
+        pytest.skip(f"the hashes are bit-exact for torch {TORCH}, this is {torch.__version__} "
+                    "(bash scripts/bootstrap.sh installs the pinned one)")
     method, fixture, cfg, images, expected = CASES[name]
     if cfg.get("stopping") == "niqe-plateau":
         cfg = dict(cfg, niqe_params=str(request.getfixturevalue("niqe_params_file")))
