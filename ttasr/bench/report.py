@@ -28,7 +28,8 @@ from pathlib import Path
 from typing import Any
 
 from .._fs import atomic_write_bytes
-from .runner import MANIFEST, UNADAPTED, merge_results
+from .jobs import UNADAPTED
+from .results import MANIFEST, merge_results
 
 __all__ = ["REPORT", "markdown_to_html", "write_report"]
 

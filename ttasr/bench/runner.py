@@ -6,36 +6,42 @@ to a JSON-lines file, resumable and shardable over processes.
 ...           metrics=("psnr_y", "ssim_y", "niqe"), method_overrides={"adassr": {"max_steps": 300}})
 >>> write_tables("bench-out")          # results.md / results.csv / timing.md / timing.csv
 
-Every job adapts one image on its own (single-image mode, as the papers' per-image
-numbers are made), super-resolves it and scores it. ``"unadapted"`` (the pretrained model
-as it is) is always a row; it is deterministic, so it runs once per item (``seed`` null).
+By default every job adapts one image on its own (single-image mode, as the papers'
+per-image numbers are made), super-resolves it and scores it. A row can instead be a
+:class:`~ttasr.bench.variants.Variant` (a method under its own label, with overrides); one
+with ``mode="multi"`` adapts once over all images of a dataset (one camera) and scores
+each image with the shared weights. ``"unadapted"`` (the pretrained model as it is) is
+always a row; it is deterministic, so it runs once per item (``seed`` null).
 
 One JSON line per finished job goes to ``out_dir/results-rank{r}.jsonl``, flushed and
-fsynced before the next job starts, so a killed process loses only the job it was running.
-On start the lines of every rank file are read and finished jobs are skipped (a torn last
-line, from a kill during a write, is cut off); jobs that ended in an error are tried again.
-Jobs are listed in a fixed order and job ``i`` belongs to rank ``i % world``, so a rerun
-with any world size finishes exactly the jobs that are missing.
+fsynced before the next job starts, so a killed process loses only the job it was running
+(a multi-image unit: its adaptation). On start the lines of every rank file are read and
+finished jobs are skipped (a torn last line, from a kill during a write, is cut off); jobs
+that ended in an error are tried again. Jobs are listed in a fixed order and grouped into
+units (a job alone, or the jobs of one multi-image adaptation); unit ``i`` belongs to rank
+``i % world``, so a rerun with any world size finishes exactly the jobs that are missing.
+
+``workers_per_gpu=N`` (or the field of that name in a variant's overrides) adapts N images
+of a single-image row at once in worker processes sharing the device (see
+:mod:`ttasr.adapters.workers`); each image's result is the one-at-a-time result, so only
+the timing changes. The timing table names the device of every job.
 
 With ``keep_crops=N`` (default 1) every job also keeps its N most textured
-:data:`CROP_SIZE`-pixel windows of the SR output as PNGs under ``out_dir/crops/``, beside
-the same windows of the bicubic-upsampled LR and of the HR (written once per item and
-model), for :func:`~ttasr.bench.report.write_report`. The windows depend on the LR and the
-scale only, so every method of an item shows the same places. The PNGs are written before
-the job's line, whose ``"crops"`` field lists them, so a finished job has its crops.
+:data:`~ttasr.bench.crops.CROP_SIZE`-pixel windows of the SR output as PNGs under
+``out_dir/crops/``, beside the same windows of the bicubic-upsampled LR and of the HR, for
+:func:`~ttasr.bench.report.write_report` (see :mod:`ttasr.bench.crops`). The PNGs are
+written before the job's line, whose ``"crops"`` field lists them.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
 import os
 import platform
-import re
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,7 +49,11 @@ from typing import Any
 import torch
 
 from ..errors import InputError, TTASRError
+from .crops import CROP_SIZE, keep_crops as _keep_crops
+from .jobs import UNADAPTED, Job, plan_jobs, plan_units, shard_jobs
 from .records import BenchDataset, BenchItem
+from .results import MANIFEST, Appender, finished_keys, merge_results, read_results
+from .variants import Variant, bind_item_values, resolve_variants
 
 __all__ = [
     "CROP_SIZE",
@@ -51,6 +61,7 @@ __all__ = [
     "UNADAPTED",
     "BenchRun",
     "Job",
+    "Variant",
     "finished_keys",
     "merge_results",
     "plan_jobs",
@@ -62,149 +73,11 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-UNADAPTED = "unadapted"
-"""The method name of the pretrained model without adaptation: always a row of the tables."""
-
 METRIC_ALIASES: dict[str, str] = {"psnr": "psnr_y", "ssim": "ssim_y"}
 """Short names the papers use for the Y-channel metrics."""
 
-RESULTS_GLOB = "results-rank*.jsonl"
-MERGED = "results.jsonl"
-MANIFEST = "manifest.json"
-CROPS = "crops"
-CROP_SIZE = 128
-"""Side of a kept crop in HR pixels (smaller for smaller images)."""
 _HISTORY_POINTS = 100
 """Loss values kept per job (evenly spaced); every scored step is kept."""
-
-
-# ---------------------------------------------------------------------------- jobs
-@dataclass(frozen=True)
-class Job:
-    """One row of one image: ``method`` adapting ``model`` to ``item`` of ``dataset`` with ``seed``."""
-
-    dataset: str
-    item: str
-    model: str
-    method: str
-    seed: int | None
-    """None for :data:`UNADAPTED`, which draws nothing at random."""
-
-    @property
-    def key(self) -> str:
-        """The job's identity in the result files."""
-        seed = "-" if self.seed is None else str(self.seed)
-        return "|".join((self.dataset, self.item, self.model, self.method, seed))
-
-    def fields(self) -> dict[str, Any]:
-        return {"key": self.key, "dataset": self.dataset, "item": self.item, "model": self.model,
-                "method": self.method, "seed": self.seed}
-
-
-def plan_jobs(datasets: Mapping[str, Sequence[str]], models: Sequence[str], methods: Sequence[str],
-              seeds: Sequence[int]) -> list[Job]:
-    """Every job, in a fixed order: dataset, item, model, method (as given), seed.
-
-    ``datasets`` maps a dataset label to its item names (in dataset order).
-    """
-    jobs = []
-    for dataset, items in datasets.items():
-        for item in items:
-            for model in models:
-                for method in methods:
-                    for seed in ([None] if method == UNADAPTED else seeds):
-                        jobs.append(Job(dataset, item, model, method, seed))
-    return jobs
-
-
-def shard_jobs(jobs: Sequence[Job], rank: int, world: int) -> list[Job]:
-    """The jobs of ``rank`` among ``world`` processes: job ``i`` goes to rank ``i % world``."""
-    if world < 1 or not 0 <= rank < world:
-        raise InputError(f"shard=(rank {rank}, world {world}): need 0 <= rank < world")
-    return [job for i, job in enumerate(jobs) if i % world == rank]
-
-
-# ---------------------------------------------------------------------------- result files
-def read_results(path: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """The records of one JSON-lines file; a torn (unparseable) last line is left out."""
-    path = Path(path)
-    if not path.is_file():
-        return []
-    lines = path.read_text(encoding="utf-8").splitlines()
-    records = []
-    for n, line in enumerate(lines):
-        if not line.strip():
-            continue
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            if n == len(lines) - 1:
-                log.warning("%s: ignored a torn last line (a job killed while writing)", path)
-            else:
-                log.warning("%s: line %d is not JSON; ignored", path, n + 1)
-    return records
-
-
-def _cut_torn_tail(path: Path) -> None:
-    """Drop a last line without its newline, so that the next record starts a line of its own."""
-    if not path.is_file():
-        return
-    data = path.read_bytes()
-    if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        with path.open("r+b") as f:
-            f.truncate(keep)
-        log.warning("%s: cut a torn last line of %d bytes", path, len(data) - keep)
-
-
-def _all_records(out_dir: Path) -> list[dict[str, Any]]:
-    return [r for path in sorted(out_dir.glob(RESULTS_GLOB)) for r in read_results(path)]
-
-
-def finished_keys(out_dir: str | os.PathLike[str]) -> set[str]:
-    """Keys of the jobs with a successful record in any rank's file of ``out_dir``."""
-    return {r["key"] for r in _all_records(Path(out_dir)) if r.get("status") == "ok" and "key" in r}
-
-
-def merge_results(out_dir: str | os.PathLike[str]) -> list[dict[str, Any]]:
-    """Every rank's records, one per job key, written to ``out_dir/results.jsonl``.
-
-    A successful record wins over an error for the same key; among equals the later one
-    (file order, then rank order) wins. Records are sorted by key.
-    """
-    out_dir = Path(out_dir)
-    best: dict[str, dict[str, Any]] = {}
-    for record in _all_records(out_dir):
-        key = record.get("key")
-        if key is None:
-            continue
-        old = best.get(key)
-        if old is None or record.get("status") == "ok" or old.get("status") != "ok":
-            best[key] = record
-    merged = [best[k] for k in sorted(best)]
-    tmp = out_dir / (MERGED + ".tmp")
-    with tmp.open("w", encoding="utf-8") as f:
-        for record in merged:
-            f.write(json.dumps(record, sort_keys=True) + "\n")
-    tmp.replace(out_dir / MERGED)
-    return merged
-
-
-class _Appender:
-    """Appends one JSON line per record, each flushed and fsynced before returning."""
-
-    def __init__(self, path: Path) -> None:
-        _cut_torn_tail(path)
-        self.path = path
-        self._file = path.open("a", encoding="utf-8")
-
-    def write(self, record: Mapping[str, Any]) -> None:
-        self._file.write(json.dumps(record, sort_keys=True, allow_nan=True) + "\n")
-        self._file.flush()
-        os.fsync(self._file.fileno())
-
-    def close(self) -> None:
-        self._file.close()
 
 
 # ---------------------------------------------------------------------------- metrics
@@ -310,14 +183,6 @@ def _model_label(source: str) -> str:
     return Path(text).stem if (os.sep in text or Path(text).suffix) else text
 
 
-def _method_label(name: str) -> str:
-    if name.lower() == UNADAPTED:
-        return UNADAPTED
-    from ..methods.registry import METHODS
-
-    return METHODS.get(name).name
-
-
 def _thin_history(history: Sequence[Mapping[str, float]]) -> list[dict[str, float]]:
     """Every scored step, and about :data:`_HISTORY_POINTS` evenly spaced losses."""
     every = max(1, math.ceil(len(history) / _HISTORY_POINTS))
@@ -325,7 +190,7 @@ def _thin_history(history: Sequence[Mapping[str, float]]) -> list[dict[str, floa
 
 
 def run_bench(
-    methods: Sequence[str],
+    methods: Sequence[str | Variant],
     models: Sequence[str] | Mapping[str, Any],
     datasets: Sequence[str | BenchDataset],
     seeds: Sequence[int],
@@ -340,16 +205,19 @@ def run_bench(
     device: str | torch.device | None = None,
     tile: int | None = 512,
     keep_crops: int = 1,
+    workers_per_gpu: int = 1,
 ) -> BenchRun:
     """Run this shard's jobs (see the module docstring); returns what was done.
 
-    ``methods``: adapter names (:func:`ttasr.list_adapters`); :data:`UNADAPTED` is added when
-    absent. ``models``: checkpoint names/paths, or ``{label: model}`` for models already
-    loaded. ``datasets``: specs for :func:`~ttasr.bench.load_dataset` (loaded at each model's
-    scale, with ``dataset_options``) or :class:`BenchDataset` objects. ``method_overrides``:
-    ``{method: {config field: value}}``. ``shard``: ``(rank, world)``. ``resume=False``
+    ``methods``: adapter names (:func:`ttasr.list_adapters`) or :class:`Variant` rows;
+    :data:`UNADAPTED` is added when absent. ``models``: checkpoint names/paths, or
+    ``{label: model}`` for models already loaded. ``datasets``: specs for
+    :func:`~ttasr.bench.load_dataset` (loaded at each model's scale, with
+    ``dataset_options``) or :class:`BenchDataset` objects. ``method_overrides``:
+    ``{row label: {config field: value}}``. ``shard``: ``(rank, world)``. ``resume=False``
     refuses an ``out_dir`` that already has results instead of mixing runs. ``keep_crops``:
-    crops kept per job for the report (0 for none; see the module docstring).
+    crops kept per job for the report (0 for none). ``workers_per_gpu``: images of a
+    single-image row adapted at once (see the module docstring).
     """
     from .. import load_model
     from .spec import load_dataset
@@ -357,17 +225,13 @@ def run_bench(
     rank, world = shard
     if keep_crops < 0:
         raise InputError(f"keep_crops={keep_crops}: give 0 (none) or more")
+    if isinstance(workers_per_gpu, bool) or not isinstance(workers_per_gpu, int) or workers_per_gpu < 1:
+        raise InputError(f"workers_per_gpu={workers_per_gpu!r}: give a whole number >= 1")
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     if not seeds:
         raise InputError("give at least one seed")
-    method_names = [_method_label(m) for m in methods]
-    method_names = [UNADAPTED] + [m for m in dict.fromkeys(method_names) if m != UNADAPTED]
-    overrides = {_method_label(k): dict(v) for k, v in (method_overrides or {}).items()}
-    for name in overrides:
-        if name not in method_names:
-            raise InputError(f"overrides for method {name!r}, which is not benchmarked "
-                             f"(methods: {', '.join(method_names)})")
+    variants = resolve_variants(methods, method_overrides)
     sources = dict(models) if isinstance(models, Mapping) else {_model_label(m): m for m in models}
     loaded = {label: load_model(src) for label, src in sources.items()}
 
@@ -385,21 +249,21 @@ def run_bench(
     jobs = []
     for scale, group in data_by_scale.items():
         labels = [lbl for lbl, m in loaded.items() if m.scale == scale]
-        jobs += plan_jobs({k: [i.name for i in v] for k, v in group.items()}, labels, method_names, seeds)
+        jobs += plan_jobs({k: [i.name for i in v] for k, v in group.items()}, labels, list(variants), seeds)
     if not jobs:
         raise InputError("nothing to run: no dataset matches the scale of a model")
 
-    mine = shard_jobs(jobs, rank, world)
-    run = BenchRun(out, rank, world, len(mine))
+    units = shard_jobs(plan_units(jobs, lambda job: variants[job.method].mode == "multi"), rank, world)
+    run = BenchRun(out, rank, world, sum(len(u) for u in units))
     # only this rank's own file: the others may be writing theirs already
     if not resume and read_results(run.results_file):
         raise InputError(f"{out} already has results: resume them, or choose another folder")
     done = finished_keys(out) if resume else set()
-    todo = [job for job in mine if job.key not in done]
-    run.skipped = len(mine) - len(todo)
+    pending = {job.key for unit in units for job in unit if job.key not in done}
+    run.skipped = run.jobs - len(pending)
     if rank == 0:
-        _write_manifest(out, method_names, sources, data, seeds, metrics, world)
-    if not todo:
+        _write_manifest(out, variants, sources, data, seeds, metrics, world)
+    if not pending:
         log.info(run.summary())
         return run
 
@@ -407,164 +271,139 @@ def run_bench(
     where = device_name(dev)
     scorers = {s: resolve_metrics(metrics, s, metric_paths) for s in data_by_scale}
     items = {(label, item.name): item for label, ds in data.items() for item in ds}
-    writer = _Appender(run.results_file)
+    batches = _batches(units, pending, variants, workers_per_gpu)
+    writer = Appender(run.results_file)
     try:
-        for n, job in enumerate(todo):
-            log.info("[%d/%d] %s", n + 1, len(todo), job.key)
-            record = _run_job(job, items[(job.dataset, job.item)], loaded[job.model], overrides.get(job.method, {}),
-                              scorers[loaded[job.model].scale], dev, tile, keep_crops, out)
-            record.update(device=where, rank=rank, world=world, finished=time.time())
-            writer.write(record)
-            if record["status"] == "ok":
-                run.done += 1
-            else:
-                run.errors.append(f"{job.key}: {record['error']}")
+        for n, batch in enumerate(batches):
+            first = batch[0]
+            log.info("[%d/%d] %s%s", n + 1, len(batches), first.key, f" (+{len(batch) - 1} images)" if batch[1:] else "")
+            model = loaded[first.model]
+            for record in _run_unit(batch, [items[(j.dataset, j.item)] for j in batch], model, variants[first.method],
+                                    pending, scorers[model.scale], dev, tile, keep_crops, out,
+                                    workers_per_gpu):
+                record.update(device=where, rank=rank, world=world, finished=time.time())
+                writer.write(record)
+                if record["status"] == "ok":
+                    run.done += 1
+                else:
+                    run.errors.append(f"{record['key']}: {record['error']}")
     finally:
         writer.close()
     log.info(run.summary())
     return run
 
 
-def _run_job(job: Job, item: BenchItem, model: Any, overrides: Mapping[str, Any], metrics: Mapping[str, Any],
-             device: torch.device, tile: int | None, keep_crops: int = 0, out: Path | None = None
-             ) -> dict[str, Any]:
-    """One job's record: its scores, or the error that stopped it (loading, adapting, ...)."""
+def _batches(units: Sequence[list[Job]], pending: set[str], variants: Mapping[str, Variant],
+             workers_per_gpu: int) -> list[list[Job]]:
+    """What one adapter fits at a time: a multi-image unit with a pending job; otherwise one
+    pending job, or up to ``workers_per_gpu`` of one (dataset, model, method, seed) together."""
+    out: list[list[Job]] = []
+    open_batch: dict[tuple[Any, ...], list[Job]] = {}
+    for unit in units:
+        if not any(job.key in pending for job in unit):
+            continue
+        variant = variants[unit[0].method]
+        workers = int(variant.overrides.get("workers_per_gpu", workers_per_gpu))
+        if variant.mode == "multi" or variant.method == UNADAPTED or workers <= 1:
+            out.append([job for job in unit if variant.mode == "multi" or job.key in pending])
+            continue
+        job = unit[0]
+        key = (job.dataset, job.model, job.method, job.seed)
+        batch = open_batch.get(key)
+        if batch is None or len(batch) >= workers:
+            batch = open_batch[key] = []
+            out.append(batch)
+        batch.append(job)
+    return out
+
+
+def _run_unit(jobs: Sequence[Job], items: Sequence[BenchItem], model: Any, variant: Variant, pending: set[str],
+              metrics: Mapping[str, Any], device: torch.device, tile: int | None, keep_crops: int, out: Path,
+              workers_per_gpu: int) -> Iterator[dict[str, Any]]:
+    """The records of one batch of jobs (one method, model, seed): each image's scores, or the
+    error that stopped it (loading, adapting, ...). Jobs not in ``pending`` (finished parts of
+    a multi-image unit) are adapted with the others but get no new record."""
     from ..inference import enhance
     from ..methods.registry import create_adapter
 
-    base = {**job.fields(), "scale": item.scale, "has_hr": item.has_hr}
-    try:
-        lr = item.load_lr()
-        hr = item.load_hr() if item.has_hr else None
-    except (TTASRError, OSError) as exc:
-        return {**base, "status": "error", "stage": "load", "error": _reason(exc)}
-    _reset_peak(device)
-    steps, best_step, history, seconds = 0, 0, [], 0.0
-    try:
-        if job.method == UNADAPTED:
-            start = time.perf_counter()
-            sr = enhance(model, lr, tile=tile, device=device, progress=False)
-            enhance_seconds = time.perf_counter() - start
-        else:
-            settings = {"mode": "single", "progress": False, "device": str(device), **overrides, "seed": job.seed}
-            adapter = create_adapter(job.method, model, **settings)
-            adapter.fit(lr)
-            if adapter.interrupted:  # Ctrl-C/SIGTERM inside the loop: the job is not finished
-                raise KeyboardInterrupt
-            results = adapter.results
-            steps = sum(r.steps for r in results)
-            best_step = results[-1].best_step
-            seconds = sum(r.seconds for r in results)
-            history = _thin_history([h for r in results for h in r.history])
-            start = time.perf_counter()
-            sr = adapter.enhance(tile=tile, progress=False)
-            enhance_seconds = time.perf_counter() - start
-    except (TTASRError, RuntimeError, ValueError) as exc:
-        log.warning("%s: %s", job.key, exc)
-        return {**base, "status": "error", "stage": "adapt", "error": _reason(exc)}
-    peak, memory_kind = _peak_memory(device)
-    if isinstance(sr, list):
-        sr = sr[0]
-    sr = sr.detach().to("cpu", torch.float32)
-    scores, unavailable = _score(metrics, sr, hr)
-    record = {**base, "status": "ok", "metrics": scores, "unavailable": unavailable, "seconds": seconds,
-              "enhance_seconds": enhance_seconds, "steps": steps, "best_step": best_step,
-              "peak_memory_mb": peak, "memory": memory_kind, "history": history}
-    if keep_crops and out is not None:
+    loaded = []
+    for job, item in zip(jobs, items):
+        base = {**job.fields(), "scale": item.scale, "has_hr": item.has_hr}
         try:
-            record["crops"] = _keep_crops(job, lr, sr, hr, item.scale, keep_crops, out)
-        except (TTASRError, OSError) as exc:  # the scores stand without their pictures
-            log.warning("%s: crops not kept: %s", job.key, exc)
-            record["crops"] = []
-    return record
-
-
-# ---------------------------------------------------------------------------- crops for the report
-def safe_name(text: str) -> str:
-    """``text`` as a file name: unsafe characters replaced, a short hash keeping names distinct."""
-    slug = re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("._")[:80]
-    return f"{slug}-{hashlib.sha1(text.encode('utf-8')).hexdigest()[:8]}"
-
-
-def crop_boxes(lr: torch.Tensor, scale: int, count: int, size: int = CROP_SIZE) -> list[tuple[int, int, int]]:
-    """Up to ``count`` non-overlapping square windows of ``lr`` with the most texture, as
-    ``(top, left, side)`` in LR pixels, most textured first.
-
-    Candidates lie on a half-window grid (plus the last row and column); texture is the mean
-    absolute gradient of the gray image inside a window. Each side is ``size / scale``
-    (at most the image's shorter side), so the HR-side crop is about ``size`` pixels.
-    """
-    h, w = lr.shape[-2:]
-    side = max(1, min(size // max(scale, 1), h, w))
-    gray = lr.detach().to("cpu", torch.float64).reshape(-1, h, w).mean(0)
-    grad = torch.zeros(h, w, dtype=torch.float64)
-    grad[:, 1:] += (gray[:, 1:] - gray[:, :-1]).abs()
-    grad[1:, :] += (gray[1:, :] - gray[:-1, :]).abs()
-    integral = torch.nn.functional.pad(grad.cumsum(0).cumsum(1), (1, 0, 1, 0))
-
-    def positions(n: int) -> list[int]:
-        step = max(1, side // 2)
-        return sorted({*range(0, n - side + 1, step), n - side})
-
-    scored = []
-    for top in positions(h):
-        for left in positions(w):
-            b, r = top + side, left + side
-            energy = float(integral[b, r] - integral[top, r] - integral[b, left] + integral[top, left])
-            scored.append((-energy, top, left))
-    chosen: list[tuple[int, int, int]] = []
-    for _, top, left in sorted(scored):
-        if len(chosen) == count:
-            break
-        if all(top >= t + side or t >= top + side or left >= l_ + side or l_ >= left + side
-               for t, l_, _ in chosen):
-            chosen.append((top, left, side))
-    return chosen
-
-
-def _bicubic_crop(lr: torch.Tensor, scale: int, top: int, left: int, side: int) -> torch.Tensor:
-    """The HR-side window of the bicubic upsampled ``lr``: only a padded LR window is upsampled
-    (bicubic reads 2 pixels each way, so the result equals the same part of the whole image)."""
-    h, w = lr.shape[-2:]
-    pad = 2
-    t0, l0 = max(0, top - pad), max(0, left - pad)
-    t1, l1 = min(h, top + side + pad), min(w, left + side + pad)
-    up = torch.nn.functional.interpolate(lr[..., t0:t1, l0:l1].to(torch.float32), scale_factor=scale,
-                                         mode="bicubic", align_corners=False)
-    y, x = (top - t0) * scale, (left - l0) * scale
-    return up[..., y:y + side * scale, x:x + side * scale].clamp(0, 1)
-
-
-def _keep_crops(job: Job, lr: torch.Tensor, sr: torch.Tensor, hr: torch.Tensor | None, scale: int, count: int,
-                out: Path) -> list[dict[str, Any]]:
-    """Write this job's crops (and the item's bicubic and HR crops, once) and describe them."""
-    from ..io import save_image
-    from ..metrics.fidelity import psnr_y
-
-    lr = lr.detach().to("cpu", torch.float32)
-    own = safe_name(job.key)
-    shared = safe_name(f"{job.dataset}|{job.item}|{job.model}")
-    kept = []
-    for n, (top, left, side) in enumerate(crop_boxes(lr, scale, count)):
-        y, x, s = top * scale, left * scale, side * scale
-        views = {"sr": sr[..., y:y + s, x:x + s], "bicubic": _bicubic_crop(lr, scale, top, left, side)}
-        if hr is not None and hr.shape[-2] >= y + s and hr.shape[-1] >= x + s:
-            views["hr"] = hr[..., y:y + s, x:x + s].to("cpu", torch.float32)
-        if views["sr"].shape[-2:] != (s, s):  # an output smaller than LR x scale
+            lr = item.load_lr()
+            hr = item.load_hr() if item.has_hr else None
+        except (TTASRError, OSError) as exc:
+            if job.key in pending:
+                yield {**base, "status": "error", "stage": "load", "error": _reason(exc)}
             continue
-        entry: dict[str, Any] = {"box": [y, x, s, s]}
-        for view, image in views.items():
-            rel = f"{CROPS}/{own if view == 'sr' else shared + '-' + view}-{n}.png"
-            if view == "sr" or not (out / rel).is_file():  # the shared views: once per item and model
-                save_image(image, out / rel)
-            entry[view] = rel
-        if "hr" in views:
-            entry["psnr_y"] = {v: psnr_y(views[v], views["hr"]) for v in ("sr", "bicubic")}
-        kept.append(entry)
-    return kept
+        loaded.append((job, item, base, lr, hr))
+    if not loaded:
+        return
+    _reset_peak(device)
+    adapter = None
+    try:
+        if variant.method != UNADAPTED:
+            settings = {"mode": "single", "progress": False, "device": str(device), "per_image_seeds": False,
+                        **bind_item_values(variant.overrides, [entry[1] for entry in loaded]), "seed": jobs[0].seed}
+            if variant.mode == "single":
+                settings["workers_per_gpu"] = min(int(settings.get("workers_per_gpu", workers_per_gpu)), len(loaded))
+            adapter = create_adapter(variant.method, model, **settings)
+            adapter.fit([entry[3] for entry in loaded])
+    except (TTASRError, RuntimeError, ValueError) as exc:
+        log.warning("%s: %s", jobs[0].key, exc)
+        for job, _, base, _, _ in loaded:
+            if job.key in pending:
+                yield {**base, "status": "error", "stage": "adapt", "error": _reason(exc)}
+        return
+    peak, memory_kind = _peak_memory(device)
+    shared = adapter is not None and variant.mode == "multi"
+    for index, (job, item, base, lr, hr) in enumerate(loaded):
+        fitted = _result_of(adapter, index, shared)
+        if adapter is not None and fitted is None:
+            continue  # not adapted: interrupted before it (raised below)
+        if job.key not in pending:
+            continue
+        try:
+            start = time.perf_counter()
+            net = model if adapter is None else adapter.adapted_model(0 if shared else index)
+            sr = enhance(net, lr, tile=tile, device=device, progress=False)
+            enhance_seconds = time.perf_counter() - start
+        except (TTASRError, RuntimeError, ValueError) as exc:
+            yield {**base, "status": "error", "stage": "enhance", "error": _reason(exc)}
+            continue
+        sr = sr.detach().to("cpu", torch.float32)
+        scores, unavailable = _score(metrics, sr, hr)
+        steps, best_step, seconds, history = fitted or (0, 0, 0.0, [])
+        if shared:
+            seconds /= len(loaded)  # the adaptation's time, shared by its images
+        record = {**base, "status": "ok", "metrics": scores, "unavailable": unavailable, "seconds": seconds,
+                  "enhance_seconds": enhance_seconds, "steps": steps, "best_step": best_step,
+                  "peak_memory_mb": peak, "memory": memory_kind, "history": history,
+                  "mode": variant.mode if adapter is not None else "none", "images_per_fit": len(loaded)}
+        if keep_crops:
+            try:
+                record["crops"] = _keep_crops(job, lr, sr, hr, item.scale, keep_crops, out)
+            except (TTASRError, OSError) as exc:  # the scores stand without their pictures
+                log.warning("%s: crops not kept: %s", job.key, exc)
+                record["crops"] = []
+        yield record
+    if adapter is not None and adapter.interrupted:  # Ctrl-C/SIGTERM: the rest is not finished
+        raise KeyboardInterrupt
 
 
-def _write_manifest(out: Path, methods: Sequence[str], models: Mapping[str, Any],
+def _result_of(adapter: Any, index: int, shared: bool) -> tuple[int, int, float, list[dict[str, float]]] | None:
+    """(steps, best step, seconds, history) of the adaptation that made image ``index``'s
+    weights; None when it has none or was cut short."""
+    if adapter is None:
+        return None
+    chosen = [r for r in adapter.results if shared or index in r.image_indices]
+    if not chosen or any(r.interrupted for r in chosen):
+        return None
+    history = _thin_history([h for r in chosen for h in r.history])
+    return sum(r.steps for r in chosen), chosen[-1].best_step, sum(r.seconds for r in chosen), history
+
+
+def _write_manifest(out: Path, variants: Mapping[str, Variant], models: Mapping[str, Any],
                     data: Mapping[str, BenchDataset], seeds: Sequence[int], metrics: Sequence[str],
                     world: int) -> None:
     """What was asked for, for the tables and report: metric directions and dataset problems."""
@@ -576,7 +415,9 @@ def _write_manifest(out: Path, methods: Sequence[str], models: Mapping[str, Any]
         infos[cls.name] = {"higher_is_better": cls.higher_is_better, "needs_reference": cls.needs_reference,
                            "description": cls.description}
     manifest = {
-        "methods": list(methods),
+        "methods": list(variants),
+        "variants": {label: {"method": v.method, "mode": v.mode, "overrides": _jsonable(v.overrides)}
+                     for label, v in variants.items()},
         "models": {k: v if isinstance(v, str) else type(v).__name__ for k, v in models.items()},
         "datasets": {k: {"summary": d.summary(), "scale": d.scale, "items": len(d),
                          "problems": [str(p) for p in d.problems]} for k, d in data.items()},
@@ -588,3 +429,8 @@ def _write_manifest(out: Path, methods: Sequence[str], models: Mapping[str, Any]
     tmp = out / (MANIFEST + ".tmp")
     tmp.write_text(json.dumps(manifest, indent=2), encoding="utf-8")  # keeps the orders
     tmp.replace(out / MANIFEST)
+
+
+def _jsonable(value: Mapping[str, Any]) -> Any:
+    """``value`` as JSON can hold it (other objects as their ``repr``), for the manifest."""
+    return json.loads(json.dumps(value, default=repr))

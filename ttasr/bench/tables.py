@@ -4,7 +4,9 @@
 metric, each cell the mean ± standard deviation (population, ddof 0) over images and seeds;
 published numbers from ``paper_numbers`` are shown beside. ``timing.md`` / ``timing.csv``:
 adaptation seconds per image, steps, peak memory and device. A metric that could not be
-computed shows ``n/a`` with a numbered footnote giving the reason.
+computed shows ``n/a`` with a numbered footnote giving the reason. ``per_image.md``: one
+metric (PSNR-Y when scored) per image, with each row's mean gain over the unadapted model
+and, given an ``oracle`` row, the share of the oracle's gain.
 
 ``paper_numbers`` is a JSON file ``{method: {dataset: {metric: value}}}``; a key
 ``"model/method"`` applies to that model only and wins over the plain method key.
@@ -21,9 +23,11 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from .runner import MANIFEST, METRIC_ALIASES, merge_results
+from .jobs import UNADAPTED
+from .results import MANIFEST, merge_results
+from .runner import METRIC_ALIASES
 
-__all__ = ["load_paper_numbers", "mean_std", "write_tables"]
+__all__ = ["load_paper_numbers", "mean_std", "per_image_table", "write_tables"]
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -87,8 +91,9 @@ def write_tables(
     out_dir: str | os.PathLike[str],
     paper_numbers: str | os.PathLike[str] | Mapping[str, Any] | None = None,
     digits: int = 4,
+    oracle: str | None = None,
 ) -> dict[str, Path]:
-    """Merge the rank files of ``out_dir`` and write the result and timing tables there.
+    """Merge the rank files of ``out_dir`` and write the result, timing and per-image tables there.
 
     Returns ``{"results.md": path, ...}``.
     """
@@ -174,7 +179,53 @@ def write_tables(
     _write_csv(written["timing.csv"], t_csv, ["model", "method", "adapt_seconds_mean", "adapt_seconds_std",
                                              "sr_seconds_mean", "steps_mean", "peak_memory_mb", "memory", "device",
                                              "jobs", "errors"])
+    scored = {m for r in ok for m in r["metrics"]}
+    per_metric = next((m for m in ("psnr_y", *metrics) if m in scored), None)
+    if per_metric is not None:
+        written["per_image.md"] = out / "per_image.md"
+        written["per_image.md"].write_text(per_image_table(ok, per_metric, datasets, rows, oracle, digits=2),
+                                           encoding="utf-8")
     return written
+
+
+def per_image_table(records: Sequence[Mapping[str, Any]], metric: str, datasets: Sequence[str],
+                    rows: Sequence[tuple[str, str]], oracle: str | None = None, digits: int = 2) -> str:
+    """Markdown: per dataset, ``metric`` for each image (mean over seeds) and row, the row's
+    mean, its gain over :data:`UNADAPTED` and, where the ``oracle`` row gains, the share of
+    the oracle's gain. ``records`` are successful result records."""
+    parts = [f"Per-image {metric} (mean over seeds); gain: the row's mean minus the unadapted model's."]
+    for dataset in datasets:
+        here = [r for r in records if r["dataset"] == dataset and metric in r["metrics"]]
+        items = list(dict.fromkeys(r["item"] for r in here))
+        if not items:
+            continue
+        means: dict[tuple[str, str], dict[str, float]] = {}
+        for model, method in rows:
+            by_item = {}
+            for item in items:
+                values = [r["metrics"][metric] for r in here
+                          if (r["model"], r["method"], r["item"]) == (model, method, item)]
+                if values:
+                    by_item[item] = sum(values) / len(values)
+            if by_item:
+                means[(model, method)] = by_item
+        head = ["model", "method", *items, "mean", "gain"] + (["% of oracle"] if oracle else [])
+        lines = []
+        for (model, method), by_item in means.items():
+            mean = mean_std(list(by_item.values()))[0]
+            base = means.get((model, UNADAPTED))
+            gain = mean - mean_std(list(base.values()))[0] if base and len(base) == len(by_item) else math.nan
+            cells = [model, method, *[f"{by_item[i]:.{digits}f}" if i in by_item else "n/a" for i in items],
+                     f"{mean:.{digits}f}", "n/a" if math.isnan(gain) else f"{gain:+.3f}"]
+            if oracle:
+                top = means.get((model, oracle))
+                top_gain = (mean_std(list(top.values()))[0] - mean_std(list(base.values()))[0]
+                            if top and base else math.nan)
+                share = 100 * gain / top_gain if top_gain > 0 and not math.isnan(gain) else math.nan
+                cells.append("n/a" if math.isnan(share) or method in (UNADAPTED, oracle) else f"{share:.0f} %")
+            lines.append(cells)
+        parts += ["", f"### {dataset}", "", _md_table(head, lines)]
+    return "\n".join(parts) + "\n"
 
 
 def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:

@@ -247,27 +247,60 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     return 0
 
 
-def _bench_overrides(items: list[str], methods: list[str]) -> dict[str, dict[str, Any]]:
-    """``--set METHOD.KEY=VALUE`` items as ``{method: {field: value}}``, converted like ``adapt``'s flags."""
+def _bench_rows(methods: list[str], variant_specs: list[str]) -> list[Any]:
+    """``--method`` names and ``--variant LABEL=METHOD`` rows, in the order given."""
+    from ..bench.variants import parse_variant
+    from ..errors import InputError
+
+    rows: list[Any] = list(methods)
+    for spec in variant_specs:
+        try:
+            rows.append(parse_variant(spec))
+        except InputError as exc:
+            raise UsageError(str(exc)) from None
+    return rows or ["unadapted"]
+
+
+def _bench_overrides(items: list[str], rows: list[Any]) -> dict[str, dict[str, Any]]:
+    """``--set ROW.KEY=VALUE`` items as ``{row label: {field: value}}``, converted like ``adapt``'s
+    flags; a row is a method name or a ``--variant`` label."""
+    from ..bench.variants import Variant
     from ..errors import InputError
     from ..methods.registry import METHODS
     from .options import overrides_from
 
-    by_method: dict[str, list[str]] = {}
+    methods_of: dict[str, str] = {}
+    try:
+        for row in rows:
+            if isinstance(row, Variant):
+                methods_of[row.label] = METHODS.get(row.method).name
+            elif row != "unadapted":
+                methods_of[METHODS.get(row).name] = METHODS.get(row).name
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    by_row: dict[str, list[str]] = {}
     for item in items:
-        method, dot, rest = item.partition(".")
-        if not dot or "=" not in rest:
-            raise UsageError(f"--set expects METHOD.KEY=VALUE (e.g. adassr.max_steps=300), got {item!r}")
-        by_method.setdefault(method.strip(), []).append(rest)
+        head, eq, value = item.partition("=")
+        label, dot, key = head.rpartition(".")
+        if not eq or not dot or not label.strip() or not key.strip():
+            raise UsageError(f"--set expects ROW.KEY=VALUE (e.g. adassr.max_steps=300), got {item!r}")
+        label = label.strip()
+        if label not in methods_of:
+            try:
+                label = METHODS.get(label).name  # a method's alias or other case
+            except InputError:
+                pass
+        if label not in methods_of:
+            raise UsageError(f"--set {label}...: no such row (rows: {', '.join(methods_of) or 'none'}; add "
+                             f"--method NAME or --variant {label}=METHOD)")
+        by_row.setdefault(label, []).append(f"{key.strip()}={value}")
     out = {}
-    for method, sets in by_method.items():
+    for label, sets in by_row.items():
+        cls = METHODS.get(methods_of[label])
         try:
-            cls = METHODS.get(method)
-        except InputError as exc:
-            raise UsageError(f"--set {method}...: {exc}") from None
-        if cls.name not in {METHODS.get(m).name for m in methods if m != "unadapted"}:
-            raise UsageError(f"--set {method}...: that method is not benchmarked (add --method {method})")
-        out[cls.name] = overrides_from(argparse.Namespace(), cls.config_class, cls.config_class(), sets)
+            out[label] = overrides_from(argparse.Namespace(), cls.config_class, cls.config_class(), sets)
+        except (argparse.ArgumentTypeError, InputError) as exc:
+            raise UsageError(f"--set {label}...: {exc}") from None
     return out
 
 
@@ -295,21 +328,22 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ValueError:
         raise UsageError(f"--seeds expects comma-separated whole numbers, got {args.seeds!r}") from None
     metrics = [m.strip() for m in args.metrics.split(",") if m.strip()]
-    methods = args.method or ["unadapted"]
-    overrides = _bench_overrides(args.set, methods)
+    rows = _bench_rows(args.method, args.variant)
+    overrides = _bench_overrides(args.set, rows)
     paper = load_paper_numbers(args.paper_numbers) if args.paper_numbers else None  # bad file: fail first
     shard = distributed.init_from_env()
     try:
-        run = run_bench(methods, args.model, args.dataset, seeds, args.output, metrics=metrics,
+        run = run_bench(rows, args.model, args.dataset, seeds, args.output, metrics=metrics,
                         method_overrides=overrides, shard=(shard.rank, shard.world), resume=args.resume,
                         dataset_options=_key_values(args.dataset_option, "--dataset-option"),
-                        device=args.device or shard.device, tile=args.tile or None, keep_crops=args.crops)
+                        device=args.device or shard.device, tile=args.tile or None, keep_crops=args.crops,
+                        workers_per_gpu=args.workers_per_gpu)
         log.info(run.summary())
         distributed.barrier(shard)
         if shard.rank == 0:
             from ..bench.plots import write_plots
 
-            written = write_tables(args.output, paper)
+            written = write_tables(args.output, paper, oracle=args.oracle)
             plots = write_plots(args.output, next((m for m in ("psnr_y", *metrics) if m in metrics), "psnr_y"))
             report = []
             if args.report:  # after the tables and plots, which it embeds

@@ -157,6 +157,11 @@ def _add_bench(sub: Any, common: argparse.ArgumentParser) -> None:
                     "OUTPUT/report.html gathers the tables, plots and before/after crops in one page.")
     b.add_argument("--method", action="append", default=[], metavar="NAME",
                    help="an adaptation method (repeat for several; see `ttasr adapt --list-methods`)")
+    b.add_argument("--variant", action="append", default=[], metavar="LABEL=METHOD",
+                   help="a row of its own: METHOD under LABEL, configured with --set LABEL.KEY=VALUE, e.g. "
+                        "--variant oracle=adassr --set oracle.kernel_estimator=given --set "
+                        "oracle.kernel=@true-kernel (proxy sets know their true kernel); --set LABEL.mode=multi "
+                        "adapts once over each dataset (one camera)")
     b.add_argument("-m", "--model", action="append", default=[], metavar="NAME_OR_PATH",
                    help="a checkpoint name or path (repeat for several)")
     b.add_argument("--dataset", action="append", default=[], metavar="SPEC",
@@ -168,12 +173,18 @@ def _add_bench(sub: Any, common: argparse.ArgumentParser) -> None:
     b.add_argument("--metrics", default="psnr_y,ssim_y",
                    help="comma-separated metric names (default psnr_y,ssim_y; psnr/ssim are the Y versions)")
     b.add_argument("-o", "--output", type=Path, default=Path("bench-out"), help="output folder (default bench-out/)")
-    b.add_argument("--set", action="append", default=[], metavar="METHOD.KEY=VALUE",
-                   help="a config field of one method, e.g. --set adassr.max_steps=300")
+    b.add_argument("--set", action="append", default=[], metavar="ROW.KEY=VALUE",
+                   help="a config field of one row (a method or a --variant label), e.g. --set adassr.max_steps=300")
+    b.add_argument("--workers-per-gpu", type=_positive_int, default=1, metavar="N",
+                   help="adapt N images of a single-image row at once in worker processes sharing the device "
+                        "(the results are those of one at a time; default 1)")
     b.add_argument("--resume", action="store_true",
                    help="continue the results in OUTPUT (default: refuse a folder that has results)")
     b.add_argument("--paper-numbers", type=Path, default=None, metavar="FILE.json",
                    help="published numbers {method: {dataset: {metric: value}}} shown beside the results")
+    b.add_argument("--oracle", default=None, metavar="ROW",
+                   help="a row (e.g. a --variant with the true kernel) whose gain per_image.md compares the "
+                        "other rows' gains with")
     b.add_argument("--device", default=None, help="cuda, cuda:1, cpu (default: cuda if available; under "
                                                   "torchrun cuda:LOCAL_RANK)")
     b.add_argument("--tile", type=int, default=512, help="tile size in LR pixels, 0 for none (default 512)")
@@ -210,6 +221,13 @@ def _non_negative_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
     if value < 0:
         raise argparse.ArgumentTypeError(f"expected 0 or more, got {value}")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = _non_negative_int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected 1 or more, got {value}")
     return value
 
 
