@@ -42,7 +42,8 @@ from typing import Any
 import torch
 
 import ttasr
-from ttasr.bench import TRUE_KERNEL, Variant, run_bench, wallpaper_photos, write_tables
+from ttasr.bench import TRUE_KERNEL, Variant, run_bench, wallpaper_photos, write_report, write_tables
+from ttasr.bench.plots import write_plots
 
 EVAL_EVERY = 100  # the paper's NIQE interval
 ORACLE = "oracle: AdaSSR, true kernel"
@@ -131,6 +132,8 @@ def main() -> None:
                       metrics=("psnr_y", "ssim_y", "niqe"), dataset_options=options, tile=None)
         if (out / "manifest.json").is_file():
             tables = write_tables(out, oracle=ORACLE if folder == "main" else None)
+            write_plots(out, "psnr_y")
+            write_report(out, title=f"AdaSSR proxy benchmark: {folder}")  # after the tables and plots it embeds
             print(f"\n# {folder}: {out}\n")
             for name in ("results.md", "per_image.md", "timing.md"):
                 if name in tables:

@@ -192,3 +192,17 @@ def test_cli_variants_and_their_settings(tiny_compact, tmp_path):
 
     assert main(["-q", "bench", "-m", str(path), "--dataset", f"paired:{data}", "--set", "camera.mode=multi",
                  "-o", str(tmp_path / "x")]) == 2
+
+
+def test_the_report_shows_the_per_image_table_and_one_curve_per_adaptation(tiny_compact, tmp_path):
+    from ttasr.bench import write_report
+    from ttasr.bench.plots import curve_records
+    from ttasr.bench.results import merge_results
+
+    rows = [Variant("camera", "internal", dict(FAST, mode="multi")), Variant("each", "internal", FAST)]
+    run_bench(rows, {"tiny": tiny_compact}, [blurred_dataset(3)], [0], tmp_path, metrics=("psnr_y",), keep_crops=0)
+    write_tables(tmp_path, oracle="camera")
+    curves = curve_records([r for r in merge_results(tmp_path) if r["status"] == "ok"])
+    assert sorted((r["method"], r["mode"]) for r in curves) == [("camera", "multi")] + [("each", "single")] * 3
+    page = write_report(tmp_path).read_text()
+    assert "<h2>Per image</h2>" in page and "<h4>blur</h4>" in page and "% of oracle" in page

@@ -12,14 +12,14 @@ from typing import Any
 from .jobs import UNADAPTED
 from .results import merge_results
 
-__all__ = ["write_plots"]
+__all__ = ["curve_records", "write_plots"]
 
 log = logging.getLogger(__name__)
 
 
 def write_plots(out_dir: str | os.PathLike[str], metric: str = "psnr_y") -> list[Path]:
     """``curves.png`` (loss, and the stopping rule's score where recorded, against the step,
-    one line per job) and ``gain-<metric>.png`` (per image: method minus unadapted, averaged
+    one line per adaptation) and ``gain-<metric>.png`` (per image: method minus unadapted, averaged
     over seeds). Returns the written files; none, with a log line, without matplotlib."""
     try:
         import matplotlib
@@ -33,11 +33,11 @@ def write_plots(out_dir: str | os.PathLike[str], metric: str = "psnr_y") -> list
     records = [r for r in merge_results(out) if r.get("status") == "ok"]
     written = []
 
-    adapted = [r for r in records if r["method"] != UNADAPTED and r.get("history")]
+    adapted = curve_records(records)
     if adapted:
         fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
         for r in adapted:
-            label = f"{r['method']} {r['item']} s{r['seed']}"
+            label = f"{r['method']} {'all images' if r.get('mode') == 'multi' else r['item']} s{r['seed']}"
             losses = [(h["step"], h["loss"]) for h in r["history"] if "loss" in h]
             scores = [(h["step"], h["score"]) for h in r["history"] if "score" in h]
             if losses:
@@ -76,3 +76,18 @@ def write_plots(out_dir: str | os.PathLike[str], metric: str = "psnr_y") -> list
         fig.savefig(written[-1], dpi=100)
         plt.close(fig)
     return written
+
+
+def curve_records(records: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The records whose history is drawn: one per adaptation, so the images of a
+    multi-image row, which share one adaptation, give one curve."""
+    out, seen = [], set()
+    for r in records:
+        if r["method"] == UNADAPTED or not r.get("history"):
+            continue
+        shared = r.get("mode") == "multi"
+        key = (r["dataset"], r["model"], r["method"], r["seed"], None if shared else r["item"])
+        if key not in seen:
+            seen.add(key)
+            out.append(r)
+    return out

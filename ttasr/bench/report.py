@@ -83,7 +83,7 @@ def _cells(line: str) -> list[str]:
 
 def markdown_to_html(text: str) -> str:
     """The Markdown that :func:`~ttasr.bench.write_tables` writes (pipe tables, ``- `` lists,
-    paragraphs) as HTML; every piece of text is escaped."""
+    ``#`` headings, paragraphs) as HTML; every piece of text is escaped."""
     out: list[str] = []
     lines = text.splitlines()
     i = 0
@@ -99,6 +99,10 @@ def markdown_to_html(text: str) -> str:
                        + "</tr></thead><tbody>"
                        + "".join("<tr>" + "".join(f"<td>{html.escape(c)}</td>" for c in r) + "</tr>" for r in body)
                        + "</tbody></table>")
+        elif line.startswith("#"):
+            level = min(6, len(line) - len(line.lstrip("#")) + 1)  # under the page's own <h2> sections
+            out.append(f"<h{level}>{html.escape(line.lstrip('#').strip())}</h{level}>")
+            i += 1
         elif line.startswith("- "):
             items = []
             while i < len(lines) and lines[i].strip().startswith("- "):
@@ -217,7 +221,7 @@ def _psnr_line(crop: Mapping[str, Any], view: str) -> list[str]:
 def write_report(out_dir: str | os.PathLike[str], title: str = "ttasr benchmark") -> Path:
     """Write ``out_dir/report.html`` (see the module docstring) and return its path.
 
-    The tables come from ``results.md`` and ``timing.md``, written by
+    The tables come from ``results.md``, ``per_image.md`` and ``timing.md``, written by
     :func:`~ttasr.bench.write_tables` first when absent; the plots are the ``curves.png``
     and ``gain-*.png`` found in ``out_dir``.
     """
@@ -233,6 +237,8 @@ def write_report(out_dir: str | os.PathLike[str], title: str = "ttasr benchmark"
         f"<h1>{html.escape(title)}</h1>",
         "<h2>Run</h2>", _run_info(records, manifest),
         "<h2>Results</h2>", markdown_to_html((out / "results.md").read_text(encoding="utf-8")),
+        *(["<h2>Per image</h2>", markdown_to_html((out / "per_image.md").read_text(encoding="utf-8"))]
+          if (out / "per_image.md").is_file() else []),
         "<h2>Timing</h2>", markdown_to_html((out / "timing.md").read_text(encoding="utf-8")),
         "<h2>Plots</h2>",
         "\n".join(f"<p>{_img(p, p.stem, 'plot')}</p>" for p in plots)
