@@ -70,7 +70,7 @@ def test_controller_is_the_finetuning_one_and_far_is_added(tiny_file, rec_file, 
         return s
 
     monkeypatch.setattr(adapter_module, "controller", spy)
-    a = ttasr.HRAware(tiny_file, reconstructor=rec_file, max_steps=2, **FAST)
+    a = ttasr.HRAware(tiny_file, reconstructor=rec_file, max_steps=2, controller_reference=1.0, **FAST)  # eq. 8 as is
     far_terms = []
     regularizer = a.regularizer
     a.regularizer = lambda sr, f: far_terms.append(regularizer(sr, f)) or far_terms[-1]  # type: ignore[method-assign]

@@ -41,6 +41,10 @@ __all__ = ["HRAware", "HRAwareConfig", "HRAWARE_LR"]
 
 log = logging.getLogger(__name__)
 
+ENCODER_REFERENCE = 0.1
+"""The controller's reference ``r`` with the encoder distance when the reconstructor records
+none: the mean pretraining control ``1 − HQI`` of the cpu-small recipe is about 0.1."""
+
 HRAWARE_LR: dict[str, float] = {"ESRGAN": 1e-5, "SPAN": 5e-5, "RealESRGAN Compact": 5e-5}
 """Finetuning learning rate by architecture (ours, inside the paper's 1e-5 to 5e-5: the
 values were lost from its text): large GAN-trained RRDB networks take the low end, small
@@ -54,6 +58,12 @@ class HRAwareConfig(ReconstructionConfig):
     controller: bool = option(True, "Scale the degradation embedding by s = HQI·(1 + v) (eq. 8); False: s = 1 "
                               "(paper Tab. 2 ablation).")
     controller_noise: float = option(0.1, "v ~ U(-noise, noise)^d of the controller (paper: 0.1).", low=0)
+    controller_reference: float | Literal["auto"] = option(
+        "auto", "Scale r of HQI's distance D in the reconstructor's units: s = clamp(r − D, 0, r)·(1 + v) "
+        "(ours; 1 is the paper's HQI·(1 + v)). 'auto' (default): 1 for LPIPS, as in the paper; for the encoder "
+        "distance the mean pretraining control 1 − HQI the reconstructor recorded (final_control), else 0.1 (about "
+        "that of the cpu-small recipe), since that distance's values are small and r = 1 puts s far outside what "
+        "the reconstructor was trained on (README, Fig. 9).", low=0, low_open=True, high=1)
     far: bool = option(True, "Add the Feature-Alignment Regularizer (eq. 11). It needs the reconstructor's own "
                        "E_c; False adapts without it (paper Tab. 2 ablation).")
     far_weight: float | None = option(None, "λ of FAR in eq. 6; None: the λ the reconstructor was pretrained "
@@ -95,6 +105,7 @@ class HRAware(ReconstructionAdapter[HRAwareConfig]):
         self.distance: ResolvedDistance | None = None
         """HQI's distance (after the first :meth:`fit`)."""
         self._far_weight = 0.0
+        self._reference = 1.0
 
     # ------------------------------------------------------------------ E_c, HQI
     def _setup(self) -> None:
@@ -127,11 +138,28 @@ class HRAware(ReconstructionAdapter[HRAwareConfig]):
                 encoder = self._hqi_encoder(record, where)
             self.distance = resolve_hqi_distance(c.hqi_distance, encoder=encoder, lpips_backbone=c.lpips_backbone,
                                                  encoder_mode=c.hqi_encoder_mode)
+            self._reference = self._controller_reference()
             used = net.metadata.get("hqi_distance")
             if used and used != self.distance.name:
                 log.warning("HQI uses the %s distance here but %s was pretrained with the %s distance: the "
                             "controller's scale differs from pretraining", self.distance.name, where, used)
         self.encoder = encoder
+
+    def _controller_reference(self) -> float:
+        """``r`` of the finetuning controller (:func:`.hqi.controller`): the config's number, or
+        for ``"auto"`` 1 with LPIPS (the paper) and, with the encoder distance, the mean
+        pretraining control the reconstructor recorded (else :data:`ENCODER_REFERENCE`)."""
+        c = self.config
+        if c.controller_reference != "auto":
+            return float(c.controller_reference)
+        if self.distance is None or self.distance.name == "lpips":
+            return 1.0
+        recorded = self.reconstructor.metadata.get("final_control")
+        if isinstance(recorded, (int, float)) and 0 < recorded <= 1:
+            return float(recorded)
+        log.info("HQI: %s records no pretraining control scale; the controller's reference is %g",
+                 self._network_where, ENCODER_REFERENCE)
+        return ENCODER_REFERENCE
 
     def _hqi_encoder(self, record: dict[str, Any] | None, where: str) -> EstablishedEncoder:
         """An encoder for HQI's encoder distance without FAR: the recorded ``E_c`` when it can
@@ -157,7 +185,7 @@ class HRAware(ReconstructionAdapter[HRAwareConfig]):
         with torch.no_grad():
             hqi = high_resolution_quality_indicator(sr.detach().float().clamp(0, 1), lr.float(), self.distance.distance)
         return controller(hqi, "finetuning", self.reconstructor.config.embed_dim, self._noise_generator(),
-                          noise=self.config.controller_noise)
+                          noise=self.config.controller_noise, reference=self._reference)
 
     def regularizer(self, sr: torch.Tensor, features: torch.Tensor) -> torch.Tensor | None:
         """``λ·L_far(x̂)`` (eq. 11) with the frozen ``φ, ψ`` and ``E_c``; gradients reach ``N``."""
@@ -180,7 +208,8 @@ class HRAware(ReconstructionAdapter[HRAwareConfig]):
         out = super().describe()
         out.update(controller=str(self.config.controller), far=str(self.config.far and self.encoder is not None))
         if self.distance is not None:
-            out.update(hqi_distance=self.distance.name, hqi_distance_detail=self.distance.description)
+            out.update(hqi_distance=self.distance.name, hqi_distance_detail=self.distance.description,
+                       controller_reference=f"{self._reference:g}")
         if self.encoder is not None:
             out["established_encoder"] = self.encoder.spec
             if self.config.far:
@@ -194,4 +223,6 @@ class HRAware(ReconstructionAdapter[HRAwareConfig]):
             parts.append(encoder_fingerprint(self.encoder))
         if self.distance is not None:
             parts.append(self.distance.description)
+            if self._reference != 1:
+                parts.append(f"reference:{self._reference:g}")
         return parts

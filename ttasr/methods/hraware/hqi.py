@@ -95,6 +95,7 @@ def controller(
     *,
     noise: float = 0.1,
     detach: bool = True,
+    reference: float = 1.0,
 ) -> torch.Tensor:
     """Eq. 8: the ``B x d`` controller ``s`` from a ``(B,)`` HQI.
 
@@ -103,6 +104,13 @@ def controller(
     ``0`` gives the bare ``(1 − HQI)`` or ``HQI`` in every entry). ``detach`` stops
     gradients through HQI: ``s`` steers the reconstruction, and letting the SR model lower
     its loss by moving ``s`` would open another way to cheat.
+
+    ``reference`` (finetuning only; ours): the scale ``r`` of the distance ``D = 1 − HQI``
+    in the units the reconstructor was pretrained with, ``s = clamp(r − D, 0, r)·(1 + v)``,
+    i.e. ``r·HQI_r`` with ``HQI_r = clamp(1 − D/r, 0, 1)``. ``r = 1`` is the paper's ``HQI``
+    (LPIPS spans ``[0, 1]``); a distance whose pretraining values are all small (the encoder
+    distance: about 0.1) needs its own ``r``, or the finetuning ``s`` lies far outside every
+    value the reconstructor was trained on.
     """
     if stage not in _STAGES:
         raise unknown_name("controller stage", str(stage), _STAGES)
@@ -110,8 +118,13 @@ def controller(
         raise InputError(f"the controller needs a (B,) HQI, got shape {tuple(hqi.shape)}")
     if d < 1 or not 0 <= noise:
         raise InputError(f"the controller needs d >= 1 and noise >= 0, got d={d}, noise={noise}")
+    if not 0 < reference <= 1:
+        raise InputError(f"the controller's reference must lie in (0, 1], got {reference}")
     h = hqi.detach() if detach else hqi
-    base = 1 - h if stage == "pretraining" else h
+    if stage == "pretraining":
+        base = 1 - h
+    else:
+        base = h if reference == 1 else (h - (1 - reference)).clamp(0, reference)
     dtype = h.dtype if h.is_floating_point() else torch.float32
     gen_device = generator.device if generator is not None else h.device
     v = torch.rand(h.shape[0], d, generator=generator, device=gen_device, dtype=dtype).to(h.device)

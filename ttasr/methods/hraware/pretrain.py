@@ -190,6 +190,7 @@ def pretraining_loss(
     encoder distance of HQI. Returns the loss and its detached terms.
     """
     features_c = None
+    hqi: torch.Tensor | None = None
     with torch.no_grad():
         if encoder is not None and (far_weight > 0 or (distance is not None and distance.name == "encoder")):
             features_c = encoder(x)
@@ -207,6 +208,8 @@ def pretraining_loss(
     recon, f = net.reconstruct_with_features(x, y, control)
     rec = (recon - y).abs().mean()
     terms = {"l1": rec.detach()}
+    if hqi is not None:  # the pretraining control without its noise, 1 − HQI: its scale is the finetuning reference
+        terms["control"] = (1 - hqi).mean()
     loss = rec
     if features_c is not None and far_weight > 0:
         far = feature_alignment_regularizer(gram_descriptors(f), gram_descriptors(features_c),
