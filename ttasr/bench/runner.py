@@ -279,8 +279,7 @@ def run_bench(
             log.info("[%d/%d] %s%s", n + 1, len(batches), first.key, f" (+{len(batch) - 1} images)" if batch[1:] else "")
             model = loaded[first.model]
             for record in _run_unit(batch, [items[(j.dataset, j.item)] for j in batch], model, variants[first.method],
-                                    pending, scorers[model.scale], dev, tile, keep_crops, out,
-                                    workers_per_gpu):
+                                    pending, scorers[model.scale], dev, tile, keep_crops, out):
                 record.update(device=where, rank=rank, world=world, finished=time.time())
                 writer.write(record)
                 if record["status"] == "ok":
@@ -318,8 +317,8 @@ def _batches(units: Sequence[list[Job]], pending: set[str], variants: Mapping[st
 
 
 def _run_unit(jobs: Sequence[Job], items: Sequence[BenchItem], model: Any, variant: Variant, pending: set[str],
-              metrics: Mapping[str, Any], device: torch.device, tile: int | None, keep_crops: int, out: Path,
-              workers_per_gpu: int) -> Iterator[dict[str, Any]]:
+              metrics: Mapping[str, Any], device: torch.device, tile: int | None, keep_crops: int, out: Path
+              ) -> Iterator[dict[str, Any]]:
     """The records of one batch of jobs (one method, model, seed): each image's scores, or the
     error that stopped it (loading, adapting, ...). Jobs not in ``pending`` (finished parts of
     a multi-image unit) are adapted with the others but get no new record."""
@@ -346,7 +345,7 @@ def _run_unit(jobs: Sequence[Job], items: Sequence[BenchItem], model: Any, varia
             settings = {"mode": "single", "progress": False, "device": str(device), "per_image_seeds": False,
                         **bind_item_values(variant.overrides, [entry[1] for entry in loaded]), "seed": jobs[0].seed}
             if variant.mode == "single":
-                settings["workers_per_gpu"] = min(int(settings.get("workers_per_gpu", workers_per_gpu)), len(loaded))
+                settings["workers_per_gpu"] = len(loaded)  # _batches sized the batch to the workers
             adapter = create_adapter(variant.method, model, **settings)
             adapter.fit([entry[3] for entry in loaded])
     except (TTASRError, RuntimeError, ValueError) as exc:
