@@ -1,4 +1,5 @@
-"""``ttasr bench`` under torchrun: 2 CPU processes (gloo) merge to the single-process results."""
+"""``ttasr bench`` under torchrun: 2 CPU processes (gloo) merge to the single-process results,
+multi-image rows included (each rank adapts its own units, never in DDP with the other's)."""
 
 from __future__ import annotations
 
@@ -17,6 +18,9 @@ from ttasr.cli import main
 
 SETS = ["--set", "internal.max_steps=2", "--set", "internal.batch_size=2", "--set", "internal.patch_size=12",
         "--set", "internal.stopping=fixed"]
+MULTI = ["--variant", "camera=internal", *[kv.replace("internal.", "camera.") for kv in SETS],
+         "--set", "camera.mode=multi", "--set", "camera.lr=0.01"]
+"""A multi-image row: one adaptation per seed over all images; with 2 seeds, one unit per rank."""
 
 
 @pytest.fixture
@@ -66,15 +70,17 @@ def test_two_gloo_ranks_merge_to_the_single_process_results(tiny_file, paired, t
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TTASR_OFFLINE": "1"}
     one, two = tmp_path / "one", tmp_path / "two"
     cmd = [sys.executable, "-m", "ttasr.cli"]
-    subprocess.run([*cmd, *bench_args(tiny_file, paired, one)], env=env, check=True, timeout=600)
+    subprocess.run([*cmd, *bench_args(tiny_file, paired, one), *MULTI], env=env, check=True, timeout=600)
     torchrun = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2"]
-    result = subprocess.run([*torchrun, "-m", "ttasr.cli", *bench_args(tiny_file, paired, two)], env=env,
+    result = subprocess.run([*torchrun, "-m", "ttasr.cli", *bench_args(tiny_file, paired, two), *MULTI], env=env,
                             timeout=600, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr[-3000:]
 
     assert (two / "results-rank0.jsonl").is_file() and (two / "results-rank1.jsonl").is_file()
     a, b = merged(one), merged(two)
-    assert sorted(a) == sorted(b) and len(a) == 9
+    assert sorted(a) == sorted(b) and len(a) == 15
+    multi = [r for r in b.values() if r["method"] == "camera"]
+    assert len(multi) == 6 and {r["rank"] for r in multi} == {0, 1}  # one seed's adaptation per rank
     assert {r["rank"] for r in b.values()} == {0, 1} and {r["world"] for r in b.values()} == {2}
     for key in a:
         for metric, value in a[key]["metrics"].items():

@@ -10,21 +10,43 @@ its own resumable state file.
 
 A rank that is interrupted or fails leaves the others waiting at the next gradient
 exchange: stop a distributed run by stopping ``torchrun`` (which signals every rank).
+
+Code that gives each rank work of its own (``ttasr bench`` shards its adaptations across
+the ranks) runs them inside :func:`local_adaptation`: there every adaptation is this
+process's alone. Without it, two ranks adapting different images of one model would
+average their gradients.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+
 import torch
 from torch import nn
 
-__all__ = ["data_parallel_world", "wrap_data_parallel"]
+__all__ = ["data_parallel_world", "local_adaptation", "wrap_data_parallel"]
+
+_local_depth = 0
+
+
+@contextmanager
+def local_adaptation() -> Iterator[None]:
+    """Inside this block, adaptations ignore the process group: one process, no DDP."""
+    global _local_depth
+    _local_depth += 1
+    try:
+        yield
+    finally:
+        _local_depth -= 1
 
 
 def data_parallel_world() -> tuple[int, int]:
-    """``(rank, world size)`` of the initialised process group, ``(0, 1)`` without one."""
+    """``(rank, world size)`` of the initialised process group; ``(0, 1)`` without one or
+    inside :func:`local_adaptation`."""
     import torch.distributed as dist
 
-    if not (dist.is_available() and dist.is_initialized()):
+    if _local_depth or not (dist.is_available() and dist.is_initialized()):
         return 0, 1
     return dist.get_rank(), dist.get_world_size()
 

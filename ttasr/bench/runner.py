@@ -322,6 +322,7 @@ def _run_unit(jobs: Sequence[Job], items: Sequence[BenchItem], model: Any, varia
     """The records of one batch of jobs (one method, model, seed): each image's scores, or the
     error that stopped it (loading, adapting, ...). Jobs not in ``pending`` (finished parts of
     a multi-image unit) are adapted with the others but get no new record."""
+    from ..adapters.distributed import local_adaptation
     from ..inference import enhance
     from ..methods.registry import create_adapter
 
@@ -347,7 +348,8 @@ def _run_unit(jobs: Sequence[Job], items: Sequence[BenchItem], model: Any, varia
             if variant.mode == "single":
                 settings["workers_per_gpu"] = len(loaded)  # _batches sized the batch to the workers
             adapter = create_adapter(variant.method, model, **settings)
-            adapter.fit([entry[3] for entry in loaded])
+            with local_adaptation():  # this rank's unit: never DDP with another rank's unit
+                adapter.fit([entry[3] for entry in loaded])
     except (TTASRError, RuntimeError, ValueError) as exc:
         log.warning("%s: %s", jobs[0].key, exc)
         for job, _, base, _, _ in loaded:
