@@ -92,8 +92,23 @@ def test_units_keep_one_adaptation_in_one_process_and_cover_every_job_once():
     assert [[j.item for j in u] for u in multi] == [["a", "b", "c"], ["a", "b", "c"], ["x"], ["x"]]
     assert all(len(u) == 1 for u in units if u[0].method != "multi")
     for world in (1, 2, 3):
-        keys = [j.key for r in range(world) for u in shard_jobs(units, r, world) for j in u]
-        assert sorted(keys) == sorted(j.key for j in jobs)
+        for group in (None, lambda unit: unit[0].method):
+            keys = [j.key for r in range(world) for u in shard_jobs(units, r, world, group) for j in u]
+            assert sorted(keys) == sorted(j.key for j in jobs)
+
+
+def test_units_of_each_method_are_dealt_to_every_rank():
+    """Per dataset the units are [unadapted, slow, fast, unadapted]: a plain deal gives every
+    slow adaptation to rank 1; dealt method by method, both ranks get their share."""
+    jobs = plan_jobs({f"d{k}": ["a", "b"] for k in range(5)}, ["m"], [UNADAPTED, "slow", "fast"], [0])
+    units = plan_units(jobs, lambda job: job.method != UNADAPTED)
+    plain = [[u[0].method for u in shard_jobs(units, r, 2)] for r in range(2)]
+    assert plain[0].count("slow") == 0 and plain[1].count("slow") == 5
+    dealt = [[u[0].method for u in shard_jobs(units, r, 2, group=lambda unit: unit[0].method)] for r in range(2)]
+    assert sorted([dealt[0].count("slow"), dealt[1].count("slow")]) == [2, 3]
+    assert sorted([dealt[0].count("fast"), dealt[1].count("fast")]) == [2, 3]
+    assert dealt[0].count(UNADAPTED) == dealt[1].count(UNADAPTED) == 5
+    assert shard_jobs(units, 0, 2, group=lambda unit: unit[0].method)[0] is units[0]  # job order kept
 
 
 def test_resume_redoes_a_multi_image_unit_but_writes_only_the_missing_record(tiny_compact, tmp_path):

@@ -55,11 +55,26 @@ def plan_jobs(datasets: Mapping[str, Sequence[str]], models: Sequence[str], meth
     return jobs
 
 
-def shard_jobs(jobs: Sequence[T], rank: int, world: int) -> list[T]:
-    """The jobs (or units) of ``rank`` among ``world`` processes: entry ``i`` goes to rank ``i % world``."""
+def shard_jobs(jobs: Sequence[T], rank: int, world: int, group: Callable[[T], Any] | None = None) -> list[T]:
+    """The jobs (or units) of ``rank`` among ``world`` processes, in their order.
+
+    Entry ``i`` goes to rank ``i % world``. With ``group`` (e.g. a unit's method), the
+    entries are dealt out group after group, in the order the groups first appear, so that
+    every rank gets its share of each group: costs are alike within a group, not across
+    groups (a plain deal of [unadapted, HRAware, AdaSSR, unadapted] units per dataset gives
+    every HRAware unit to rank 1). Any world size partitions the entries, so a resume with
+    another one still finishes exactly the missing work.
+    """
     if world < 1 or not 0 <= rank < world:
         raise InputError(f"shard=(rank {rank}, world {world}): need 0 <= rank < world")
-    return [job for i, job in enumerate(jobs) if i % world == rank]
+    order = list(range(len(jobs)))
+    if group is not None:
+        keys = [group(job) for job in jobs]
+        first: dict[Any, int] = {}
+        for key in keys:
+            first.setdefault(key, len(first))
+        order.sort(key=lambda i: first[keys[i]])  # stable: job order within a group
+    return [jobs[i] for i in sorted(i for n, i in enumerate(order) if n % world == rank)]
 
 
 def plan_units(jobs: Sequence[Job], together: Callable[[Job], bool]) -> list[list[Job]]:

@@ -253,7 +253,8 @@ def run_bench(
     if not jobs:
         raise InputError("nothing to run: no dataset matches the scale of a model")
 
-    units = shard_jobs(plan_units(jobs, lambda job: variants[job.method].mode == "multi"), rank, world)
+    units = shard_jobs(plan_units(jobs, lambda job: variants[job.method].mode == "multi"), rank, world,
+                       group=lambda unit: unit[0].method)
     run = BenchRun(out, rank, world, sum(len(u) for u in units))
     # only this rank's own file: the others may be writing theirs already
     if not resume and read_results(run.results_file):
