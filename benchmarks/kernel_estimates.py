@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import ttasr  # noqa: E402
 from adassr_proxy import load_photos, save  # noqa: E402
 from ttasr.degradations import degrade  # noqa: E402
-from ttasr.degradations.kernels import alignment_shift, degrade_with_kernel, gaussian_kernels, imresize, kernel_size_for  # noqa: E402
+from ttasr.degradations.kernels import alignment_shift, degrade_with_kernel, gaussian_kernel, imresize, kernel_size_for  # noqa: E402
 from ttasr.pairs import ConsistencyKernelEstimator  # noqa: E402
 from ttasr.pairs.estimation import select_textured_crops  # noqa: E402
 
@@ -43,8 +43,7 @@ def geometric_sigma(params: dict) -> float:
 
 def gaussian(sigma: float, scale: int) -> torch.Tensor:
     shift = alignment_shift(scale)
-    k = gaussian_kernels(kernel_size_for(sigma, shift), sigma, sigma, 0.0, shift)[0]
-    return k / k.sum()
+    return gaussian_kernel(kernel_size_for(sigma, shift), sigma, shift=shift)
 
 
 def crop_rmse(y: torch.Tensor, sr_fn, degrade_fn, estimator: ConsistencyKernelEstimator) -> float:
