@@ -1,6 +1,7 @@
 """Which weights should AdaSSR return without ground truth? Selection rules side by side.
 
-    .venv/bin/python benchmarks/selection.py [--steps 300] [--presets ...] [--images 4 --size 768]
+    .venv/bin/python benchmarks/selection.py [--steps 300] [--presets ...] [--images 4 --size 768] \
+        [--candidate kernel_estimator=bicubic --candidate noise_augment=always ...]
 
 For each preset (one camera: one multi-image adaptation over all images) it runs:
 
@@ -12,7 +13,8 @@ For each preset (one camera: one multi-image adaptation over all images) it runs
   records with the rule's own ``improves``/``should_stop``, so every rule is judged on the
   same trajectory;
 * the **oracle**: the same adaptation with pairs made by the true kernel (bicubic pairs for
-  ``bicubic-clean``), the best evaluated step chosen with the HR images;
+  ``bicubic-clean``), the best evaluated step chosen with the HR images (when the candidate
+  already trains on the true pairs, its trajectory is the oracle's);
 * the **paper preset**: ``AdaSSRConfig.paper()`` (NIQE rule, EMA 0.999, noise augmentation
   always) at the same budget, selection live.
 
@@ -43,8 +45,23 @@ from ttasr.inference import enhance_tensor  # noqa: E402
 from ttasr.metrics import NIQE, psnr_y  # noqa: E402
 
 PRESETS = ("bicubic-clean", "optical-blur", "camera", "sensor-noise", "jpeg-heavy")
-CANDIDATE = dict(noise_augment="auto", ema_decay=0.99)
+CANDIDATE: dict[str, object] = dict(noise_augment="auto", ema_decay=0.99)
 """The training configuration the rules select from (the stopping rule itself is replayed)."""
+
+
+def parse_value(text: str) -> object:
+    """A --candidate value: a number, true/false/none, or the text itself."""
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered == "none":
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def candidates() -> dict[str, Stopping]:
@@ -125,8 +142,13 @@ def run_preset(model, preset, photos, args, niqe, results, store) -> None:
         rec = Recorder(highs, {"heldout": HeldOutPairs()}, niqe)
         truth = dict(kernel_estimator="bicubic") if deg[0].kernel is None else \
             dict(kernel_estimator="given", kernel=deg[0].kernel)
-        ttasr.AdaSSR(model, stopping=rec, **base, **CANDIDATE, **truth).fit(lows)
-        rows["oracle"] = {"records": rec.records, "seconds": time.perf_counter() - t}
+        config = {**CANDIDATE, **truth}
+        if config == CANDIDATE:  # the candidate already trains on the true pairs: same run
+            records = rows["trajectory"]["records"]
+        else:
+            ttasr.AdaSSR(model, stopping=rec, **base, **config).fit(lows)
+            records = rec.records
+        rows["oracle"] = {"records": records, "seconds": time.perf_counter() - t}
         save(store, results)
         print(f"# {preset}: oracle {rows['oracle']['seconds']:.0f} s", file=sys.stderr, flush=True)
     if "paper" not in rows and not args.skip_paper:
@@ -189,7 +211,18 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("outputs/selection"))
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--candidate", action="append", default=[], metavar="KEY=VALUE",
+                    help="override a setting of the candidate configuration (repeatable), e.g. "
+                         "kernel_estimator=bicubic; the oracle gets the same overrides, its kernel excepted")
+    ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    for item in args.candidate:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise SystemExit(f"--candidate {item!r}: expected KEY=VALUE")
+        CANDIDATE[key] = parse_value(value)
     logging.basicConfig(level=logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "results.json"
@@ -199,6 +232,8 @@ def main() -> None:
         model = ttasr.load_model(args.model)
         photos = load_photos(args.images, args.size)
         niqe = NIQE()
+        results["candidate"] = dict(CANDIDATE)
+        print(f"# candidate configuration: {CANDIDATE}", file=sys.stderr)
         print(f"# {args.model}: {len(photos)} photos {args.size} px ({', '.join(n for n, _ in photos)}), "
               f"{args.steps} steps, eval every {args.eval_every}, threads {torch.get_num_threads()}", file=sys.stderr)
         for p in presets:
