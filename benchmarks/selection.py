@@ -232,6 +232,9 @@ def main() -> None:
         model = ttasr.load_model(args.model)
         photos = load_photos(args.images, args.size)
         niqe = NIQE()
+        if results.get("candidate", CANDIDATE) != CANDIDATE:
+            raise SystemExit(f"{store} holds runs of the candidate {results['candidate']}, not {CANDIDATE}: "
+                             "give another --out, or the same --candidate settings")
         results["candidate"] = dict(CANDIDATE)
         print(f"# candidate configuration: {CANDIDATE}", file=sys.stderr)
         print(f"# {args.model}: {len(photos)} photos {args.size} px ({', '.join(n for n, _ in photos)}), "
