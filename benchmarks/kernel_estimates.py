@@ -9,6 +9,9 @@ proxy benchmark (one camera per preset: seed ``--seed``, the photos of ``adassr_
 * **estimate**: ``k̂``'s geometric-mean sigma (HR pixels) on the real LR ``y``, next to the true one;
 * **fit**: RMSE (8-bit levels) of ``D_k̂(N(y))`` against ``y`` on the estimator's crops, and of
   the model's own training degradation, MATLAB bicubic ``imresize(N(y), 1/s)``;
+* **pair σ**: another model-based estimate, the sigma of the internal pairs the unadapted model
+  already inverts best, ``argmin_σ ‖N(D_σ(y)) − y‖`` over ``--pair-grid`` (the step-0 loss of
+  AdaSSR's pairs, L1 away from the borders), next to the same error for bicubic pairs;
 * **calibration**: the estimate on LR images whose blur is known: the SR output of a 128-px
   textured region, blurred with sigma ``--grid`` and subsampled. An estimator that measures the
   image's blur must rise along that row.
@@ -57,6 +60,21 @@ def crop_rmse(y: torch.Tensor, sr_fn, degrade_fn, estimator: ConsistencyKernelEs
     return 255 * math.sqrt(sum(errors) / len(errors))
 
 
+def pair_sigma(y: torch.Tensor, sr_fn, scale: int, grid: list[float], margin: int = 8) -> tuple[float, float, float]:
+    """``(argmin σ, its error, bicubic pairs' error)`` of ``‖N(D_σ(y)) − y‖₁`` in 8-bit levels."""
+    h, w = y.shape[-2] // scale * scale, y.shape[-1] // scale * scale
+    y = y[..., :h, :w]
+
+    def error(inp: torch.Tensor) -> float:
+        with torch.no_grad():
+            out = sr_fn(inp)
+        return 255 * float((out - y)[..., margin:-margin, margin:-margin].abs().mean())
+
+    errors = [error(degrade_with_kernel(y, gaussian(g, scale), scale)) for g in grid]
+    k = min(range(len(grid)), key=errors.__getitem__)
+    return grid[k], errors[k], error(imresize(y, size=(h // scale, w // scale)))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default="span-x4")
@@ -64,6 +82,8 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=768)
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--grid", default="0.6,0.9,1.2,1.5,1.8,2.2", help="calibration sigmas, HR pixels")
+    ap.add_argument("--pair-grid", default="0.6,0.8,1.0,1.2,1.4,1.6,1.8,2.0,2.4",
+                    help="pair σ: sigmas of the internal pairs tried, HR pixels")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--out", type=Path, default=Path("outputs/kernel_estimates.json"))
@@ -74,9 +94,11 @@ def main() -> None:
     sr_fn = lambda t: model(t).clamp(0, 1)  # noqa: E731
     estimator = ConsistencyKernelEstimator(sr_fn=sr_fn)
     grid = [float(v) for v in args.grid.split(",")]
+    pair_grid = [float(v) for v in args.pair_grid.split(",")]
     photos = load_photos(args.images, args.size)
     results: dict = {"model": args.model, "grid": grid, "presets": {}}
     print(f"{'preset':<14}{'photo':<14}{'true σ':>7}{'est. σ':>8}{'RMSE k̂':>8}{'RMSE bic':>9}"
+          f"{'pair σ':>8}{'L1 σ':>7}{'L1 bic':>7}"
           f"   estimate on the SR output blurred with σ = {', '.join(map(str, grid))}")
     for preset in [p for p in args.presets.split(",") if p]:
         rows = results["presets"].setdefault(preset, [])
@@ -97,14 +119,18 @@ def main() -> None:
                 "rmse_bicubic": crop_rmse(d.lr, sr_fn, lambda x: imresize(x, 1.0 / s), estimator),
                 "calibration": calibration,
             }
+            row["pair_sigma"], row["pair_l1"], row["pair_l1_bicubic"] = pair_sigma(d.lr, sr_fn, s, pair_grid)
             rows.append(row)
             true = "bic" if row["true_sigma"] is None else f"{row['true_sigma']:.2f}"
             print(f"{preset:<14}{name[:13]:<14}{true:>7}{row['estimated_sigma']:>8.2f}{row['rmse_estimate']:>8.2f}"
-                  f"{row['rmse_bicubic']:>9.2f}   " + " ".join(f"{c:.2f}" for c in calibration), flush=True)
+                  f"{row['rmse_bicubic']:>9.2f}{row['pair_sigma']:>8.2f}{row['pair_l1']:>7.2f}"
+                  f"{row['pair_l1_bicubic']:>7.2f}   " + " ".join(f"{c:.2f}" for c in calibration), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)
         save(args.out, results)
     print("\nmean estimated σ per preset: " + ", ".join(
         f"{p} {sum(r['estimated_sigma'] for r in rows) / len(rows):.2f}" for p, rows in results["presets"].items()))
+    print("mean pair σ per preset: " + ", ".join(
+        f"{p} {sum(r['pair_sigma'] for r in rows) / len(rows):.2f}" for p, rows in results["presets"].items()))
 
 
 if __name__ == "__main__":
