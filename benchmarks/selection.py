@@ -20,7 +20,11 @@ For each preset (one camera: one multi-image adaptation over all images) it runs
 
 Candidates: ``final`` (fixed budget), ``niqe-plateau`` (the paper), ``consistency``
 (back-projection ``‖D_k̂(N(y)) − y‖``), ``heldout`` (error on held-out internal pairs),
-``heldout+gain`` (a new best must gain 1 % of the start's held-out error). Results are
+``heldout+gain`` (a new best must gain 1 % of the start's held-out error), and two that
+are scored here only: ``trust-region`` (the lowest back-projection error plus the output's
+mean distance to the unadapted output, both L1 on [0, 1]: a step must gain more consistency
+than it moves the output) and ``ema-agreement`` (the evaluation after the start where the
+EMA and the raw weights' outputs differ least). Results are
 appended to --out/results.json as each run ends (atomic), and --resume skips finished runs.
 """
 
@@ -83,6 +87,7 @@ class Recorder(Stopping):
     def __init__(self, highs: list[torch.Tensor], rules: dict[str, Stopping], niqe: NIQE) -> None:
         self.highs, self.rules, self.niqe = highs, rules, niqe
         self.records: list[dict] = []
+        self.start: list[torch.Tensor] | None = None
 
     def prepare(self, adapter, group) -> None:
         for rule in self.rules.values():
@@ -100,9 +105,42 @@ class Recorder(Stopping):
             b = adapter.pair_degradation(group, i)(sr)
             back.append(float((b - y[..., : b.shape[-2], : b.shape[-1]]).abs().mean()))
         rec["consistency"] = float(np.mean(back))
+        if self.start is None:
+            self.start = srs
+        rec["change"] = float(np.mean([(sr - s0).abs().mean() for sr, s0 in zip(srs, self.start)]))
+        raw = getattr(adapter, "raw_network", None)
+        if raw is not None and raw is not network:
+            raws = [enhance_tensor(adapter.model.with_weights(raw), y, device=adapter.device, progress=False)
+                    for y in group.tensors]
+            rec["ema_gap"] = float(np.mean([(r - sr).abs().mean() for r, sr in zip(raws, srs)]))
         rec["heldout"] = rec["heldout+gain"] = self.rules["heldout"].score(adapter, network, group)
         self.records.append(rec)
         return None
+
+
+class RecordedAdaSSR(ttasr.AdaSSR):
+    """AdaSSR that keeps a handle on the raw (non-EMA) network, for the EMA-agreement record."""
+
+    def prepare(self, group, student) -> None:
+        self.raw_network = student
+        super().prepare(group, student)
+
+
+def trust_region(records: list[dict]) -> int:
+    """The evaluation with the lowest back-projection error plus distance to the start's output."""
+    return int(np.argmin([r["consistency"] + r["change"] for r in records]))
+
+
+def ema_agreement(records: list[dict]) -> int:
+    """The evaluation after the start where the EMA and raw outputs differ least."""
+    gaps = [r.get("ema_gap") for r in records[1:]]
+    if not gaps or any(g is None for g in gaps):
+        return 0
+    return 1 + int(np.argmin(gaps))
+
+
+RECORD_RULES = {"trust-region": trust_region, "ema-agreement": ema_agreement}
+"""Rules replayed from the records only (no Stopping object in the engine)."""
 
 
 def replay(rule: Stopping, scores: list[float]) -> int:
@@ -130,7 +168,7 @@ def run_preset(model, preset, photos, args, niqe, results, store) -> None:
     if "trajectory" not in rows:
         t = time.perf_counter()
         rec = Recorder(highs, candidates(), niqe)
-        a = ttasr.AdaSSR(model, stopping=rec, **base, **CANDIDATE).fit(lows)
+        a = RecordedAdaSSR(model, stopping=rec, **base, **CANDIDATE).fit(lows)
         rows["trajectory"] = {"records": rec.records, "seconds": time.perf_counter() - t,
                               "noise_level": getattr(a, "noise_level", None),
                               "kernel": {k: v for k, v in a.kernel_estimates[0].params.items()
@@ -194,6 +232,11 @@ def report(results: dict, presets: list[str], eval_every: int) -> None:
             k = replay(rule, scores)
             lines.setdefault(name, f"{name:<16}")
             lines[name] += f"{cell(recs[k]['psnr'], k * eval_every):>22}"
+        for name, pick in RECORD_RULES.items():
+            if all("change" in r for r in recs):
+                k = pick(recs)
+                lines.setdefault(name, f"{name:<16}")
+                lines[name] += f"{cell(recs[k]['psnr'], k * eval_every):>22}"
     for line in lines.values():
         print(line)
 
