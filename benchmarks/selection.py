@@ -271,13 +271,13 @@ def main() -> None:
     store = args.out / "results.json"
     results = json.loads(store.read_text()) if (args.resume or args.report) and store.exists() else {}
     presets = [p for p in args.presets.split(",") if p]
+    if not args.report and results.get("candidate", CANDIDATE) != CANDIDATE:
+        raise SystemExit(f"{store} holds runs of the candidate {results['candidate']}, not {CANDIDATE}: "
+                         "give another --out, or the same --candidate settings")
     if not args.report:
         model = ttasr.load_model(args.model)
         photos = load_photos(args.images, args.size)
         niqe = NIQE()
-        if results.get("candidate", CANDIDATE) != CANDIDATE:
-            raise SystemExit(f"{store} holds runs of the candidate {results['candidate']}, not {CANDIDATE}: "
-                             "give another --out, or the same --candidate settings")
         results["candidate"] = dict(CANDIDATE)
         print(f"# candidate configuration: {CANDIDATE}", file=sys.stderr)
         print(f"# {args.model}: {len(photos)} photos {args.size} px ({', '.join(n for n, _ in photos)}), "

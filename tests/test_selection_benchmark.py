@@ -1,0 +1,56 @@
+"""`benchmarks/selection.py`'s record-only rules and its --candidate parsing (the figures of
+the benchmark itself are in the README, not asserted here)."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def selection():
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location("selection_benchmark", ROOT / "benchmarks" / "selection.py")
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+
+
+def test_trust_region_adapts_only_when_consistency_gains_more_than_the_output_moves(selection):
+    moves_more = [{"consistency": 0.010, "change": 0.0}, {"consistency": 0.008, "change": 0.004}]
+    gains_more = [{"consistency": 0.010, "change": 0.0}, {"consistency": 0.004, "change": 0.002},
+                  {"consistency": 0.003, "change": 0.005}]
+    assert selection.trust_region(moves_more) == 0
+    assert selection.trust_region(gains_more) == 1
+
+
+def test_ema_agreement_skips_the_start_and_needs_every_gap(selection):
+    records = [{"ema_gap": 0.0}, {"ema_gap": 0.004}, {"ema_gap": 0.002}, {"ema_gap": 0.003}]
+    assert selection.ema_agreement(records) == 2
+    assert selection.ema_agreement([{"ema_gap": 0.0}, {}]) == 0
+
+
+def test_candidate_values_are_typed(selection):
+    assert selection.parse_value("bicubic") == "bicubic"
+    assert selection.parse_value("0.99") == 0.99 and selection.parse_value("300") == 300
+    assert selection.parse_value("True") is True and selection.parse_value("none") is None
+
+
+def test_resume_refuses_results_of_another_candidate(tmp_path):
+    (tmp_path / "results.json").write_text(json.dumps({"candidate": {"noise_augment": "auto", "ema_decay": 0.99}}))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "selection.py"), "--resume", "--presets", "",
+                           "--candidate", "noise_augment=always", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode != 0
+    assert "holds runs of the candidate" in proc.stderr
