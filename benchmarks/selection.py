@@ -44,6 +44,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import ttasr  # noqa: E402
 from adassr_proxy import load_photos, save  # noqa: E402
 from ttasr.adapters.stopping import BackProjection, FixedBudget, HeldOutPairs, NIQEPlateau, Stopping  # noqa: E402
+from ttasr.cli.options import overrides_from  # noqa: E402
 from ttasr.degradations import degrade  # noqa: E402
 from ttasr.inference import enhance_tensor  # noqa: E402
 from ttasr.metrics import NIQE, psnr_y  # noqa: E402
@@ -53,19 +54,12 @@ CANDIDATE: dict[str, object] = dict(noise_augment="auto", ema_decay=0.99)
 """The training configuration the rules select from (the stopping rule itself is replayed)."""
 
 
-def parse_value(text: str) -> object:
-    """A --candidate value: a number, true/false/none, or the text itself."""
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered == "none":
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
+def candidate_overrides(items: list[str]) -> dict[str, object]:
+    """``--candidate KEY=VALUE`` items as AdaSSR config values, converted like ``ttasr adapt --set``."""
+    try:
+        return overrides_from(argparse.Namespace(), ttasr.AdaSSRConfig, None, items)
+    except argparse.ArgumentTypeError as exc:
+        raise SystemExit(f"--candidate: {exc}") from None
 
 
 def candidates() -> dict[str, Stopping]:
@@ -261,11 +255,7 @@ def main() -> None:
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    for item in args.candidate:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise SystemExit(f"--candidate {item!r}: expected KEY=VALUE")
-        CANDIDATE[key] = parse_value(value)
+    CANDIDATE.update(candidate_overrides(args.candidate))
     logging.basicConfig(level=logging.WARNING)
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "results.json"

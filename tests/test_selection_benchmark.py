@@ -41,10 +41,12 @@ def test_ema_agreement_skips_the_start_and_needs_every_gap(selection):
     assert selection.ema_agreement([{"ema_gap": 0.0}, {}]) == 0
 
 
-def test_candidate_values_are_typed(selection):
-    assert selection.parse_value("bicubic") == "bicubic"
-    assert selection.parse_value("0.99") == 0.99 and selection.parse_value("300") == 300
-    assert selection.parse_value("True") is True and selection.parse_value("none") is None
+def test_candidate_values_are_converted_like_the_cli(selection):
+    got = selection.candidate_overrides(["kernel_estimator=bicubic", "ema_decay=0.99", "max_steps=300",
+                                         "augment=false"])
+    assert got == {"kernel_estimator": "bicubic", "ema_decay": 0.99, "max_steps": 300, "augment": False}
+    with pytest.raises(SystemExit, match="no option 'ema_decy'"):
+        selection.candidate_overrides(["ema_decy=0.9"])
 
 
 def test_resume_refuses_results_of_another_candidate(tmp_path):
