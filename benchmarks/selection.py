@@ -104,8 +104,8 @@ class Recorder(Stopping):
         rec["change"] = float(np.mean([(sr - s0).abs().mean() for sr, s0 in zip(srs, self.start)]))
         raw = getattr(adapter, "raw_network", None)
         if raw is not None and raw is not network:
-            raws = [enhance_tensor(adapter.model.with_weights(raw), y, device=adapter.device, progress=False)
-                    for y in group.tensors]
+            raw_model = adapter.model.with_weights(raw)
+            raws = [enhance_tensor(raw_model, y, device=adapter.device, progress=False) for y in group.tensors]
             rec["ema_gap"] = float(np.mean([(r - sr).abs().mean() for r, sr in zip(raws, srs)]))
         rec["heldout"] = rec["heldout+gain"] = self.rules["heldout"].score(adapter, network, group)
         self.records.append(rec)
@@ -261,10 +261,10 @@ def main() -> None:
     store = args.out / "results.json"
     results = json.loads(store.read_text()) if (args.resume or args.report) and store.exists() else {}
     presets = [p for p in args.presets.split(",") if p]
-    if not args.report and results.get("candidate", CANDIDATE) != CANDIDATE:
-        raise SystemExit(f"{store} holds runs of the candidate {results['candidate']}, not {CANDIDATE}: "
-                         "give another --out, or the same --candidate settings")
     if not args.report:
+        if results.get("candidate", CANDIDATE) != CANDIDATE:
+            raise SystemExit(f"{store} holds runs of the candidate {results['candidate']}, not {CANDIDATE}: "
+                             "give another --out, or the same --candidate settings")
         model = ttasr.load_model(args.model)
         photos = load_photos(args.images, args.size)
         niqe = NIQE()
