@@ -11,20 +11,33 @@ from pathlib import Path
 
 import pytest
 
+import ttasr
+from ttasr.adapters.stopping import HeldOutPairs
+
 ROOT = Path(__file__).resolve().parents[1]
+
+
+def _benchmark(name: str, file: str):
+    """Import ``benchmarks/<file>`` as a module (with the benchmarks folder on the path meanwhile)."""
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        spec = importlib.util.spec_from_file_location(name, ROOT / "benchmarks" / file)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        return module
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
 
 
 @pytest.fixture(scope="module")
 def selection():
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    try:
-        spec = importlib.util.spec_from_file_location("selection_benchmark", ROOT / "benchmarks" / "selection.py")
-        assert spec is not None and spec.loader is not None
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        yield module
-    finally:
-        sys.path.remove(str(ROOT / "benchmarks"))
+    return _benchmark("selection_benchmark", "selection.py")
+
+
+@pytest.fixture(scope="module")
+def selection_cost():
+    return _benchmark("selection_cost", "selection_cost.py")
 
 
 def test_trust_region_adapts_only_when_consistency_gains_more_than_the_output_moves(selection):
@@ -56,3 +69,19 @@ def test_resume_refuses_results_of_another_candidate(tmp_path):
                           capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode != 0
     assert "holds runs of the candidate" in proc.stderr
+
+
+
+def test_timed_rule_selects_as_the_rule_times_every_evaluation_and_never_stops(selection_cost, tiny_compact,
+                                                                                 photo):
+    fast = dict(batch_size=2, patch_size=16, progress=False, attention="none", augment=False, ema_decay=None,
+                kernel_estimator="bicubic", lr=1e-3, max_steps=6, eval_every=2, seed=3)
+    plain = ttasr.AdaSSR(tiny_compact, stopping=HeldOutPairs(patience=1), **fast).fit(photo)
+    timed = selection_cost.Timed(HeldOutPairs(patience=1))
+    fit = ttasr.AdaSSR(tiny_compact, stopping=timed, **fast).fit(photo)
+    assert timed.calls == 4 and timed.seconds > 0  # the start and steps 2, 4, 6
+    assert fit.results[0].steps == 6  # patience 1 may stop the plain rule; the timed one runs on
+    scores = [h["score"] for h in fit.results[0].history if "score" in h]
+    plain_scores = [h["score"] for h in plain.results[0].history if "score" in h]
+    assert scores[:len(plain_scores)] == plain_scores
+
