@@ -25,7 +25,8 @@ are scored here only: ``trust-region`` (the lowest back-projection error plus th
 mean distance to the unadapted output, both L1 on [0, 1]: a step must gain more consistency
 than it moves the output) and ``ema-agreement`` (the evaluation after the start where the
 EMA and the raw weights' outputs differ least). Results are
-appended to --out/results.json as each run ends (atomic), and --resume skips finished runs.
+appended to --out/results.json as each run ends (atomic), and --resume skips finished runs;
+``--report --merge DIR`` prints one table over several folders (presets run in parallel).
 """
 
 from __future__ import annotations
@@ -248,6 +249,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("outputs/selection"))
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--merge", action="append", default=[], type=Path, metavar="DIR",
+                    help="with --report: add the presets of another --out folder (repeatable), e.g. runs of "
+                         "one preset each that ran in parallel")
     ap.add_argument("--candidate", action="append", default=[], metavar="KEY=VALUE",
                     help="override a setting of the candidate configuration (repeatable), e.g. "
                          "kernel_estimator=bicubic; the oracle gets the same overrides, its kernel excepted")
@@ -260,6 +264,14 @@ def main() -> None:
     args.out.mkdir(parents=True, exist_ok=True)
     store = args.out / "results.json"
     results = json.loads(store.read_text()) if (args.resume or args.report) and store.exists() else {}
+    if args.merge and not args.report:
+        raise SystemExit("--merge only combines results for --report")
+    for folder in args.merge:
+        other = json.loads((folder / "results.json").read_text())
+        if other.get("candidate") != results.get("candidate", other.get("candidate")):
+            raise SystemExit(f"{folder} holds runs of the candidate {other.get('candidate')}, "
+                             f"{store} of {results.get('candidate')}: their rules are not comparable")
+        results = {**other, **results}
     presets = [p for p in args.presets.split(",") if p]
     if not args.report:
         if results.get("candidate", CANDIDATE) != CANDIDATE:

@@ -71,6 +71,28 @@ def test_resume_refuses_results_of_another_candidate(tmp_path):
     assert "holds runs of the candidate" in proc.stderr
 
 
+def test_report_merges_folders_of_the_same_candidate_and_refuses_others(tmp_path):
+    def run(folder, candidate, preset, gain):
+        folder.mkdir()
+        records = [{"psnr": [30.0], "heldout": 1.0}, {"psnr": [30.0 + gain], "heldout": 0.5}]
+        (folder / "results.json").write_text(json.dumps(
+            {"candidate": candidate, preset: {"unadapted": [30.0], "trajectory": {"records": records}}}))
+
+    same = {"noise_augment": "always", "ema_decay": 0.99}
+    run(tmp_path / "a", same, "camera", 0.25)
+    run(tmp_path / "b", same, "jpeg-heavy", -0.5)
+    run(tmp_path / "c", dict(same, ema_decay=0.999), "optical-blur", 0.1)
+    script = [sys.executable, str(ROOT / "benchmarks" / "selection.py"), "--report", "--presets",
+              "camera,jpeg-heavy", "--out", str(tmp_path / "a")]
+    proc = subprocess.run([*script, "--merge", str(tmp_path / "b")], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    heldout = next(line for line in proc.stdout.splitlines() if line.startswith("heldout "))
+    assert "+0.250 [  50]" in heldout and "-0.500 [  50]" in heldout
+    proc = subprocess.run([*script, "--merge", str(tmp_path / "c")], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT)
+    assert proc.returncode != 0 and "not comparable" in proc.stderr
+
 
 def test_timed_rule_selects_as_the_rule_times_every_evaluation_and_never_stops(selection_cost, tiny_compact,
                                                                                  photo):
