@@ -16,6 +16,10 @@
   camera: seed ``--seed``), PSNR-Y / SSIM-Y of the weights the loop would return, the unadapted
   ones included, every ``--eval-every`` steps, and of the weights the adapter finally keeps
   (``--stopping`` selects them). Each run is appended to ``<out>/runs.jsonl``.
+  ``--reconstructor true-kernel`` replaces the reconstruction network by the preset's own blur
+  and subsampling (noise and JPEG left out): the loss is ``ℓ1(D_k(x̂), y)`` with the true
+  ``k``, what a perfect, noise-free reconstructor would give (an upper bound of the paradigm;
+  not for ``bicubic-clean``, which has no kernel).
 
 Everything runs on the CPU; ``--threads`` sets torch's threads (default 1).
 """
@@ -40,7 +44,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 import ttasr
 from ttasr.adapters.base import Callback
 from ttasr.adapters.stopping import Stopping, stopping_from_config
-from ttasr.degradations import degrade
+from ttasr.adapters.training import weighted_l1
+from ttasr.degradations import degrade, degrade_with_kernel
+from ttasr.models.model import forward
 from ttasr.degradations.realesrgan import usm_sharpen
 from ttasr.inference import enhance_tensor
 from ttasr.methods.hraware.hqi import high_resolution_quality_indicator, upsample_lr
@@ -212,7 +218,19 @@ def run(args: argparse.Namespace) -> None:
     if args.lr is not None:
         cfg["lr"] = args.lr
     cfg.update(overrides)
-    adapter = ttasr.create_adapter(args.method, model, reconstructor=args.reconstructor, **cfg)
+    true_kernel = args.reconstructor == "true-kernel"
+    adapter = ttasr.create_adapter(args.method, model, reconstructor=None if true_kernel else args.reconstructor,
+                                   **cfg)
+    if true_kernel:
+        kernel = degrade(highs[0], s, args.preset, seed=args.seed).kernel
+        if kernel is None:
+            raise SystemExit(f"--reconstructor true-kernel: the preset {args.preset} has no blur kernel")
+
+        def true_kernel_loss(student: torch.nn.Module, batch: Any) -> torch.Tensor:
+            sr = forward(student, batch.inputs)
+            return weighted_l1(degrade_with_kernel(sr, kernel, s), batch.targets, batch.weights)
+
+        adapter.compute_loss = true_kernel_loss  # type: ignore[method-assign]
     rule = stopping_from_config(adapter.config)
     rec = Recorder(rule, highs)
     adapter.stopping = rec
@@ -223,7 +241,7 @@ def run(args: argparse.Namespace) -> None:
     kept_model = adapter.adapted_model()
     kept = [psnr_y(enhance_tensor(kept_model, y, device="cpu", progress=False), hr, s) for y, hr in zip(lows, highs)]
     steps = [0] + [min(k * args.eval_every, res.steps) for k in range(1, len(rec.records))]
-    row = {"tag": args.tag, "method": args.method, "preset": args.preset, "images": args.images, "size": args.size,
+    row = {"tag": args.tag, "method": args.method, "reconstructor": args.reconstructor, "preset": args.preset, "images": args.images, "size": args.size,
            "seed": args.seed, "config": {k: v for k, v in cfg.items() if k not in ("progress", "device")},
            "lr": getattr(adapter, "learning_rate", None), "describe": {k: v for k, v in adapter.describe().items()
                                                                       if "sha256" not in k},
@@ -256,7 +274,8 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("command", choices=("diag", "run", "table"))
     ap.add_argument("--model", default="span-x4")
-    ap.add_argument("--reconstructor", default=None)
+    ap.add_argument("--reconstructor", default=None, help="a reconstructor file (default: the cached default), "
+                    "or, for run, 'true-kernel' (see above)")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--images", type=int, default=2)

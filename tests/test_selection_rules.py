@@ -28,22 +28,26 @@ def test_holdout_mask_holds_out_one_square_in_every():
 
 
 @pytest.mark.parametrize("rule", ["heldout", "consistency"])
-def test_picks_a_late_step_where_training_helps(tiny_compact, blurred, rule):
+def test_picks_a_late_step_where_training_helps(tiny_compact, blurred, rule, caplog):
     lr, k = blurred
-    a = ttasr.AdaSSR(tiny_compact, stopping=rule, kernel_estimator="given", kernel=k, lr=3e-3, max_steps=60,
-                     eval_every=20, **FAST).fit(lr)
+    with caplog.at_level("WARNING", logger="ttasr"):
+        a = ttasr.AdaSSR(tiny_compact, stopping=rule, kernel_estimator="given", kernel=k, lr=3e-3, max_steps=60,
+                         eval_every=20, **FAST).fit(lr)
     r = a.results[0]
     scores = [h["score"] for h in r.history if "score" in h]
     assert len(scores) == 4 and r.best_step >= 40, scores
+    assert "kept the unadapted weights" not in caplog.text
     assert scores[-1] < scores[0]
 
 
-def test_picks_the_start_where_training_only_hurts(tiny_compact, blurred):
+def test_picks_the_start_where_training_only_hurts(tiny_compact, blurred, caplog):
     lr, k = blurred
-    a = ttasr.AdaSSR(tiny_compact, stopping="heldout", kernel_estimator="given", kernel=k, lr=0.5, max_steps=20,
-                     eval_every=10, **FAST).fit(lr)
+    with caplog.at_level("WARNING", logger="ttasr"):
+        a = ttasr.AdaSSR(tiny_compact, stopping="heldout", kernel_estimator="given", kernel=k, lr=0.5, max_steps=20,
+                         eval_every=10, **FAST).fit(lr)
     r = a.results[0]
     assert r.best_step == 0 and r.final_weights is not None
+    assert "the 'heldout' rule kept the unadapted weights for image(s) 0" in caplog.text  # users are told
     start = tiny_compact.model.state_dict()
     assert all(torch.equal(v, start[k]) for k, v in a.adapted_model().module.state_dict().items())
 

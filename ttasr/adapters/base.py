@@ -268,7 +268,20 @@ class Adapter(ABC, Generic[C]):
                 self.interrupted = True
                 log.warning("interrupted: kept the best weights so far (step %d)", result.best_step)
                 break
+        for result in self.results:
+            self._note_kept_start(result)
         return self
+
+    def _note_kept_start(self, result: FitResult) -> None:
+        """Say so when the selection rule kept the unadapted weights after training: the
+        result then enhances like the pretrained model, which users should not mistake for
+        adaptation (the paper's NIQE rule does it on most inputs, see the README)."""
+        if result.best_step == 0 and result.steps > 0 and not result.interrupted:
+            images = ", ".join(map(str, result.image_indices))
+            log.warning("%s: the '%s' rule kept the unadapted weights for image(s) %s: no evaluation in %d steps "
+                        "scored better than the start. The last step's weights are adapted_model(final=True); "
+                        "another rule: stopping=... (see the README's Methods section)",
+                        self.name, getattr(self.stopping, "name", type(self.stopping).__name__), images, result.steps)
 
     def _fit_in_workers(self, groups: list[ImageGroup], workers: int, resume: bool) -> None:
         """:meth:`fit`'s loop over groups, ``workers`` at a time in worker processes.
@@ -283,6 +296,8 @@ class Adapter(ABC, Generic[C]):
             self.results.append(done[n])
         self.interrupted = interrupted or any(r.interrupted for r in self.results) or \
             (error is None and len(self.results) < len(groups))
+        for result in self.results:
+            self._note_kept_start(result)
         if len(self.results) < len(done):
             log.warning("%d adapted images come after one that was not adapted and are not kept; their "
                         "states are saved only if checkpointing was on", len(done) - len(self.results))
