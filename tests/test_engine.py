@@ -187,8 +187,20 @@ def test_ctrl_c_keeps_the_best_scored_weights_not_the_start(tiny_compact, photo)
     assert any(not torch.equal(v, tiny_compact.model.state_dict()[k]) for k, v in _state(cut).items())
 
 
+@pytest.fixture
+def default_signals():
+    """SIGINT and SIGTERM as in a foreground process, whatever started the test run (a
+    background job of a script starts with SIGINT ignored); restored afterwards."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, h in before.items():
+        signal.signal(s, h)
+
+
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_finishes_the_step_saves_and_resumes(tiny_compact, photo, tmp_path, signum):
+def test_a_signal_finishes_the_step_saves_and_resumes(tiny_compact, photo, tmp_path, signum, default_signals):
     cfg = dict(FAST, max_steps=8, ema_decay=0.9, checkpoint_dir=str(tmp_path))
     full = InternalLearning(tiny_compact, **cfg).fit(photo)
 
@@ -201,10 +213,24 @@ def test_a_signal_finishes_the_step_saves_and_resumes(tiny_compact, photo, tmp_p
     r = cut.results[0]
     assert r.interrupted and r.signal == signum and r.steps == 3 and cut.interrupted
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handlers restored
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
     steps = _Steps()
     resumed = InternalLearning(tiny_compact, **cfg).fit(photo, resume=True, callbacks=[steps])
     assert steps.ran == [4, 5, 6, 7, 8]
     assert all(torch.equal(v, _state(full)[k]) for k, v in _state(resumed).items())
+
+
+def test_an_ignored_sigint_stays_ignored(tiny_compact, photo, default_signals):
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    class Interrupt(Callback):
+        def on_step(self, adapter, step, loss):
+            if step == 2:
+                os.kill(os.getpid(), signal.SIGINT)
+
+    run = InternalLearning(tiny_compact, **dict(FAST, max_steps=4)).fit(photo, callbacks=[Interrupt()])
+    assert not run.interrupted and run.results[0].steps == 4
+    assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN
 
 
 def test_single_image_mode_keeps_the_images_done_before_an_interrupt(tiny_compact, photo):

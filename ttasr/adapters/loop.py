@@ -88,7 +88,8 @@ class LoopResult:
 
 class _Interrupt:
     """SIGINT/SIGTERM set a flag that the loop checks between steps, so a step is never
-    cut in half; a second signal raises :class:`KeyboardInterrupt` at once."""
+    cut in half; a second signal raises :class:`KeyboardInterrupt` at once. A signal that the
+    process ignores (``SIG_IGN``: a background job of a script ignores SIGINT) stays ignored."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
@@ -98,7 +99,7 @@ class _Interrupt:
         if threading.current_thread() is not threading.main_thread():
             yield
             return
-        previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+        previous = {s: h for s in (signal.SIGINT, signal.SIGTERM) if (h := signal.getsignal(s)) != signal.SIG_IGN}
 
         def handler(signum: int, _frame: Any) -> None:
             if self.signal is not None:

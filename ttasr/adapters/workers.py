@@ -103,12 +103,13 @@ def _portable(adapter: Adapter[Any]) -> Adapter[Any]:
 
 @contextmanager
 def _forwarding(procs: list[Any]) -> Iterator[threading.Event]:
-    """Pass SIGINT/SIGTERM on to the workers while they run; the event says one came."""
+    """Pass SIGINT/SIGTERM on to the workers while they run (unless this process ignores
+    them); the event says one came."""
     stopping = threading.Event()
     if threading.current_thread() is not threading.main_thread():
         yield stopping
         return
-    previous = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    previous = {s: h for s in (signal.SIGINT, signal.SIGTERM) if (h := signal.getsignal(s)) != signal.SIG_IGN}
 
     def handler(signum: int, _frame: Any) -> None:
         stopping.set()
