@@ -3,11 +3,25 @@
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
+
+
+@pytest.fixture(autouse=True)
+def foreground_signals():
+    """Every test sees SIGINT and SIGTERM as a foreground process does, whatever started the
+    run (a background job of a script starts with SIGINT ignored, and ttasr leaves ignored
+    signals alone); the handlers are restored afterwards."""
+    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    yield
+    for s, h in before.items():
+        signal.signal(s, h)
 
 
 @pytest.fixture(autouse=True)

@@ -187,20 +187,8 @@ def test_ctrl_c_keeps_the_best_scored_weights_not_the_start(tiny_compact, photo)
     assert any(not torch.equal(v, tiny_compact.model.state_dict()[k]) for k, v in _state(cut).items())
 
 
-@pytest.fixture
-def default_signals():
-    """SIGINT and SIGTERM as in a foreground process, whatever started the test run (a
-    background job of a script starts with SIGINT ignored); restored afterwards."""
-    before = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    yield
-    for s, h in before.items():
-        signal.signal(s, h)
-
-
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
-def test_a_signal_finishes_the_step_saves_and_resumes(tiny_compact, photo, tmp_path, signum, default_signals):
+def test_a_signal_finishes_the_step_saves_and_resumes(tiny_compact, photo, tmp_path, signum):
     cfg = dict(FAST, max_steps=8, ema_decay=0.9, checkpoint_dir=str(tmp_path))
     full = InternalLearning(tiny_compact, **cfg).fit(photo)
 
@@ -220,7 +208,7 @@ def test_a_signal_finishes_the_step_saves_and_resumes(tiny_compact, photo, tmp_p
     assert all(torch.equal(v, _state(full)[k]) for k, v in _state(resumed).items())
 
 
-def test_an_ignored_sigint_stays_ignored(tiny_compact, photo, default_signals):
+def test_an_ignored_sigint_stays_ignored(tiny_compact, photo):
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
     class Interrupt(Callback):
