@@ -46,11 +46,11 @@ from ttasr.adapters.base import Callback
 from ttasr.adapters.stopping import Stopping, stopping_from_config
 from ttasr.adapters.training import weighted_l1
 from ttasr.degradations import degrade, degrade_with_kernel
-from ttasr.models.model import forward
 from ttasr.degradations.realesrgan import usm_sharpen
 from ttasr.inference import enhance_tensor
 from ttasr.methods.hraware.hqi import high_resolution_quality_indicator, upsample_lr
 from ttasr.metrics import psnr_y, ssim_y
+from ttasr.models.model import forward
 
 from adassr_proxy import load_photos as photos  # noqa: E402 - the proxy photos, in its order
 
@@ -241,8 +241,9 @@ def run(args: argparse.Namespace) -> None:
     kept_model = adapter.adapted_model()
     kept = [psnr_y(enhance_tensor(kept_model, y, device="cpu", progress=False), hr, s) for y, hr in zip(lows, highs)]
     steps = [0] + [min(k * args.eval_every, res.steps) for k in range(1, len(rec.records))]
-    row = {"tag": args.tag, "method": args.method, "reconstructor": args.reconstructor, "preset": args.preset, "images": args.images, "size": args.size,
-           "seed": args.seed, "config": {k: v for k, v in cfg.items() if k not in ("progress", "device")},
+    row = {"tag": args.tag, "method": args.method, "reconstructor": args.reconstructor, "preset": args.preset,
+           "images": args.images, "size": args.size, "seed": args.seed,
+           "config": {k: v for k, v in cfg.items() if k not in ("progress", "device")},
            "lr": getattr(adapter, "learning_rate", None), "describe": {k: v for k, v in adapter.describe().items()
                                                                       if "sha256" not in k},
            "stopping": rule.name, "steps": steps, "psnr": [float(np.mean(r["psnr"])) for r in rec.records],

@@ -60,7 +60,8 @@ def crop_rmse(y: torch.Tensor, sr_fn, degrade_fn, estimator: ConsistencyKernelEs
     return 255 * math.sqrt(sum(errors) / len(errors))
 
 
-def pair_sigma(y: torch.Tensor, sr_fn, scale: int, grid: list[float], margin: int = 8) -> tuple[float, float, float]:
+def pair_sigma(y: torch.Tensor, sr_fn, scale: int, grid: list[float],
+               margin: int = 8) -> tuple[float, float, float]:
     """``(argmin σ, its error, bicubic pairs' error)`` of ``‖N(D_σ(y)) − y‖₁`` in 8-bit levels."""
     h, w = y.shape[-2] // scale * scale, y.shape[-1] // scale * scale
     y = y[..., :h, :w]

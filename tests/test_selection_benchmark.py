@@ -106,4 +106,3 @@ def test_timed_rule_selects_as_the_rule_times_every_evaluation_and_never_stops(s
     scores = [h["score"] for h in fit.results[0].history if "score" in h]
     plain_scores = [h["score"] for h in plain.results[0].history if "score" in h]
     assert scores[:len(plain_scores)] == plain_scores
-

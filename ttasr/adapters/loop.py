@@ -86,21 +86,34 @@ class LoopResult:
     """Wall-clock time (``time.time()``) when the steps began, to line up concurrent runs."""
 
 
+@contextmanager
+def signals_caught(handler: Callable[[int, Any], None]) -> Iterator[None]:
+    """Route SIGINT and SIGTERM to ``handler`` inside the block, then restore the previous
+    handlers. Only the main thread can install handlers (elsewhere nothing changes), and a
+    signal the process ignores (``SIG_IGN``: a background job of a script ignores SIGINT)
+    stays ignored."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = {s: h for s in (signal.SIGINT, signal.SIGTERM) if (h := signal.getsignal(s)) != signal.SIG_IGN}
+    for s in previous:
+        signal.signal(s, handler)
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
 class _Interrupt:
     """SIGINT/SIGTERM set a flag that the loop checks between steps, so a step is never
-    cut in half; a second signal raises :class:`KeyboardInterrupt` at once. A signal that the
-    process ignores (``SIG_IGN``: a background job of a script ignores SIGINT) stays ignored."""
+    cut in half; a second signal raises :class:`KeyboardInterrupt` at once."""
 
     def __init__(self) -> None:
         self.signal: int | None = None
 
     @contextmanager
     def installed(self) -> Iterator[None]:
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        previous = {s: h for s in (signal.SIGINT, signal.SIGTERM) if (h := signal.getsignal(s)) != signal.SIG_IGN}
-
         def handler(signum: int, _frame: Any) -> None:
             if self.signal is not None:
                 raise KeyboardInterrupt
@@ -108,13 +121,8 @@ class _Interrupt:
             log.warning("%s: finishing the current step, then stopping (again to abort)",
                         signal.Signals(signum).name)
 
-        for s in previous:
-            signal.signal(s, handler)
-        try:
+        with signals_caught(handler):
             yield
-        finally:
-            for s, h in previous.items():
-                signal.signal(s, h)
 
 
 class TrainingLoop:

@@ -28,6 +28,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 
 from ..errors import InputError
+from .loop import signals_caught
 
 if TYPE_CHECKING:
     from .base import Adapter, FitResult, ImageGroup
@@ -103,26 +104,17 @@ def _portable(adapter: Adapter[Any]) -> Adapter[Any]:
 
 @contextmanager
 def _forwarding(procs: list[Any]) -> Iterator[threading.Event]:
-    """Pass SIGINT/SIGTERM on to the workers while they run (unless this process ignores
-    them); the event says one came."""
+    """Pass SIGINT/SIGTERM on to the workers while they run (as :func:`signals_caught`
+    allows); the event says one came."""
     stopping = threading.Event()
-    if threading.current_thread() is not threading.main_thread():
-        yield stopping
-        return
-    previous = {s: h for s in (signal.SIGINT, signal.SIGTERM) if (h := signal.getsignal(s)) != signal.SIG_IGN}
 
     def handler(signum: int, _frame: Any) -> None:
         stopping.set()
         log.warning("%s: asking the workers to finish their current step", signal.Signals(signum).name)
         _signal_all(procs, signum)
 
-    for s in previous:
-        signal.signal(s, handler)
-    try:
+    with signals_caught(handler):
         yield stopping
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
 
 
 def _signal_all(procs: list[Any], signum: int) -> None:
