@@ -3,7 +3,8 @@
     .venv/bin/python benchmarks/selection.py [--steps 300] [--presets ...] [--images 4 --size 768] \
         [--candidate kernel_estimator=bicubic --candidate noise_augment=always ...]
 
-For each preset (one camera: one multi-image adaptation over all images) it runs:
+For each preset (one camera: one multi-image adaptation over all images; with ``--mode single``
+one adaptation per image, and each rule selects per image) it runs:
 
 * the **candidate trajectory**: AdaSSR with the candidate configuration ``CANDIDATE``
   (noise augmentation only on noisy inputs, EMA 0.99), ``--steps`` and ``--eval-every``,
@@ -153,11 +154,24 @@ def replay(rule: Stopping, scores: list[float]) -> int:
 
 
 def run_preset(model, preset, photos, args, niqe, results, store) -> None:
+    """One preset: one multi-image adaptation (``--mode multi``), or one per photo (``single``)."""
     s = model.scale
     deg = [degrade(hr, s, preset, seed=args.seed) for _, hr in photos]
-    lows, highs = [d.lr for d in deg], [hr for _, hr in photos]
-    rows = results.setdefault(preset, {})
+    if args.mode == "multi":
+        groups = [(results.setdefault(preset, {}), deg, [hr for _, hr in photos])]
+    else:
+        per_image = results.setdefault(preset, {}).setdefault("images", {})
+        groups = [(per_image.setdefault(name, {}), [d], [hr]) for (name, hr), d in zip(photos, deg)]
+    for rows, group_deg, highs in groups:
+        run_group(model, preset, group_deg, highs, rows, args, niqe, results, store)
+
+
+def run_group(model, preset, deg, highs, rows, args, niqe, results, store) -> None:
+    """Candidate trajectory, oracle and paper preset on one adaptation group (records in ``rows``)."""
+    s = model.scale
+    lows = [d.lr for d in deg]
     base = dict(max_steps=args.steps, eval_every=args.eval_every, progress=False, seed=args.seed)
+    what = f"{preset} ({len(lows)} image{'s' if len(lows) > 1 else ''})"
     if "unadapted" not in rows:
         rows["unadapted"] = [psnr_y(enhance_tensor(model, lr), hr, s) for lr, hr in zip(lows, highs)]
     if "trajectory" not in rows:
@@ -169,7 +183,7 @@ def run_preset(model, preset, photos, args, niqe, results, store) -> None:
                               "kernel": {k: v for k, v in a.kernel_estimates[0].params.items()
                                          if isinstance(v, (int, float, str))}}
         save(store, results)
-        print(f"# {preset}: candidate trajectory {rows['trajectory']['seconds']:.0f} s", file=sys.stderr, flush=True)
+        print(f"# {what}: candidate trajectory {rows['trajectory']['seconds']:.0f} s", file=sys.stderr, flush=True)
     if "oracle" not in rows:
         t = time.perf_counter()
         rec = Recorder(highs, {"heldout": HeldOutPairs()}, niqe)
@@ -183,7 +197,7 @@ def run_preset(model, preset, photos, args, niqe, results, store) -> None:
             records = rec.records
         rows["oracle"] = {"records": records, "seconds": time.perf_counter() - t}
         save(store, results)
-        print(f"# {preset}: oracle {rows['oracle']['seconds']:.0f} s", file=sys.stderr, flush=True)
+        print(f"# {what}: oracle {rows['oracle']['seconds']:.0f} s", file=sys.stderr, flush=True)
     if "paper" not in rows and not args.skip_paper:
         t = time.perf_counter()
         cfg = ttasr.AdaSSRConfig.paper().replace(**base)
@@ -193,7 +207,12 @@ def run_preset(model, preset, photos, args, niqe, results, store) -> None:
                          "best_step": a.results[0].best_step, "steps": a.results[0].steps,
                          "seconds": time.perf_counter() - t}
         save(store, results)
-        print(f"# {preset}: paper {rows['paper']['seconds']:.0f} s", file=sys.stderr, flush=True)
+        print(f"# {what}: paper {rows['paper']['seconds']:.0f} s", file=sys.stderr, flush=True)
+
+
+def groups_of(rows: dict) -> list[dict]:
+    """The adaptation groups of a preset's results: itself (multi-image) or one per photo (single)."""
+    return list(rows["images"].values()) if "images" in rows else [rows]
 
 
 def report(results: dict, presets: list[str], eval_every: int) -> None:
@@ -201,37 +220,49 @@ def report(results: dict, presets: list[str], eval_every: int) -> None:
     head = f"{'rule':<16}" + "".join(f"{p:>22}" for p in presets)
     print(head)
     lines: dict[str, str] = {}
+
+    def add(name: str, text: str) -> None:
+        lines.setdefault(name, f"{name:<16}")
+        lines[name] += text
+
     for p in presets:
-        rows = results.get(p, {})
-        if "trajectory" not in rows:
+        groups = [g for g in groups_of(results.get(p, {})) if "trajectory" in g]
+        if not groups:
             continue
-        base = np.array(rows["unadapted"])
-        recs = rows["trajectory"]["records"]
+        base = np.concatenate([g["unadapted"] for g in groups])
 
-        def cell(psnr, step):
-            g = np.array(psnr) - base
-            return f"{np.mean(psnr):6.2f} {np.mean(g):+.3f} [{step:4d}] {g.min():+.2f}"
+        def cell(picks: list[tuple[list[float], int]]) -> str:
+            """``picks``: (PSNR-Y per image of the group, selected step) for each group."""
+            g = np.concatenate([psnr for psnr, _ in picks]) - base
+            steps = sorted({step for _, step in picks})
+            mark = "/".join(str(x) for x in steps) if len(steps) <= 3 else f"{steps[0]}-{steps[-1]}"
+            return f"{np.mean(g) + np.mean(base):6.2f} {np.mean(g):+.3f} [{mark:>4}] {g.min():+.2f}"
 
-        lines.setdefault("unadapted", f"{'unadapted':<16}")
-        lines["unadapted"] += f"{np.mean(base):>8.2f}{'':>14}"
-        if "oracle" in rows:
-            o = rows["oracle"]["records"]
-            k = int(np.argmax([np.mean(r["psnr"]) for r in o]))
-            lines.setdefault("oracle", f"{'oracle':<16}")
-            lines["oracle"] += f"{cell(o[k]['psnr'], k * eval_every):>22}"
-        if "paper" in rows:
-            lines.setdefault("paper preset", f"{'paper preset':<16}")
-            lines["paper preset"] += f"{cell(rows['paper']['psnr'], rows['paper']['best_step']):>22}"
+        add("unadapted", f"{np.mean(base):>8.2f}{'':>14}")
+        if all("oracle" in g for g in groups):
+            picks = []
+            for grp in groups:
+                o = grp["oracle"]["records"]
+                k = int(np.argmax([np.mean(r["psnr"]) for r in o]))
+                picks.append((o[k]["psnr"], k * eval_every))
+            add("oracle", f"{cell(picks):>22}")
+        if all("paper" in g for g in groups):
+            add("paper preset", f"{cell([(g['paper']['psnr'], g['paper']['best_step']) for g in groups]):>22}")
         for name, rule in candidates().items():
-            scores = [r.get(name, 0.0) for r in recs]
-            k = replay(rule, scores)
-            lines.setdefault(name, f"{name:<16}")
-            lines[name] += f"{cell(recs[k]['psnr'], k * eval_every):>22}"
+            picks = []
+            for grp in groups:
+                recs = grp["trajectory"]["records"]
+                k = replay(rule, [r.get(name, 0.0) for r in recs])
+                picks.append((recs[k]["psnr"], k * eval_every))
+            add(name, f"{cell(picks):>22}")
         for name, pick in RECORD_RULES.items():
-            if all("change" in r for r in recs):
-                k = pick(recs)
-                lines.setdefault(name, f"{name:<16}")
-                lines[name] += f"{cell(recs[k]['psnr'], k * eval_every):>22}"
+            if all("change" in r for g in groups for r in g["trajectory"]["records"]):
+                picks = []
+                for grp in groups:
+                    recs = grp["trajectory"]["records"]
+                    k = pick(recs)
+                    picks.append((recs[k]["psnr"], k * eval_every))
+                add(name, f"{cell(picks):>22}")
     for line in lines.values():
         print(line)
 
@@ -244,6 +275,9 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--size", type=int, default=768)
     ap.add_argument("--presets", default=",".join(PRESETS))
+    ap.add_argument("--mode", choices=("multi", "single"), default="multi",
+                    help="multi: one adaptation over all photos of a preset (one camera); single: one per photo, "
+                         "each rule selecting per photo")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-paper", action="store_true")
     ap.add_argument("--out", type=Path, default=Path("outputs/selection"))
@@ -268,12 +302,17 @@ def main() -> None:
         raise SystemExit("--merge only combines results for --report")
     for folder in args.merge:
         other = json.loads((folder / "results.json").read_text())
+        if other.get("mode", "multi") != results.get("mode", other.get("mode", "multi")):
+            raise SystemExit(f"{folder} holds {other.get('mode', 'multi')}-image runs, {store} does not")
         if other.get("candidate") != results.get("candidate", other.get("candidate")):
             raise SystemExit(f"{folder} holds runs of the candidate {other.get('candidate')}, "
                              f"{store} of {results.get('candidate')}: their rules are not comparable")
         results = {**other, **results}
     presets = [p for p in args.presets.split(",") if p]
     if not args.report:
+        if results.get("mode", args.mode) != args.mode:
+            raise SystemExit(f"{store} holds {results['mode']}-image runs: give another --out, or --mode "
+                             f"{results['mode']}")
         if results.get("candidate", CANDIDATE) != CANDIDATE:
             raise SystemExit(f"{store} holds runs of the candidate {results['candidate']}, not {CANDIDATE}: "
                              "give another --out, or the same --candidate settings")
@@ -281,8 +320,9 @@ def main() -> None:
         photos = load_photos(args.images, args.size)
         niqe = NIQE()
         results["candidate"] = dict(CANDIDATE)
+        results["mode"] = args.mode
         print(f"# candidate configuration: {CANDIDATE}", file=sys.stderr)
-        print(f"# {args.model}: {len(photos)} photos {args.size} px ({', '.join(n for n, _ in photos)}), "
+        print(f"# {args.model}, {args.mode}-image: {len(photos)} photos {args.size} px ({', '.join(n for n, _ in photos)}), "
               f"{args.steps} steps, eval every {args.eval_every}, threads {torch.get_num_threads()}", file=sys.stderr)
         for p in presets:
             run_preset(model, p, photos, args, niqe, results, store)

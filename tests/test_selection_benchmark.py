@@ -106,3 +106,29 @@ def test_timed_rule_selects_as_the_rule_times_every_evaluation_and_never_stops(s
     scores = [h["score"] for h in fit.results[0].history if "score" in h]
     plain_scores = [h["score"] for h in plain.results[0].history if "score" in h]
     assert scores[:len(plain_scores)] == plain_scores
+
+
+def test_single_image_report_lets_each_rule_select_per_photo_and_keeps_modes_apart(tmp_path):
+    def group(gain, heldout_after):
+        records = [{"psnr": [30.0], "heldout": 1.0}, {"psnr": [30.0 + gain], "heldout": heldout_after}]
+        return {"unadapted": [30.0], "trajectory": {"records": records}, "oracle": {"records": records}}
+
+    candidate = {"noise_augment": "always", "ema_decay": 0.99}
+    single = tmp_path / "single"
+    single.mkdir()
+    # the held-out error falls on the first photo only: heldout adapts it and keeps the second at the start
+    (single / "results.json").write_text(json.dumps({"candidate": candidate, "mode": "single", "camera": {
+        "images": {"a": group(0.4, 0.5), "b": group(-0.6, 1.5)}}}))
+    multi = tmp_path / "multi"
+    multi.mkdir()
+    (multi / "results.json").write_text(json.dumps({"candidate": candidate, "jpeg-heavy": group(0.1, 0.5)}))
+    script = [sys.executable, str(ROOT / "benchmarks" / "selection.py"), "--report", "--presets", "camera",
+              "--out", str(single)]
+    proc = subprocess.run(script, capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line.split()[0]: line for line in proc.stdout.splitlines()[2:]}
+    assert "+0.200 [0/50] +0.00" in rows["heldout"]  # mean of +0.4 (step 50) and 0 (step 0)
+    assert "-0.100 [  50] -0.60" in rows["final"]
+    assert "+0.200 [0/50]" in rows["oracle"]  # the HR picks per photo too
+    proc = subprocess.run([*script, "--merge", str(multi)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode != 0 and "multi-image runs" in proc.stderr
