@@ -238,31 +238,25 @@ def report(results: dict, presets: list[str], eval_every: int) -> None:
             mark = "/".join(str(x) for x in steps) if len(steps) <= 3 else f"{steps[0]}-{steps[-1]}"
             return f"{np.mean(g) + np.mean(base):6.2f} {np.mean(g):+.3f} [{mark:>4}] {g.min():+.2f}"
 
+        def picks(run: str, choose) -> list[tuple[list[float], int]]:
+            """Each group's PSNR-Y and step at the evaluation ``choose(records)`` of its ``run``."""
+            out = []
+            for grp in groups:
+                recs = grp[run]["records"]
+                k = choose(recs)
+                out.append((recs[k]["psnr"], k * eval_every))
+            return out
+
         add("unadapted", f"{np.mean(base):>8.2f}{'':>14}")
         if all("oracle" in g for g in groups):
-            picks = []
-            for grp in groups:
-                o = grp["oracle"]["records"]
-                k = int(np.argmax([np.mean(r["psnr"]) for r in o]))
-                picks.append((o[k]["psnr"], k * eval_every))
-            add("oracle", f"{cell(picks):>22}")
+            add("oracle", f"{cell(picks('oracle', lambda o: int(np.argmax([np.mean(r['psnr']) for r in o])))):>22}")
         if all("paper" in g for g in groups):
             add("paper preset", f"{cell([(g['paper']['psnr'], g['paper']['best_step']) for g in groups]):>22}")
         for name, rule in candidates().items():
-            picks = []
-            for grp in groups:
-                recs = grp["trajectory"]["records"]
-                k = replay(rule, [r.get(name, 0.0) for r in recs])
-                picks.append((recs[k]["psnr"], k * eval_every))
-            add(name, f"{cell(picks):>22}")
+            add(name, f"{cell(picks('trajectory', lambda recs: replay(rule, [r.get(name, 0.0) for r in recs]))):>22}")
         for name, pick in RECORD_RULES.items():
             if all("change" in r for g in groups for r in g["trajectory"]["records"]):
-                picks = []
-                for grp in groups:
-                    recs = grp["trajectory"]["records"]
-                    k = pick(recs)
-                    picks.append((recs[k]["psnr"], k * eval_every))
-                add(name, f"{cell(picks):>22}")
+                add(name, f"{cell(picks('trajectory', pick)):>22}")
     for line in lines.values():
         print(line)
 
@@ -322,7 +316,8 @@ def main() -> None:
         results["candidate"] = dict(CANDIDATE)
         results["mode"] = args.mode
         print(f"# candidate configuration: {CANDIDATE}", file=sys.stderr)
-        print(f"# {args.model}, {args.mode}-image: {len(photos)} photos {args.size} px ({', '.join(n for n, _ in photos)}), "
+        names = ", ".join(n for n, _ in photos)
+        print(f"# {args.model}, {args.mode}-image: {len(photos)} photos {args.size} px ({names}), "
               f"{args.steps} steps, eval every {args.eval_every}, threads {torch.get_num_threads()}", file=sys.stderr)
         for p in presets:
             run_preset(model, p, photos, args, niqe, results, store)
