@@ -45,7 +45,9 @@ that are wallpapers of the pretraining set are refused.
 Results go to ``<out>/results.json`` (default ``outputs/hraware_checks``, with ``--smoke``
 ``outputs/hraware_checks-smoke``), one key per check, written atomically under a file lock
 after each check (fig9: after each run), so that running one check keeps the others.
-``fig9 --resume`` reuses the runs stored with the same settings.
+``fig9 --resume`` reuses the runs stored with the same settings. ``--report --merge DIR`` prints
+one fig9 table over several folders (e.g. one process per method and preset, run side by side);
+it refuses folders of other settings, photos or reconstructor.
 """
 
 from __future__ import annotations
@@ -658,11 +660,16 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--patch-size", type=int, default=48)
     g.add_argument("--niqe-params", default=None, help="NIQE's parameter file (.mat)")
     g.add_argument("--resume", action="store_true", help="fig9: reuse the runs stored with the same settings")
+    g.add_argument("--merge", action="append", default=[], type=Path, metavar="DIR",
+                   help="with --report: add the fig9 runs of another --out folder (repeatable), e.g. methods or "
+                        "presets that ran in parallel with the same settings")
     args = ap.parse_args(argv)
     bad = [c for c in args.checks if c not in CHECKS]
     if bad:
         ap.error(f"unknown check {bad[0]!r}: choose from {', '.join(CHECKS)}")
     args.checks = [c for c in CHECKS if c in args.checks] or list(CHECKS)
+    if args.merge and not args.report:
+        ap.error("--merge only combines results for --report")
     args.hr = args.hr or ["heldout"]
     if args.out is None:
         args.out = Path("outputs/hraware_checks-smoke" if args.smoke else "outputs/hraware_checks")
@@ -676,6 +683,23 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 PRINTERS = {"fig7": print_fig7, "fig8": print_fig8, "fig9": print_fig9}
+
+
+def merge_fig9(mine: dict[str, Any], other: dict[str, Any], where: Path) -> dict[str, Any]:
+    """Add the runs of another folder's fig9 (methods or presets run in parallel) to ``mine``.
+    Refuses runs of other settings, photos or reconstructor: their rows would not be comparable."""
+    for key in ("settings", "photos", "niqe"):
+        if mine[key] != other[key]:
+            raise SystemExit(f"{where}: its fig9 {key} {other[key]} differ from {mine[key]}; not merged")
+    if mine["reconstructor"]["sha256"] != other["reconstructor"]["sha256"]:
+        raise SystemExit(f"{where}: its fig9 used another reconstructor ({other['reconstructor']['sha256']}, "
+                         f"not {mine['reconstructor']['sha256']}); not merged")
+    presets = {p: dict(rows) for p, rows in mine["presets"].items()}
+    for preset, rows in other["presets"].items():
+        into = presets.setdefault(preset, {})
+        for method, run in rows.items():
+            into.setdefault(method, run)  # the unadapted rows are the same computation in both
+    return {**mine, "presets": presets}
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -700,6 +724,11 @@ def main(argv: Sequence[str] | None = None) -> None:
                 run_fig9(setup, out)
             print(f"# {check}: {time.perf_counter() - t:.1f} s", file=sys.stderr, flush=True)
     results = read_results(out)
+    for folder in args.merge:
+        other = read_results(folder).get("fig9")
+        if other is None:
+            raise SystemExit(f"{folder / 'results.json'} holds no fig9 results to merge")
+        results["fig9"] = merge_fig9(results["fig9"], other, folder) if "fig9" in results else other
     for check in args.checks:
         if check in results:
             PRINTERS[check](results[check])

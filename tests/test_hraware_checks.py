@@ -12,6 +12,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "hraware_checks.py"
 # read at collection, before conftest points TTASR_HOME at a fresh folder for each test
@@ -88,3 +90,41 @@ def test_a_check_replaces_only_its_own_results(tmp_path, monkeypatch):
     module.store(tmp_path, "fig7", {"a": 3})
     assert module.read_results(tmp_path) == {"fig7": {"a": 3}, "fig9": {"b": 2}}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["results.json", "results.json.lock"]  # no .part left
+
+
+def _fig9(settings: dict, sha: str, presets: dict) -> dict:
+    return {"settings": settings, "photos": ["a", "b"], "niqe": "available",
+            "reconstructor": {"sha256": sha}, "presets": presets}
+
+
+def _run(psnr: float) -> dict:
+    return {"records": [{"step": 2, "psnr": [psnr, psnr], "ssim": [0.5, 0.5], "niqe": [5.0, 5.0], "loss": 0.1}],
+            "sec_per_step": 1.0, "sec_per_eval": 1.0, "lr": 5e-5, "ema_decay": 0.999}
+
+
+def test_report_merges_fig9_runs_of_parallel_folders_and_refuses_other_settings(tmp_path, capsys):
+    spec = importlib.util.spec_from_file_location("hraware_checks", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    unadapted = {"psnr": [30.0, 32.0], "ssim": [0.5, 0.5], "niqe": [5.0, 5.0]}
+    settings = {"model": "span-x4", "steps": 2, "eval_every": 2, "size": 512}
+    a, b, c, d = (tmp_path / n for n in "abcd")
+    module.store(a, "fig9", _fig9(settings, "s1", {"camera": {"unadapted": unadapted, "hraware": _run(30.5)}}))
+    module.store(b, "fig9", _fig9(settings, "s1", {"camera": {"unadapted": unadapted, "lway": _run(29.0)},
+                                                   "jpeg-heavy": {"unadapted": unadapted, "lway": _run(31.5)}}))
+    module.store(c, "fig9", _fig9({**settings, "steps": 4}, "s1", {"camera": {"unadapted": unadapted}}))
+    module.store(d, "fig9", _fig9(settings, "s2", {"camera": {"unadapted": unadapted}}))
+
+    module.main(["fig9", "--report", "--out", str(a), "--merge", str(b)])
+    text = "\n".join(" ".join(line.split()) for line in capsys.readouterr().out.splitlines())
+    camera = text.split("### preset 'camera'")[1].split("### preset")[0]
+    assert "PSNR-Y hraware 31.0000 30.500" in camera and "PSNR-Y lway 31.0000 29.000" in camera
+    assert "### preset 'jpeg-heavy'" in text and "PSNR-Y lway 31.0000 31.500" in text
+    assert set(module.read_results(a)["fig9"]["presets"]["camera"]) == {"unadapted", "hraware"}  # nothing written
+
+    with pytest.raises(SystemExit, match="settings"):
+        module.main(["fig9", "--report", "--out", str(a), "--merge", str(c)])
+    with pytest.raises(SystemExit, match="another reconstructor"):
+        module.main(["fig9", "--report", "--out", str(a), "--merge", str(d)])
+    with pytest.raises(SystemExit):  # argparse: --merge without --report
+        module.main(["fig9", "--out", str(a), "--merge", str(b)])
