@@ -599,7 +599,7 @@ def print_fig9(r: dict[str, Any]) -> None:
         print(f"{'metric':<8}{'method':<10}{'unadapted':>10}" + "".join(f"{st_:>9d}" for st_ in steps)
               + f"{'peak':>9}{'last-peak':>10}")
         for metric, fmt, higher in (("psnr", "9.3f", True), ("ssim", "9.4f", True), ("niqe", "9.3f", False),
-                                    ("loss", "9.4g", False)):
+                                    ("loss", "9.3g", False)):
             base = _mean(rows["unadapted"].get(metric)) if metric != "loss" else None
             for m in methods:
                 got = [rec[metric] if metric == "loss" else _mean(rec.get(metric)) for rec in rows[m]["records"]]
