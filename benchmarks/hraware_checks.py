@@ -78,7 +78,7 @@ from adassr_proxy import load_photos
 import ttasr
 from ttasr._fs import atomic_write_bytes
 from ttasr.adapters.base import Callback
-from ttasr.adapters.stopping import Stopping
+from ttasr.adapters.stopping import Stopping, niqe_plateau
 from ttasr.degradations import (
     PRESETS,
     add_gaussian_noise,
@@ -586,6 +586,19 @@ def _mean(v: list[float] | None) -> float | None:
 LABELS = {"psnr": "PSNR-Y", "ssim": "SSIM-Y", "niqe": "NIQE", "loss": "loss"}
 
 
+def niqe_rule_pick(niqe: Sequence[float]) -> tuple[int, int]:
+    """AdaSSR's NIQE rule replayed on mean NIQEs (``niqe[0]``: the unadapted weights, then one per
+    evaluation): (index of the weights it keeps, index of the evaluation at which it stops).
+    It keeps the lowest score so far and stops on :func:`niqe_plateau` (its defaults)."""
+    best = 0
+    for i in range(1, len(niqe)):
+        if niqe[i] < niqe[best]:
+            best = i
+        if niqe_plateau(niqe[: i + 1]):
+            return best, i
+    return best, len(niqe) - 1
+
+
 def print_fig9(r: dict[str, Any]) -> None:
     st = r["settings"]
     print(f"\n## fig9: {st['model']} finetuned {st['steps']} steps, scored every {st['eval_every']} "
@@ -595,6 +608,7 @@ def print_fig9(r: dict[str, Any]) -> None:
         if not methods:
             continue
         steps = [rec["step"] for rec in rows[methods[0]]["records"]]
+        steps_ = [0, *steps]
         print(f"\n### preset '{preset}'")
         print(f"{'metric':<8}{'method':<10}{'unadapted':>10}" + "".join(f"{st_:>9d}" for st_ in steps)
               + f"{'peak':>9}{'last-peak':>10}")
@@ -614,6 +628,14 @@ def print_fig9(r: dict[str, Any]) -> None:
                     peak = max(series) if higher else min(series)
                     line += f"{peak:>{fmt}}{vals[-1] - peak:>+10.4f}"
                 print(line)
+        for m in methods:
+            niqe = [_mean(rows["unadapted"].get("niqe"))] + [_mean(rec.get("niqe")) for rec in rows[m]["records"]]
+            if any(v is None for v in niqe):
+                continue
+            kept, stop = niqe_rule_pick([float(v) for v in niqe])  # type: ignore[arg-type]
+            psnr = [_mean(rows["unadapted"]["psnr"])] + [_mean(rec["psnr"]) for rec in rows[m]["records"]]
+            print(f"  NIQE rule (AdaSSR's plateau, replayed on these evaluations), {m}: keeps step {steps_[kept]}, "
+                  f"stops at {steps_[stop]}; PSNR-Y {psnr[kept] - psnr[0]:+.3f} dB against unadapted")
         print("  " + "; ".join(f"{m}: {rows[m]['sec_per_step']:.3f} s/step, {rows[m]['sec_per_eval']:.1f} s/eval, "
                                f"lr {rows[m]['lr']:g}, EMA {rows[m]['ema_decay']}" for m in methods))
     print("PSNR-Y/SSIM-Y: higher is better; NIQE, loss (the training loss since the previous evaluation): lower. "

@@ -120,6 +120,7 @@ def test_report_merges_fig9_runs_of_parallel_folders_and_refuses_other_settings(
     camera = text.split("### preset 'camera'")[1].split("### preset")[0]
     assert "PSNR-Y hraware 31.0000 30.500" in camera and "PSNR-Y lway 31.0000 29.000" in camera
     assert "### preset 'jpeg-heavy'" in text and "PSNR-Y lway 31.0000 31.500" in text
+    assert "lway: keeps step 0, stops at 2; PSNR-Y +0.000 dB" in camera  # NIQE 5.0 never falls
     assert set(module.read_results(a)["fig9"]["presets"]["camera"]) == {"unadapted", "hraware"}  # nothing written
 
     with pytest.raises(SystemExit, match="settings"):
@@ -128,3 +129,17 @@ def test_report_merges_fig9_runs_of_parallel_folders_and_refuses_other_settings(
         module.main(["fig9", "--report", "--out", str(a), "--merge", str(d)])
     with pytest.raises(SystemExit):  # argparse: --merge without --report
         module.main(["fig9", "--out", str(a), "--merge", str(b)])
+
+
+def test_the_replayed_niqe_rule_keeps_the_lowest_score_until_its_plateau():
+    spec = importlib.util.spec_from_file_location("hraware_checks", SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    # falls twice, then rises three times in a row: keeps index 2, stops at the third rise
+    assert module.niqe_rule_pick([7.0, 6.8, 6.4, 6.9, 8.6, 11.5, 14.1]) == (2, 5)
+    # keeps falling by more than 0.05: never stops, keeps the last
+    assert module.niqe_rule_pick([7.0, 6.9, 6.8, 6.7]) == (3, 3)
+    # only rises: the unadapted weights win
+    assert module.niqe_rule_pick([5.0, 5.2, 5.4, 5.6, 5.8]) == (0, 3)
+    # small decreases count as a plateau, but the lowest still wins
+    assert module.niqe_rule_pick([5.0, 4.98, 4.97, 4.96]) == (3, 3)
