@@ -74,11 +74,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adassr_proxy import load_photos
+from selection import replay
 
 import ttasr
 from ttasr._fs import atomic_write_bytes
 from ttasr.adapters.base import Callback
-from ttasr.adapters.stopping import Stopping, niqe_plateau
+from ttasr.adapters.stopping import NIQEPlateau, Stopping
 from ttasr.degradations import (
     PRESETS,
     add_gaussian_noise,
@@ -587,16 +588,10 @@ LABELS = {"psnr": "PSNR-Y", "ssim": "SSIM-Y", "niqe": "NIQE", "loss": "loss"}
 
 
 def niqe_rule_pick(niqe: Sequence[float]) -> tuple[int, int]:
-    """AdaSSR's NIQE rule replayed on mean NIQEs (``niqe[0]``: the unadapted weights, then one per
-    evaluation): (index of the weights it keeps, index of the evaluation at which it stops).
-    It keeps the lowest score so far and stops on :func:`niqe_plateau` (its defaults)."""
-    best = 0
-    for i in range(1, len(niqe)):
-        if niqe[i] < niqe[best]:
-            best = i
-        if niqe_plateau(niqe[: i + 1]):
-            return best, i
-    return best, len(niqe) - 1
+    """AdaSSR's NIQE rule (the engine's :class:`NIQEPlateau`, its defaults) replayed on mean NIQEs
+    (``niqe[0]``: the unadapted weights, then one per evaluation): (index of the weights it
+    keeps, index of the evaluation at which it stops)."""
+    return replay(NIQEPlateau(), list(niqe))
 
 
 def print_fig9(r: dict[str, Any]) -> None:

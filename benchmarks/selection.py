@@ -139,18 +139,19 @@ RECORD_RULES = {"trust-region": trust_region, "ema-agreement": ema_agreement}
 """Rules replayed from the records only (no Stopping object in the engine)."""
 
 
-def replay(rule: Stopping, scores: list[float]) -> int:
-    """The evaluation index the rule selects on a recorded score sequence, as the loop would."""
+def replay(rule: Stopping, scores: list[float]) -> tuple[int, int]:
+    """On a recorded score sequence (``scores[0]``: the start), as the loop would: the index of
+    the evaluation the rule selects, and the index at which it stops."""
     if isinstance(rule, FixedBudget):
-        return len(scores) - 1
+        return len(scores) - 1, len(scores) - 1
     fresh = type(rule)(**({"min_gain": rule.min_gain} if isinstance(rule, HeldOutPairs) else {}))
     best, pick = scores[0], 0
     for k in range(1, len(scores)):
         if fresh.improves(scores[k], best, scores[: k + 1]):
             best, pick = scores[k], k
         if fresh.should_stop(scores[: k + 1]):
-            break
-    return pick
+            return pick, k
+    return pick, len(scores) - 1
 
 
 def run_preset(model, preset, photos, args, niqe, results, store) -> None:
@@ -253,7 +254,7 @@ def report(results: dict, presets: list[str], eval_every: int) -> None:
         if all("paper" in g for g in groups):
             add("paper preset", f"{cell([(g['paper']['psnr'], g['paper']['best_step']) for g in groups]):>22}")
         for name, rule in candidates().items():
-            add(name, f"{cell(picks('trajectory', lambda recs: replay(rule, [r.get(name, 0.0) for r in recs]))):>22}")
+            add(name, f"{cell(picks('trajectory', lambda recs: replay(rule, [r.get(name, 0.0) for r in recs])[0])):>22}")
         for name, pick in RECORD_RULES.items():
             if all("change" in r for g in groups for r in g["trajectory"]["records"]):
                 add(name, f"{cell(picks('trajectory', pick)):>22}")

@@ -80,11 +80,17 @@ def test_smoke_prints_the_three_tables_and_saves_finite_figures(tmp_path):
         assert run["lr"] == rows["hraware"]["lr"]  # the paper's Fig. 9: the same learning rate
 
 
-def test_a_check_replaces_only_its_own_results(tmp_path, monkeypatch):
-    monkeypatch.setattr(sys, "path", list(sys.path))  # the script puts benchmarks/ on it
+@pytest.fixture
+def module(monkeypatch):
+    """The script imported as a module (it puts benchmarks/ on sys.path: restored afterwards)."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
     spec = importlib.util.spec_from_file_location("hraware_checks", SCRIPT)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
+    return module
+
+
+def test_a_check_replaces_only_its_own_results(tmp_path, module):
     module.store(tmp_path, "fig7", {"a": 1})
     module.store(tmp_path, "fig9", {"b": 2})
     module.store(tmp_path, "fig7", {"a": 3})
@@ -102,10 +108,7 @@ def _run(psnr: float) -> dict:
             "sec_per_step": 1.0, "sec_per_eval": 1.0, "lr": 5e-5, "ema_decay": 0.999}
 
 
-def test_report_merges_fig9_runs_of_parallel_folders_and_refuses_other_settings(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("hraware_checks", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_report_merges_fig9_runs_of_parallel_folders_and_refuses_other_settings(tmp_path, capsys, module):
     unadapted = {"psnr": [30.0, 32.0], "ssim": [0.5, 0.5], "niqe": [5.0, 5.0]}
     settings = {"model": "span-x4", "steps": 2, "eval_every": 2, "size": 512}
     a, b, c, d = (tmp_path / n for n in "abcd")
@@ -131,10 +134,7 @@ def test_report_merges_fig9_runs_of_parallel_folders_and_refuses_other_settings(
         module.main(["fig9", "--out", str(a), "--merge", str(b)])
 
 
-def test_the_replayed_niqe_rule_keeps_the_lowest_score_until_its_plateau():
-    spec = importlib.util.spec_from_file_location("hraware_checks", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
+def test_the_replayed_niqe_rule_keeps_the_lowest_score_until_its_plateau(module):
     # falls twice, then rises three times in a row: keeps index 2, stops at the third rise
     assert module.niqe_rule_pick([7.0, 6.8, 6.4, 6.9, 8.6, 11.5, 14.1]) == (2, 5)
     # keeps falling by more than 0.05: never stops, keeps the last
