@@ -17,7 +17,10 @@ one adaptation per image, and each rule selects per image) it runs:
   ``bicubic-clean``), the best evaluated step chosen with the HR images (when the candidate
   already trains on the true pairs, its trajectory is the oracle's);
 * the **paper preset**: ``AdaSSRConfig.paper()`` (NIQE rule, EMA 0.999, noise augmentation
-  always) at the same budget, selection live.
+  always) at the same budget, selection live;
+* with ``--default-row``, the **default**: ``ttasr.AdaSSR(model)`` with its own budget, rule
+  and blend, live (only the seed is set); the report labels it with the rule and blend it ran
+  with (``live <stopping> ×<blend>``).
 
 Candidates: ``final`` (fixed budget), ``niqe-plateau`` (the paper), ``consistency``
 (back-projection ``‖D_k̂(N(y)) − y‖``), ``heldout`` (error on held-out internal pairs),
@@ -25,7 +28,9 @@ Candidates: ``final`` (fixed budget), ``niqe-plateau`` (the paper), ``consistenc
 are scored here only: ``trust-region`` (the lowest back-projection error plus the output's
 mean distance to the unadapted output, both L1 on [0, 1]: a step must gain more consistency
 than it moves the output) and ``ema-agreement`` (the evaluation after the start where the
-EMA and the raw weights' outputs differ least). Results are
+EMA and the raw weights' outputs differ least). With ``--shrink 0.2,0.5`` each evaluation also
+scores the weights pulled back towards the start, ``θ0 + λ(θ − θ0)``, so the report adds the
+rows ``final ×λ`` and ``heldout+gain ×λ``: the rule's pick, shrunk. Results are
 appended to --out/results.json as each run ends (atomic), and --resume skips finished runs;
 ``--report --merge DIR`` prints one table over several folders (presets run in parallel).
 """
@@ -33,6 +38,7 @@ appended to --out/results.json as each run ends (atomic), and --resume skips fin
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import logging
 import sys
@@ -46,6 +52,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 import ttasr  # noqa: E402
 from adassr_proxy import load_photos, save  # noqa: E402
 from ttasr.adapters.stopping import BackProjection, FixedBudget, HeldOutPairs, NIQEPlateau, Stopping  # noqa: E402
+from ttasr.adapters.training import blend_weights  # noqa: E402
 from ttasr.cli.options import overrides_from  # noqa: E402
 from ttasr.degradations import degrade  # noqa: E402
 from ttasr.inference import enhance_tensor  # noqa: E402
@@ -80,10 +87,13 @@ class Recorder(Stopping):
     name = "recorder"
     scores_start = True
 
-    def __init__(self, highs: list[torch.Tensor], rules: dict[str, Stopping], niqe: NIQE) -> None:
-        self.highs, self.rules, self.niqe = highs, rules, niqe
+    def __init__(self, highs: list[torch.Tensor], rules: dict[str, Stopping], niqe: NIQE,
+                 shrink: tuple[float, ...] = ()) -> None:
+        self.highs, self.rules, self.niqe, self.shrink = highs, rules, niqe, shrink
         self.records: list[dict] = []
         self.start: list[torch.Tensor] | None = None
+        self.start_weights: dict[str, torch.Tensor] | None = None
+        self.scratch: torch.nn.Module | None = None
 
     def prepare(self, adapter, group) -> None:
         for rule in self.rules.values():
@@ -110,8 +120,25 @@ class Recorder(Stopping):
             raws = [enhance_tensor(raw_model, y, device=adapter.device, progress=False) for y in group.tensors]
             rec["ema_gap"] = float(np.mean([(r - sr).abs().mean() for r, sr in zip(raws, srs)]))
         rec["heldout"] = rec["heldout+gain"] = self.rules["heldout"].score(adapter, network, group)
+        if self.shrink:
+            rec["shrink"] = self.shrunk_psnr(adapter, network, group)
         self.records.append(rec)
         return None
+
+    def shrunk_psnr(self, adapter, network, group) -> dict[str, list[float]]:
+        """PSNR-Y per image of the weights ``θ0 + λ (θ − θ0)`` for each ``λ`` of ``self.shrink``."""
+        weights = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        if self.start_weights is None:
+            self.start_weights = weights
+            self.scratch = copy.deepcopy(network)
+        assert self.scratch is not None
+        out = {}
+        for lam in self.shrink:
+            self.scratch.load_state_dict(blend_weights(self.start_weights, weights, lam))
+            model = adapter.model.with_weights(self.scratch)
+            out[str(lam)] = [psnr_y(enhance_tensor(model, y, device=adapter.device, progress=False), hr,
+                                    adapter.model.scale) for y, hr in zip(group.tensors, self.highs)]
+        return out
 
 
 class RecordedAdaSSR(ttasr.AdaSSR):
@@ -175,9 +202,19 @@ def run_group(model, preset, deg, highs, rows, args, niqe, results, store) -> No
     what = f"{preset} ({len(lows)} image{'s' if len(lows) > 1 else ''})"
     if "unadapted" not in rows:
         rows["unadapted"] = [psnr_y(enhance_tensor(model, lr), hr, s) for lr, hr in zip(lows, highs)]
+    if "default" not in rows and args.default_row:
+        t = time.perf_counter()
+        a = ttasr.AdaSSR(model, progress=False, seed=args.seed).fit(lows)
+        net = a.adapted_model()
+        rows["default"] = {"psnr": [psnr_y(enhance_tensor(net, lr), hr, s) for lr, hr in zip(lows, highs)],
+                           "best_step": a.results[0].best_step, "steps": a.results[0].steps,
+                           "config": {k: v for k, v in a.config.to_dict().items() if isinstance(v, (int, float, str))},
+                           "seconds": time.perf_counter() - t}
+        save(store, results)
+        print(f"# {what}: default {rows['default']['seconds']:.0f} s", file=sys.stderr, flush=True)
     if "trajectory" not in rows:
         t = time.perf_counter()
-        rec = Recorder(highs, candidates(), niqe)
+        rec = Recorder(highs, candidates(), niqe, shrink=tuple(args.shrink))
         a = RecordedAdaSSR(model, stopping=rec, **base, **CANDIDATE).fit(lows)
         rows["trajectory"] = {"records": rec.records, "seconds": time.perf_counter() - t,
                               "noise_level": getattr(a, "noise_level", None),
@@ -216,14 +253,35 @@ def groups_of(rows: dict) -> list[dict]:
     return list(rows["images"].values()) if "images" in rows else [rows]
 
 
+SHRUNK_RULES = ("final", "heldout+gain")
+"""Rules whose pick the report also shows pulled back towards the start (``--shrink``)."""
+
+
+def shrink_factors(groups: list[dict]) -> list[str]:
+    """The ``λ`` recorded at every evaluation of every group's trajectory (as strings)."""
+    sets = [set(r.get("shrink", {})) for g in groups for r in g["trajectory"]["records"]]
+    return sorted(set.intersection(*sets), key=float) if sets else []
+
+
+def shrunk_picks(groups: list[dict], rule: Stopping, name: str, lam: str,
+                 eval_every: int) -> list[tuple[list[float], int]]:
+    """Each group's PSNR-Y of the weights ``rule`` selects, shrunk by ``lam``, and the step."""
+    out = []
+    for grp in groups:
+        recs = grp["trajectory"]["records"]
+        k = replay(rule, [r.get(name, 0.0) for r in recs])[0]
+        out.append((recs[k]["shrink"][lam], k * eval_every))
+    return out
+
+
 def report(results: dict, presets: list[str], eval_every: int) -> None:
     print("PSNR-Y (dB), mean over the images; gain vs unadapted; [selected step]; worst image gain.")
-    head = f"{'rule':<16}" + "".join(f"{p:>22}" for p in presets)
+    head = f"{'rule':<20}" + "".join(f"{p:>22}" for p in presets)
     print(head)
     lines: dict[str, str] = {}
 
     def add(name: str, text: str) -> None:
-        lines.setdefault(name, f"{name:<16}")
+        lines.setdefault(name, f"{name:<20}")
         lines[name] += text
 
     for p in presets:
@@ -253,11 +311,19 @@ def report(results: dict, presets: list[str], eval_every: int) -> None:
             add("oracle", f"{cell(picks('oracle', lambda o: int(np.argmax([np.mean(r['psnr']) for r in o])))):>22}")
         if all("paper" in g for g in groups):
             add("paper preset", f"{cell([(g['paper']['psnr'], g['paper']['best_step']) for g in groups]):>22}")
+        if all("default" in g for g in groups):
+            c = groups[0]["default"].get("config", {})
+            label = f"live {c.get('stopping', 'default')} ×{c.get('blend', 1.0)}"
+            add(label, f"{cell([(g['default']['psnr'], g['default']['best_step']) for g in groups]):>22}")
         for name, rule in candidates().items():
             add(name, f"{cell(picks('trajectory', lambda recs: replay(rule, [r.get(name, 0.0) for r in recs])[0])):>22}")
         for name, pick in RECORD_RULES.items():
             if all("change" in r for g in groups for r in g["trajectory"]["records"]):
                 add(name, f"{cell(picks('trajectory', pick)):>22}")
+        for lam in shrink_factors(groups):
+            for name in SHRUNK_RULES:
+                rule = candidates()[name]
+                add(f"{name} ×{lam}", f"{cell(shrunk_picks(groups, rule, name, lam, eval_every)):>22}")
     for line in lines.values():
         print(line)
 
@@ -275,6 +341,8 @@ def main() -> None:
                          "each rule selecting per photo")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-paper", action="store_true")
+    ap.add_argument("--default-row", action="store_true",
+                    help="also run ttasr.AdaSSR(model) as it is by default (its own budget and rule), live")
     ap.add_argument("--out", type=Path, default=Path("outputs/selection"))
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--report", action="store_true")
@@ -285,6 +353,9 @@ def main() -> None:
                     help="override a setting of the candidate configuration (repeatable), e.g. "
                          "kernel_estimator=bicubic; the oracle gets the same overrides, its kernel excepted")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--shrink", type=lambda v: [float(x) for x in v.split(",") if x], default=[],
+                    metavar="L1,L2", help="also score the candidate's weights pulled back towards the start, "
+                                          "θ0 + λ(θ − θ0), for each λ (rows 'RULE ×λ' in the report)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

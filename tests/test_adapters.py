@@ -12,7 +12,13 @@ from torch import nn
 import ttasr
 from ttasr import Callback, InternalLearning, create_adapter, list_adapters
 from ttasr.adapters import ImageGroup
-from ttasr.adapters.training import add_proximal_gradient_, ema_update_, proximal_term, weighted_l1
+from ttasr.adapters.training import (
+    add_proximal_gradient_,
+    blend_weights,
+    ema_update_,
+    proximal_term,
+    weighted_l1,
+)
 from ttasr.errors import InputError
 
 FAST = dict(batch_size=2, patch_size=16, progress=False)
@@ -52,6 +58,36 @@ def test_weighted_l1():
     w = torch.tensor([[[[0.1, 0.1], [3.0, 0.0]]]])
     assert float(weighted_l1(pred, target)) == 1.0
     assert float(weighted_l1(pred, target, w)) == pytest.approx((0.1 + 0.1 + 3.0) / 4)
+
+
+def test_blend_weights_interpolates_float_entries_and_keeps_integer_buffers():
+    start = {"w": torch.zeros(3), "b": torch.tensor([2.0]), "count": torch.tensor(1)}
+    adapted = {"w": torch.tensor([1.0, -2.0, 4.0]), "b": torch.tensor([4.0]), "count": torch.tensor(7)}
+    quarter = blend_weights(start, adapted, 0.25)
+    assert torch.equal(quarter["w"], torch.tensor([0.25, -0.5, 1.0])) and torch.equal(quarter["b"], torch.tensor([2.5]))
+    assert int(quarter["count"]) == 7
+    assert torch.equal(blend_weights(start, adapted, 0.0)["w"], start["w"])
+    assert torch.equal(blend_weights(start, adapted, 1.0)["w"], adapted["w"])
+    with pytest.raises(ValueError, match="same network"):
+        blend_weights({"w": torch.zeros(3)}, adapted, 0.5)
+
+
+def test_blend_returns_that_fraction_of_the_adaptation_for_the_selected_and_final_weights(tiny_compact, photo):
+    model = ttasr.load_model(tiny_compact)
+    start = _weights(model.module)
+    settings = dict(max_steps=4, lr=2e-3, eval_every=2, stopping="heldout", **FAST)
+    full = InternalLearning(model, **settings).fit(photo)
+    part = InternalLearning(model, blend=0.3, **settings).fit(photo)
+    assert part.results[0].best_step == full.results[0].best_step  # training and selection are unchanged
+    for final in (False, True):
+        adapted = full.adapted_model(final=final).module.state_dict()
+        blended = part.adapted_model(final=final).module.state_dict()
+        moved = [k for k in start if not torch.equal(adapted[k], start[k])]
+        assert moved
+        for k in moved:
+            torch.testing.assert_close(blended[k], start[k] + 0.3 * (adapted[k] - start[k]), rtol=1e-5, atol=1e-7)
+    with pytest.raises(InputError, match="blend"):
+        InternalLearning(model, blend=1.5)
 
 
 def test_internal_learning_lowers_its_loss_and_changes_weights(tiny_compact, photo):

@@ -132,3 +132,19 @@ def test_single_image_report_lets_each_rule_select_per_photo_and_keeps_modes_apa
     assert "+0.200 [0/50]" in rows["oracle"]  # the HR picks per photo too
     proc = subprocess.run([*script, "--merge", str(multi)], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert proc.returncode != 0 and "multi-image runs" in proc.stderr
+
+
+def test_report_shows_each_shrunk_rule_at_the_step_the_rule_selects(tmp_path):
+    shrink0 = {"0.5": [30.0]}
+    records = [{"psnr": [30.0], "heldout": 1.0, "heldout+gain": 1.0, "shrink": shrink0},
+               {"psnr": [29.0], "heldout": 0.995, "heldout+gain": 0.995, "shrink": {"0.5": [30.3]}},
+               {"psnr": [28.0], "heldout": 1.2, "heldout+gain": 1.2, "shrink": {"0.5": [29.9]}}]
+    (tmp_path / "results.json").write_text(json.dumps({"candidate": {}, "camera": {
+        "unadapted": [30.0], "trajectory": {"records": records}}}))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "selection.py"), "--report", "--presets",
+                           "camera", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line[:20].strip(): line for line in proc.stdout.splitlines()[2:]}
+    assert "-0.100 [ 100]" in rows["final ×0.5"]  # the last evaluation, pulled half-way back
+    assert "+0.000 [   0]" in rows["heldout+gain ×0.5"]  # a 0.5 % fall is under the 1 % margin: the start
+    assert "-2.000 [ 100]" in rows["final"]

@@ -17,7 +17,7 @@ import hashlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, ClassVar, Generic, TypeVar
 
@@ -35,7 +35,7 @@ from .distributed import data_parallel_world, wrap_data_parallel
 from .loop import LoopResult, LoopSettings, TrainingLoop, Weights
 from .speed import training_speed
 from .stopping import Stopping, stopping_from_config
-from .training import weighted_l1
+from .training import blend_weights, weighted_l1
 from .workers import adapt_in_workers, check_workers
 
 __all__ = ["Adapter", "Batch", "Callback", "FitResult", "ImageGroup"]
@@ -263,7 +263,7 @@ class Adapter(ABC, Generic[C]):
                 self.interrupted = True
                 log.warning("interrupted before image group %d: %d of %d adapted", n + 1, n, len(image_groups))
                 break
-            self.results.append(result)
+            self.results.append(self._blended(result))
             if result.interrupted:
                 self.interrupted = True
                 log.warning("interrupted: kept the best weights so far (step %d)", result.best_step)
@@ -271,6 +271,16 @@ class Adapter(ABC, Generic[C]):
         for result in self.results:
             self._note_kept_start(result)
         return self
+
+    def _blended(self, result: FitResult) -> FitResult:
+        """``result`` with its weights (selected and final) pulled back towards the pretrained
+        ones by the ``blend`` setting (:func:`~ttasr.adapters.training.blend_weights`)."""
+        blend = self.config.blend
+        if blend == 1.0:
+            return result
+        start = self.model.module.state_dict()
+        final = None if result.final_weights is None else blend_weights(start, result.final_weights, blend)
+        return replace(result, weights=blend_weights(start, result.weights, blend), final_weights=final)
 
     def _note_kept_start(self, result: FitResult) -> None:
         """Say so when the selection rule kept the unadapted weights after training: the
@@ -293,7 +303,7 @@ class Adapter(ABC, Generic[C]):
         for n in range(len(groups)):
             if n not in done:
                 break
-            self.results.append(done[n])
+            self.results.append(self._blended(done[n]))
         self.interrupted = interrupted or any(r.interrupted for r in self.results) or \
             (error is None and len(self.results) < len(groups))
         for result in self.results:
@@ -312,7 +322,8 @@ class Adapter(ABC, Generic[C]):
     def adapted_model(self, index: int = 0, *, final: bool = False) -> SRModel:
         """The adapted network as an :class:`SRModel` (``index``: image, in single-image mode).
 
-        ``final=True`` gives the weights of the last step instead of the selected best.
+        ``final=True`` gives the weights of the last step instead of the selected best. Both are
+        blended towards the pretrained weights when the ``blend`` setting is below 1.
         """
         if not self.results:
             raise InputError(f"{type(self).__name__} is not fitted yet: call fit(images) first")

@@ -6,7 +6,7 @@ Pure functions on parameter lists and tensors. Paper references are to AdaSSR
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 import torch
 from torch import nn
@@ -17,6 +17,7 @@ __all__ = [
     "add_proximal_gradient_",
     "weighted_l1",
     "snapshot",
+    "blend_weights",
 ]
 
 
@@ -74,3 +75,21 @@ def weighted_l1(pred: torch.Tensor, target: torch.Tensor, weights: torch.Tensor 
 def snapshot(module: nn.Module) -> dict[str, torch.Tensor]:
     """A detached CPU copy of a module's state dict (for "best so far" weights)."""
     return {k: v.detach().to("cpu", copy=True) for k, v in module.state_dict().items()}
+
+
+@torch.no_grad()
+def blend_weights(start: Mapping[str, torch.Tensor], adapted: Mapping[str, torch.Tensor],
+                  blend: float) -> dict[str, torch.Tensor]:
+    """``Θ0 + blend·(Θ − Θ0)``: the adapted weights pulled back towards the start (ours).
+
+    Where the start is already optimal, the loss of a small step grows with ``blend²``; where
+    it is not, the gain grows with ``blend``. So a fraction of the adaptation keeps most of a
+    gain and little of a loss. Floating-point entries are interpolated, others (integer
+    buffers) taken from ``adapted``; the result lives where ``adapted`` does.
+    """
+    if set(start) != set(adapted):
+        raise ValueError("blend_weights needs two state dicts of the same network")
+    out = {}
+    for k, v in adapted.items():
+        out[k] = torch.lerp(start[k].to(v), v, blend) if v.is_floating_point() else v.clone()
+    return out
