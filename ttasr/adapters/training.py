@@ -82,10 +82,11 @@ def blend_weights(start: Mapping[str, torch.Tensor], adapted: Mapping[str, torch
                   blend: float) -> dict[str, torch.Tensor]:
     """``Θ0 + blend·(Θ − Θ0)``: the adapted weights pulled back towards the start (ours).
 
-    Where the start is already optimal, the loss of a small step grows with ``blend²``; where
-    it is not, the gain grows with ``blend``. So a fraction of the adaptation keeps most of a
-    gain and little of a loss. Floating-point entries are interpolated, others (integer
-    buffers) taken from ``adapted``; the result lives where ``adapted`` does.
+    Near a start that is already optimal, the loss of a small step grows with ``blend²``; where
+    it is not, the gain grows with ``blend``. So, in theory, a fraction of the adaptation keeps
+    more of a gain than of a loss (measured, and not always so, in the README's *Blending*).
+    Floating-point entries are interpolated, others (integer buffers) taken from ``adapted``;
+    the result lives where ``adapted`` does.
     """
     if set(start) != set(adapted):
         raise ValueError("blend_weights needs two state dicts of the same network")
