@@ -31,7 +31,9 @@ pretrains a tiny reconstructor for a few steps in this process and uses a tiny S
   (the weights the loop would return, i.e. the EMA weights) by PSNR-Y, SSIM-Y (border =
   scale) and NIQE against the HR photos, with the unadapted model's row. Paper (LPIPS there;
   LPIPS needs AlexNet weights this machine lacks): LWay degrades after about 400 steps,
-  HRAware holds.
+  HRAware holds. With ``--blend 0.05,0.1`` every evaluation also scores the weights pulled
+  back towards the start, ``Θ0 + λ(Θ − Θ0)`` (the methods' ``blend`` option), by PSNR-Y per
+  photo, and the report adds a table of the mean and worst-photo gains per ``λ``.
 
 Held-out HR set (default ``--hr heldout``): the pretraining photo set is scikit-image's
 astronaut, coffee, chelsea, rocket and stereo_motorcycle plus the largest JPEG of every KDE
@@ -54,6 +56,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import copy
 import fcntl
 import hashlib
 import json
@@ -80,6 +83,7 @@ import ttasr
 from ttasr._fs import atomic_write_bytes
 from ttasr.adapters.base import Callback
 from ttasr.adapters.stopping import NIQEPlateau, Stopping
+from ttasr.adapters.training import blend_weights
 from ttasr.degradations import (
     PRESETS,
     add_gaussian_noise,
@@ -471,8 +475,9 @@ class Trajectory(Stopping, Callback):
     name = "trajectory"
     scores_start = False
 
-    def __init__(self, highs: list[torch.Tensor], niqe: NIQE | None) -> None:
-        self.highs, self.niqe = highs, niqe
+    def __init__(self, highs: list[torch.Tensor], niqe: NIQE | None, blends: Sequence[float] = ()) -> None:
+        self.highs, self.niqe, self.blends = highs, niqe, tuple(blends)
+        self._scratch: torch.nn.Module | None = None
         self.records: list[dict[str, Any]] = []
         self.eval_seconds = 0.0
         self._losses: list[float] = []
@@ -483,8 +488,25 @@ class Trajectory(Stopping, Callback):
         current = adapter.model.with_weights(network)
         srs = [enhance_tensor(current, y, device=adapter.device) for y in group.tensors]
         self._pending = sr_metrics(srs, self.highs, adapter.model.scale, self.niqe)
+        if self.blends:
+            self._pending["blend"] = self.blended_psnr(adapter, network, group)
         self.eval_seconds += time.perf_counter() - t
         return None
+
+    def blended_psnr(self, adapter: Any, network: torch.nn.Module, group: Any) -> dict[str, list[float]]:
+        """PSNR-Y per photo of ``Θ0 + λ(Θ − Θ0)`` for each ``λ`` of ``blends`` (``Θ0``: the
+        model the adapter started from, ``Θ``: the weights being scored)."""
+        start = adapter.model.module.state_dict()
+        now = {k: v.detach() for k, v in network.state_dict().items()}
+        if self._scratch is None:
+            self._scratch = copy.deepcopy(network)
+        out = {}
+        for lam in self.blends:
+            self._scratch.load_state_dict(blend_weights(start, now, lam))
+            current = adapter.model.with_weights(self._scratch)
+            out[str(lam)] = [psnr_y(enhance_tensor(current, y, device=adapter.device, progress=False), hr,
+                                    adapter.model.scale) for y, hr in zip(group.tensors, self.highs)]
+        return out
 
     def on_step(self, adapter: Any, step: int, loss: float) -> None:
         self._losses.append(loss)
@@ -515,7 +537,8 @@ def fig9_settings(args: argparse.Namespace, setup: Setup) -> dict[str, Any]:
     return {"model": "smoke:tiny-span-x4" if args.smoke else args.model, "steps": args.steps,
             "eval_every": args.eval_every, "images": args.images, "size": args.size, "seed": args.seed,
             "lr": args.lr, "ema": args.ema, "batch_size": args.batch_size, "patch_size": args.patch_size,
-            "reconstructor": args.reconstructor or "default", "smoke": args.smoke}
+            "reconstructor": args.reconstructor or "default", "smoke": args.smoke,
+            **({"blend": args.blend} if args.blend else {})}
 
 
 def fig9_photos(args: argparse.Namespace) -> list[tuple[str, torch.Tensor]]:
@@ -554,7 +577,7 @@ def run_fig9(setup: Setup, out: Path) -> dict[str, Any]:
         for method in methods:
             if method in rows:
                 continue
-            traj = Trajectory(highs, niqe)
+            traj = Trajectory(highs, niqe, args.blend)
             cfg: dict[str, Any] = {"max_steps": args.steps, "eval_every": args.eval_every, "progress": False,
                                    "seed": args.seed, "batch_size": args.batch_size,
                                    "patch_size": args.patch_size, "device": args.device}
@@ -631,10 +654,28 @@ def print_fig9(r: dict[str, Any]) -> None:
             psnr = [_mean(rows["unadapted"]["psnr"])] + [_mean(rec["psnr"]) for rec in rows[m]["records"]]
             print(f"  NIQE rule (AdaSSR's plateau, replayed on these evaluations), {m}: keeps step {steps_[kept]}, "
                   f"stops at {steps_[stop]}; PSNR-Y {psnr[kept] - psnr[0]:+.3f} dB against unadapted")
+        print_blends(rows, methods, steps)
         print("  " + "; ".join(f"{m}: {rows[m]['sec_per_step']:.3f} s/step, {rows[m]['sec_per_eval']:.1f} s/eval, "
                                f"lr {rows[m]['lr']:g}, EMA {rows[m]['ema_decay']}" for m in methods))
     print("PSNR-Y/SSIM-Y: higher is better; NIQE, loss (the training loss since the previous evaluation): lower. "
           "peak: best of the unadapted row and the evaluations; last-peak: the final one minus it.")
+
+
+def print_blends(rows: dict[str, Any], methods: Sequence[str], steps: Sequence[int]) -> None:
+    """With ``--blend``: mean PSNR-Y gain over unadapted of the blended weights at every
+    evaluation, and the worst photo's gain at the last one."""
+    base = rows["unadapted"]["psnr"]
+    for m in methods:
+        recs = rows[m]["records"]
+        lams = sorted({float(k) for rec in recs for k in rec.get("blend", {})})
+        if not lams:
+            continue
+        print(f"  blended {m}, Θ0 + λ(Θ − Θ0): mean PSNR-Y gain (dB) at each evaluation; worst photo at the last")
+        print(f"  {'λ':<6}" + "".join(f"{st:>9d}" for st in steps) + f"{'worst':>9}")
+        for lam in [*lams, *([] if 1.0 in lams else [1.0])]:
+            per = [rec["blend"][str(lam)] if lam in lams else rec["psnr"] for rec in recs]
+            gains = [[a - b for a, b in zip(p, base)] for p in per]
+            print(f"  {lam:<6g}" + "".join(f"{np.mean(g):>+9.3f}" for g in gains) + f"{min(gains[-1]):>+9.3f}")
 
 
 # ------------------------------------------------------------------------------ main
@@ -673,6 +714,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--size", type=int, default=1024, help="HR crop side of the photos")
     g.add_argument("--lr", type=float, default=None, help="learning rate of both methods (default: their tables)")
     g.add_argument("--ema", default="default", help="EMA decay of both methods: a number, 'none' or 'default'")
+    g.add_argument("--blend", type=lambda v: [float(x) for x in v.split(",") if x], default=[], metavar="L1,L2",
+                   help="also score the weights pulled back towards the start, Θ0 + λ(Θ − Θ0), at every "
+                        "evaluation (PSNR-Y), for each λ")
     g.add_argument("--batch-size", type=int, default=4)
     g.add_argument("--patch-size", type=int, default=48)
     g.add_argument("--niqe-params", default=None, help="NIQE's parameter file (.mat)")

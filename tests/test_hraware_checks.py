@@ -143,3 +143,26 @@ def test_the_replayed_niqe_rule_keeps_the_lowest_score_until_its_plateau(module)
     assert module.niqe_rule_pick([5.0, 5.2, 5.4, 5.6, 5.8]) == (0, 3)
     # small decreases count as a plateau, but the lowest still wins
     assert module.niqe_rule_pick([5.0, 4.98, 4.97, 4.96]) == (3, 3)
+
+
+def test_fig9_blend_scores_the_start_at_0_and_the_scored_weights_at_1(tmp_path):
+    # a high learning rate and no EMA, so that 4 steps move the tiny model visibly
+    out = tmp_path / "blend"
+    cmd = [sys.executable, str(SCRIPT), "fig9", "--smoke", "--methods", "hraware", "--ema", "none", "--lr", "0.01",
+           "--blend", "0,0.5,1", "--out", str(out)]
+    if _NIQE.is_file():
+        cmd += ["--niqe-params", str(_NIQE)]
+    env = {**os.environ, "TTASR_OFFLINE": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env, check=False)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    f9 = json.loads((out / "results.json").read_text())["fig9"]
+    assert f9["settings"]["blend"] == [0.0, 0.5, 1.0]
+    rows = f9["presets"]["camera"]
+    for rec in rows["hraware"]["records"]:
+        assert rec["blend"]["0.0"] == pytest.approx(rows["unadapted"]["psnr"], abs=1e-9)
+        assert rec["blend"]["1.0"] == pytest.approx(rec["psnr"], abs=1e-9)
+        assert rec["blend"]["0.5"] != pytest.approx(rec["psnr"], abs=1e-3)  # in between: other weights
+    assert rows["hraware"]["records"][-1]["psnr"] != pytest.approx(rows["unadapted"]["psnr"], abs=1e-3)
+    table = proc.stdout.split("blended hraware")[1]
+    last = [line.split() for line in table.splitlines()[2:5]]
+    assert [row[0] for row in last] == ["0", "0.5", "1"] and float(last[0][-1]) == 0.0
