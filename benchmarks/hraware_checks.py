@@ -77,13 +77,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from adassr_proxy import load_photos
-from selection import replay
+from selection import blended_psnr, replay
 
 import ttasr
 from ttasr._fs import atomic_write_bytes
 from ttasr.adapters.base import Callback
 from ttasr.adapters.stopping import NIQEPlateau, Stopping
-from ttasr.adapters.training import blend_weights
 from ttasr.degradations import (
     PRESETS,
     add_gaussian_noise,
@@ -500,13 +499,7 @@ class Trajectory(Stopping, Callback):
         now = {k: v.detach() for k, v in network.state_dict().items()}
         if self._scratch is None:
             self._scratch = copy.deepcopy(network)
-        out = {}
-        for lam in self.blends:
-            self._scratch.load_state_dict(blend_weights(start, now, lam))
-            current = adapter.model.with_weights(self._scratch)
-            out[str(lam)] = [psnr_y(enhance_tensor(current, y, device=adapter.device, progress=False), hr,
-                                    adapter.model.scale) for y, hr in zip(group.tensors, self.highs)]
-        return out
+        return blended_psnr(adapter, self._scratch, start, now, self.blends, group, self.highs)
 
     def on_step(self, adapter: Any, step: int, loss: float) -> None:
         self._losses.append(loss)

@@ -132,13 +132,20 @@ class Recorder(Stopping):
             self.start_weights = weights
             self.scratch = copy.deepcopy(network)
         assert self.scratch is not None
-        out = {}
-        for lam in self.shrink:
-            self.scratch.load_state_dict(blend_weights(self.start_weights, weights, lam))
-            model = adapter.model.with_weights(self.scratch)
-            out[str(lam)] = [psnr_y(enhance_tensor(model, y, device=adapter.device, progress=False), hr,
-                                    adapter.model.scale) for y, hr in zip(group.tensors, self.highs)]
-        return out
+        return blended_psnr(adapter, self.scratch, self.start_weights, weights, self.shrink, group, self.highs)
+
+
+def blended_psnr(adapter, scratch: torch.nn.Module, start: dict[str, torch.Tensor], now: dict[str, torch.Tensor],
+                 lambdas, group, highs: list[torch.Tensor]) -> dict[str, list[float]]:
+    """PSNR-Y per image of ``start + λ (now − start)`` for each ``λ`` (key ``str(λ)``), loaded
+    into ``scratch`` (a network of the same shape, overwritten) and run by ``adapter``'s model."""
+    out = {}
+    for lam in lambdas:
+        scratch.load_state_dict(blend_weights(start, now, lam))
+        model = adapter.model.with_weights(scratch)
+        out[str(lam)] = [psnr_y(enhance_tensor(model, y, device=adapter.device, progress=False), hr,
+                                adapter.model.scale) for y, hr in zip(group.tensors, highs)]
+    return out
 
 
 class RecordedAdaSSR(ttasr.AdaSSR):
