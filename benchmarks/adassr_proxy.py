@@ -50,11 +50,14 @@ ORACLE = "oracle: AdaSSR, true kernel"
 FINAL = "AdaSSR (consistency), final weights"
 
 
-def load_photos(n: int, size: int) -> list[tuple[str, torch.Tensor]]:
+def load_photos(n: int, size: int, names: list[str] | None = None) -> list[tuple[str, torch.Tensor]]:
     """The proxy sets' first ``n`` HR photos, centre crops of ``size`` px, as ``(name, 1x3xHxW)``;
-    for the scripts that degrade them themselves (selection.py, hraware_checks.py, ...)."""
+    for the scripts that degrade them themselves (selection.py, hraware_checks.py, ...).
+    ``names`` (wallpaper names, e.g. photos never used to choose a setting) replaces the proxy
+    set's list, and then all of them are needed."""
+    n = len(names) if names else n
     out = []
-    for name, path in wallpaper_photos().items():
+    for name, path in (wallpaper_photos(names) if names else wallpaper_photos()).items():
         rgb = ttasr.load_images(path).records[0].rgb
         h, w = rgb.shape[-2:]
         if min(h, w) >= size:

@@ -528,7 +528,7 @@ def niqe_metric(args: argparse.Namespace, sr_side: int) -> tuple[NIQE | None, st
 
 def fig9_settings(args: argparse.Namespace, setup: Setup) -> dict[str, Any]:
     return {"model": "smoke:tiny-span-x4" if args.smoke else args.model, "steps": args.steps,
-            "eval_every": args.eval_every, "images": args.images, "size": args.size, "seed": args.seed,
+            "eval_every": args.eval_every, "images": args.photos or args.images, "size": args.size, "seed": args.seed,
             "lr": args.lr, "ema": args.ema, "batch_size": args.batch_size, "patch_size": args.patch_size,
             "reconstructor": args.reconstructor or "default", "smoke": args.smoke,
             **({"blend": args.blend} if args.blend else {})}
@@ -536,7 +536,7 @@ def fig9_settings(args: argparse.Namespace, setup: Setup) -> dict[str, Any]:
 
 def fig9_photos(args: argparse.Namespace) -> list[tuple[str, torch.Tensor]]:
     try:
-        return load_photos(args.images, args.size)
+        return load_photos(args.images, args.size, args.photos)
     except SystemExit:
         if not args.smoke:
             raise
@@ -705,6 +705,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     g.add_argument("--methods", default="hraware,lway")
     g.add_argument("--images", type=int, default=6, help="photos of adassr_proxy.py")
     g.add_argument("--size", type=int, default=1024, help="HR crop side of the photos")
+    g.add_argument("--photos", type=lambda v: [x for x in v.split(",") if x], default=None, metavar="A,B",
+                   help="these wallpaper photos instead of the first --images (e.g. photos that chose nothing)")
     g.add_argument("--lr", type=float, default=None, help="learning rate of both methods (default: their tables)")
     g.add_argument("--ema", default="default", help="EMA decay of both methods: a number, 'none' or 'default'")
     g.add_argument("--blend", type=lambda v: [float(x) for x in v.split(",") if x], default=[], metavar="L1,L2",

@@ -188,6 +188,20 @@ def replay(rule: Stopping, scores: list[float]) -> tuple[int, int]:
     return pick, len(scores) - 1
 
 
+RUNS = ("trajectory", "oracle", "paper")
+"""The runs of an adaptation group, in the order they are made."""
+
+
+def merged(mine: dict, other: dict) -> dict:
+    """``mine`` with what only ``other`` holds added, key by key down nested dicts: the same
+    preset's runs made in different processes (``--runs``) form one group again."""
+    out = dict(other)
+    for key, value in mine.items():
+        both = isinstance(value, dict) and isinstance(other.get(key), dict)
+        out[key] = merged(value, other[key]) if both else value
+    return out
+
+
 def run_preset(model, preset, photos, args, niqe, results, store) -> None:
     """One preset: one multi-image adaptation (``--mode multi``), or one per photo (``single``)."""
     s = model.scale
@@ -219,7 +233,7 @@ def run_group(model, preset, deg, highs, rows, args, niqe, results, store) -> No
                            "seconds": time.perf_counter() - t}
         save(store, results)
         print(f"# {what}: default {rows['default']['seconds']:.0f} s", file=sys.stderr, flush=True)
-    if "trajectory" not in rows:
+    if "trajectory" not in rows and "trajectory" in args.runs:
         t = time.perf_counter()
         rec = Recorder(highs, candidates(), niqe, shrink=tuple(args.shrink))
         a = RecordedAdaSSR(model, stopping=rec, **base, **CANDIDATE).fit(lows)
@@ -229,13 +243,15 @@ def run_group(model, preset, deg, highs, rows, args, niqe, results, store) -> No
                                          if isinstance(v, (int, float, str))}}
         save(store, results)
         print(f"# {what}: candidate trajectory {rows['trajectory']['seconds']:.0f} s", file=sys.stderr, flush=True)
-    if "oracle" not in rows:
+    if "oracle" not in rows and "oracle" in args.runs:
         t = time.perf_counter()
         rec = Recorder(highs, {"heldout": HeldOutPairs()}, niqe)
         truth = dict(kernel_estimator="bicubic") if deg[0].kernel is None else \
             dict(kernel_estimator="given", kernel=deg[0].kernel)
         config = {**CANDIDATE, **truth}
         if config == CANDIDATE:  # the candidate already trains on the true pairs: same run
+            if "trajectory" not in rows:
+                raise SystemExit(f"{what}: the oracle is the candidate's trajectory here; add it to --runs")
             records = rows["trajectory"]["records"]
         else:
             ttasr.AdaSSR(model, stopping=rec, **base, **config).fit(lows)
@@ -243,7 +259,7 @@ def run_group(model, preset, deg, highs, rows, args, niqe, results, store) -> No
         rows["oracle"] = {"records": records, "seconds": time.perf_counter() - t}
         save(store, results)
         print(f"# {what}: oracle {rows['oracle']['seconds']:.0f} s", file=sys.stderr, flush=True)
-    if "paper" not in rows and not args.skip_paper:
+    if "paper" not in rows and "paper" in args.runs and not args.skip_paper:
         t = time.perf_counter()
         cfg = ttasr.AdaSSRConfig.paper().replace(**base)
         a = ttasr.AdaSSR(model, cfg).fit(lows)
@@ -342,12 +358,18 @@ def main() -> None:
     ap.add_argument("--eval-every", type=int, default=50)
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--size", type=int, default=768)
+    ap.add_argument("--photos", type=lambda v: [x for x in v.split(",") if x], default=None, metavar="A,B",
+                    help="these wallpaper photos instead of the proxy set's first --images (e.g. photos that "
+                         "chose nothing, to validate a setting)")
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--mode", choices=("multi", "single"), default="multi",
                     help="multi: one adaptation over all photos of a preset (one camera); single: one per photo, "
                          "each rule selecting per photo")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-paper", action="store_true")
+    ap.add_argument("--runs", type=lambda v: [x for x in v.split(",") if x], default=list(RUNS), metavar="R1,R2",
+                    help=f"which runs of each group to make, of {','.join(RUNS)} (e.g. the paper preset in a "
+                         "process of its own, its --out merged into the report)")
     ap.add_argument("--default-row", action="store_true",
                     help="also run ttasr.AdaSSR(model) as it is by default (its own budget and rule), live")
     ap.add_argument("--out", type=Path, default=Path("outputs/selection"))
@@ -380,8 +402,11 @@ def main() -> None:
         if other.get("candidate") != results.get("candidate", other.get("candidate")):
             raise SystemExit(f"{folder} holds runs of the candidate {other.get('candidate')}, "
                              f"{store} of {results.get('candidate')}: their rules are not comparable")
-        results = {**other, **results}
+        results = merged(results, other)
     presets = [p for p in args.presets.split(",") if p]
+    unknown = set(args.runs) - set(RUNS)
+    if unknown:
+        raise SystemExit(f"--runs: unknown {', '.join(sorted(unknown))}; choose from {','.join(RUNS)}")
     if not args.report:
         if results.get("mode", args.mode) != args.mode:
             raise SystemExit(f"{store} holds {results['mode']}-image runs: give another --out, or --mode "
@@ -390,7 +415,7 @@ def main() -> None:
             raise SystemExit(f"{store} holds runs of the candidate {results['candidate']}, not {CANDIDATE}: "
                              "give another --out, or the same --candidate settings")
         model = ttasr.load_model(args.model)
-        photos = load_photos(args.images, args.size)
+        photos = load_photos(args.images, args.size, args.photos)
         niqe = NIQE()
         results["candidate"] = dict(CANDIDATE)
         results["mode"] = args.mode

@@ -148,3 +148,49 @@ def test_report_shows_each_shrunk_rule_at_the_step_the_rule_selects(tmp_path):
     assert "-0.100 [ 100]" in rows["final ×0.5"]  # the last evaluation, pulled half-way back
     assert "+0.000 [   0]" in rows["heldout+gain ×0.5"]  # a 0.5 % fall is under the 1 % margin: the start
     assert "-2.000 [ 100]" in rows["final"]
+
+
+def test_runs_of_one_preset_made_in_separate_folders_report_as_one_group(tmp_path, selection):
+    records = [{"psnr": [30.0, 31.0], "heldout": 1.0}, {"psnr": [30.2, 31.1], "heldout": 0.5}]
+    candidate = {"noise_augment": "always", "ema_decay": 0.99}
+    trajectory, paper = tmp_path / "trajectory", tmp_path / "paper"
+    for folder, rows in ((trajectory, {"trajectory": {"records": records}}),
+                         (paper, {"paper": {"psnr": [29.9, 31.3], "best_step": 100}})):
+        folder.mkdir()
+        (folder / "results.json").write_text(json.dumps(
+            {"candidate": candidate, "camera": {"unadapted": [30.0, 31.0], **rows}}))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "selection.py"), "--report", "--presets",
+                           "camera", "--out", str(trajectory), "--merge", str(paper)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line[:20].strip(): line for line in proc.stdout.splitlines()[2:]}
+    assert "+0.100 [ 100] -0.10" in rows["paper preset"]  # (-0.1 + 0.3) / 2, the worst photo -0.1
+    assert "+0.150 [  50] +0.10" in rows["heldout"]
+    # key by key: what both hold comes from the first folder, what one holds is kept
+    got = selection.merged({"a": {"x": 1, "y": {"p": 1}}, "b": 2}, {"a": {"y": {"q": 3}, "z": 4}, "b": 5, "c": 6})
+    assert got == {"a": {"x": 1, "y": {"p": 1, "q": 3}, "z": 4}, "b": 2, "c": 6}
+
+
+def test_runs_must_name_known_runs(tmp_path):
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "selection.py"), "--presets", "",
+                           "--runs", "trajectory,orcale", "--out", str(tmp_path)],
+                          capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+    assert proc.returncode != 0 and "unknown orcale" in proc.stderr
+
+
+def test_named_photos_replace_the_proxy_list_and_all_are_needed(tmp_path, monkeypatch):
+    from PIL import Image
+
+    proxy = _benchmark("adassr_proxy_photos", "adassr_proxy.py")
+    files = {}
+    for name, shade in (("Dark", 40), ("Light", 200), ("Small", 90)):
+        files[name] = tmp_path / f"{name}.png"
+        Image.new("RGB", (40, 40) if name == "Small" else (80, 64), (shade, shade, shade)).save(files[name])
+    monkeypatch.setattr(proxy, "wallpaper_photos",
+                        lambda names=("Dark",): {n: files[n] for n in names if n in files})
+    got = proxy.load_photos(1, 32, ["Light", "Dark"])
+    assert [name for name, _ in got] == ["Light", "Dark"]  # their order, both of them, whatever n says
+    assert got[0][1].shape == (1, 3, 32, 32) and got[0][1].mean() > got[1][1].mean()
+    assert [name for name, _ in proxy.load_photos(1, 32)] == ["Dark"]  # no names: the proxy list
+    with pytest.raises(SystemExit, match="need 2 wallpaper photos of >= 48 px"):
+        proxy.load_photos(1, 48, ["Light", "Small"])  # Small is under the crop
