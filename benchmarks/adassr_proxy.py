@@ -79,7 +79,7 @@ def methods(steps: int, ema: float) -> list[Variant]:
     common: dict[str, Any] = dict(max_steps=steps, eval_every=EVAL_EVERY, mode="multi")
     # AdaSSR as in the paper (noise augmentation always, NIQE rule), as this table was first run;
     # benchmarks/selection.py compares the default and the candidate selection rules.
-    ada = dict(common, ema_decay=ema, noise_augment="always", stopping="niqe-plateau")
+    ada = dict(common, ema_decay=ema, noise_augment="always", stopping="niqe-plateau", blend=1.0)
     true_kernel = dict(kernel_estimator="given", kernel=TRUE_KERNEL)
     return [
         Variant("internal (bicubic pairs)", "internal", common),
@@ -95,7 +95,7 @@ def ablation(steps: int, ema: float) -> list[Variant]:
     """Final weights (no NIQE selection), so that each row measures what a component does.
     The last step, "+ EMA / proximal", is the main table's final-weights AdaSSR row."""
     base: dict[str, Any] = dict(max_steps=steps, eval_every=EVAL_EVERY, mode="multi", ema_decay=None,
-                                proximal_weight=0.0, stopping="fixed", noise_augment="always")
+                                proximal_weight=0.0, stopping="fixed", noise_augment="always", blend=1.0)
     return [
         Variant("bicubic pairs", "adassr", dict(base, kernel_estimator="bicubic", augment=False, attention="none")),
         Variant("+ kernel estimation", "adassr", dict(base, augment=False, attention="none")),

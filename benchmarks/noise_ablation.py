@@ -26,7 +26,7 @@ def score(net):
     return [psnr_y(ttasr.inference.enhance_tensor(net, lr), hr, s) for lr, hr in zip(lows, highs)]
 base = score(model); print("unadapted", np.mean(base), flush=True)
 nonoise = AugmentConfig(gaussian_noise_p=0.0, poisson_noise_p=0.0)
-common = dict(max_steps=steps, progress=False, stopping="fixed", ema_decay=0.99, noise_augment="always")
+common = dict(max_steps=steps, progress=False, stopping="fixed", ema_decay=0.99, noise_augment="always", blend=1.0)
 runs = {
  "default": dict(common),
  "noise-off": dict(common, augment_config=nonoise),

@@ -12,7 +12,7 @@ for row in "est-kernel,noise-aug:consistency:always" "est-kernel,no-noise-aug:co
            "est-kernel,noise-auto:consistency:auto"; do
   IFS=: read -r label est noise <<< "$row"
   rows+=(--variant "$label=adassr")
-  for kv in mode=multi max_steps=150 ema_decay=0.99 stopping=fixed kernel_estimator=$est noise_augment=$noise; do
+  for kv in mode=multi max_steps=150 ema_decay=0.99 stopping=fixed blend=1 kernel_estimator=$est noise_augment=$noise; do
     rows+=(--set "$label.$kv")
   done
   if [ "$est" = given ]; then rows+=(--set "$label.kernel=@true-kernel"); fi

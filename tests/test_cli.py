@@ -111,10 +111,10 @@ def test_each_method_help_shows_its_own_flags_and_defaults(capsys):
     def entry(text: str, flag: str) -> str:  # the help entry, not the usage line
         return text.split(f"{flag} {flag[2:].upper().replace('-', '_')} ")[-1].split(" --")[0]
 
-    assert "(default: 0.999)" in entry(ada, "--ema-decay") and "(default: None)" in entry(internal, "--ema-decay")
+    assert "(default: 0.99)" in entry(ada, "--ema-decay") and "(default: None)" in entry(internal, "--ema-decay")
     assert "(default: 1500)" in entry(ada, "--max-steps") and "(default: 300)" in entry(internal, "--max-steps")
-    assert "(default: niqe-plateau)" in entry(ada, "--stopping") and "(default: fixed)" in entry(internal, "--stopping")
-    assert "(default: 1.0)" in entry(ada, "--blend") and "(default: 1.0)" in entry(internal, "--blend")
+    assert "(default: heldout)" in entry(ada, "--stopping") and "(default: fixed)" in entry(internal, "--stopping")
+    assert "(default: 0.1)" in entry(ada, "--blend") and "(default: 1.0)" in entry(internal, "--blend")
     assert "--attention" not in internal and "--augment-config.usm-p" not in internal
 
 

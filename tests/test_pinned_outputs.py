@@ -26,7 +26,7 @@ TORCH = "2.14.1"
 """The torch release the hashes belong to."""
 
 FAST = dict(batch_size=2, patch_size=16, progress=False, lr=1e-3)
-PAPER = dict(noise_augment="always", ema_decay=0.999)  # AdaSSR's defaults before they changed
+PAPER = dict(noise_augment="always", ema_decay=0.999, blend=1.0)  # AdaSSR's weights before its defaults changed
 
 
 def _photo(y0: int = 100, x0: int = 180, n: int = 96) -> torch.Tensor:
