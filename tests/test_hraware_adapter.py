@@ -60,6 +60,21 @@ def test_only_the_sr_model_is_trained(tiny_file, rec_file, photo):
     assert a.results[0].steps == 3 and a.config.ema_decay == 0.999
 
 
+def test_returns_a_twentieth_of_the_finetuning_by_default_and_all_of_it_with_the_paper_preset(tiny_file, rec_file,
+                                                                                            photo):
+    settings = dict(reconstructor=rec_file, max_steps=3, lr=1e-3, ema_decay=None, seed=1, **FAST)
+    part = ttasr.HRAware(tiny_file, **settings).fit(photo)
+    whole = ttasr.HRAware(tiny_file, preset="paper", **settings).fit(photo)
+    assert (part.config.blend, whole.config.blend) == (0.05, 1.0)
+    assert part.config.replace(blend=1.0) == whole.config  # the preset differs in the blend only
+    start = ttasr.load_model(tiny_file).module.state_dict()
+    full, got = whole.adapted_model().module.state_dict(), part.adapted_model().module.state_dict()
+    assert not _equal(full, start)
+    for k, v in got.items():
+        if v.is_floating_point():
+            torch.testing.assert_close(v, start[k] + 0.05 * (full[k] - start[k]), rtol=1e-5, atol=1e-7)
+
+
 def test_controller_is_the_finetuning_one_and_far_is_added(tiny_file, rec_file, photo, monkeypatch):
     calls = []
     original = adapter_module.controller
