@@ -176,3 +176,9 @@ def test_cli_adapts_with_hraware(tiny_file, rec_file, photo, tmp_path):
     [written] = out.glob("*.png")
     assert written.name == "in_hraware.png" and Image.open(written).size == (192, 192)
     assert spandrel.ModelLoader().load_from_file(ckpt).scale == 2
+
+
+def test_heldout_selection_is_refused_with_the_reason(tiny_file, rec_file, photo):
+    a = ttasr.HRAware(tiny_file, reconstructor=rec_file, max_steps=2, stopping="heldout", **FAST)
+    with pytest.raises(InputError, match="HRAware has no held-out pairs: use another stopping rule"):
+        a.fit(photo)
