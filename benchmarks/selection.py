@@ -259,7 +259,7 @@ def run_group(model, preset, deg, highs, rows, args, niqe, results, store) -> No
         rows["oracle"] = {"records": records, "seconds": time.perf_counter() - t}
         save(store, results)
         print(f"# {what}: oracle {rows['oracle']['seconds']:.0f} s", file=sys.stderr, flush=True)
-    if "paper" not in rows and "paper" in args.runs and not args.skip_paper:
+    if "paper" not in rows and "paper" in args.runs:
         t = time.perf_counter()
         cfg = ttasr.AdaSSRConfig.paper().replace(**base)
         a = ttasr.AdaSSR(model, cfg).fit(lows)
@@ -366,7 +366,7 @@ def main() -> None:
                     help="multi: one adaptation over all photos of a preset (one camera); single: one per photo, "
                          "each rule selecting per photo")
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--skip-paper", action="store_true")
+    ap.add_argument("--skip-paper", action="store_true", help="the same as leaving paper out of --runs")
     ap.add_argument("--runs", type=lambda v: [x for x in v.split(",") if x], default=list(RUNS), metavar="R1,R2",
                     help=f"which runs of each group to make, of {','.join(RUNS)} (e.g. the paper preset in a "
                          "process of its own, its --out merged into the report)")
@@ -407,6 +407,8 @@ def main() -> None:
     unknown = set(args.runs) - set(RUNS)
     if unknown:
         raise SystemExit(f"--runs: unknown {', '.join(sorted(unknown))}; choose from {','.join(RUNS)}")
+    if args.skip_paper:
+        args.runs = [r for r in args.runs if r != "paper"]
     if not args.report:
         if results.get("mode", args.mode) != args.mode:
             raise SystemExit(f"{store} holds {results['mode']}-image runs: give another --out, or --mode "
