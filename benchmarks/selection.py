@@ -39,6 +39,7 @@ from __future__ import annotations
 
 import argparse
 import copy
+import dataclasses
 import json
 import logging
 import sys
@@ -69,6 +70,16 @@ def candidate_overrides(items: list[str]) -> dict[str, object]:
         return overrides_from(argparse.Namespace(), ttasr.AdaSSRConfig, None, items)
     except argparse.ArgumentTypeError as exc:
         raise SystemExit(f"--candidate: {exc}") from None
+
+
+def recorded(candidate: dict[str, object]) -> dict[str, object]:
+    """``candidate`` as it is stored in ``results.json`` and compared with it: nested configs
+    (``augment_config.usm_p=0``) as plain dicts, tuples as lists."""
+    def plain(value: object) -> object:
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return dataclasses.asdict(value)
+        raise TypeError(f"{type(value).__name__} is not JSON serialisable")
+    return json.loads(json.dumps(candidate, default=plain))
 
 
 def candidates() -> dict[str, Stopping]:
@@ -413,13 +424,13 @@ def main() -> None:
         if results.get("mode", args.mode) != args.mode:
             raise SystemExit(f"{store} holds {results['mode']}-image runs: give another --out, or --mode "
                              f"{results['mode']}")
-        if results.get("candidate", CANDIDATE) != CANDIDATE:
+        if results.get("candidate", recorded(CANDIDATE)) != recorded(CANDIDATE):
             raise SystemExit(f"{store} holds runs of the candidate {results['candidate']}, not {CANDIDATE}: "
                              "give another --out, or the same --candidate settings")
         model = ttasr.load_model(args.model)
         photos = load_photos(args.images, args.size, args.photos)
         niqe = NIQE()
-        results["candidate"] = dict(CANDIDATE)
+        results["candidate"] = recorded(CANDIDATE)
         results["mode"] = args.mode
         print(f"# candidate configuration: {CANDIDATE}", file=sys.stderr)
         names = ", ".join(n for n, _ in photos)

@@ -62,6 +62,17 @@ def test_candidate_values_are_converted_like_the_cli(selection):
         selection.candidate_overrides(["ema_decy=0.9"])
 
 
+def test_nested_candidate_settings_are_stored_as_json_and_compare_after_a_reload(selection):
+    candidate = selection.candidate_overrides(["augment_config.usm_p=0", "ema_decay=0.99"])
+    stored = selection.recorded(candidate)
+    assert stored["augment_config"]["usm_p"] == 0.0
+    assert stored["augment_config"]["affine_scale"] == [0.5, 1.0]
+    reloaded = json.loads(json.dumps(stored))
+    assert reloaded == selection.recorded(candidate)
+    other = selection.recorded(selection.candidate_overrides(["augment_config.usm_p=0.3", "ema_decay=0.99"]))
+    assert reloaded != other
+
+
 def test_resume_refuses_results_of_another_candidate(tmp_path):
     (tmp_path / "results.json").write_text(json.dumps({"candidate": {"noise_augment": "auto", "ema_decay": 0.99}}))
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "selection.py"), "--resume", "--presets", "",
