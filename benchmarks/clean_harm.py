@@ -1,0 +1,97 @@
+"""Which part of AdaSSR's training harms a clean input? One photo, one configuration per row.
+
+    .venv/bin/python benchmarks/clean_harm.py [--photo 3] [--preset bicubic-clean] [--steps 150]
+        [--rows bicubic/none,bicubic/paper] [--threads 1]
+
+On an input degraded as the model was trained (``bicubic-clean``) full adaptation loses up to
+2 dB (README, *Selection rules*). This script adapts one proxy photo alone for ``--steps``
+steps with each row's pair maker (``bicubic`` pairs or the ``estimated`` kernel) and augmentations
+(``none``; ``paper``: the paper's, without USM and noise unless the row says ``+usm+noise``;
+``-affine``: without the random scale; ``-photometric``: without the colour ops), keeps the final weights, and prints PSNR-Y against the HR next to the
+unadapted model, with the radial power spectrum of the output's luma in five bands as a
+fraction of the HR's (does the adapted model sharpen or smooth?). Rows differ in one setting
+at a time so that each cause can be read off.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+from typing import Any
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import ttasr  # noqa: E402
+from adassr_proxy import load_photos  # noqa: E402
+from ttasr.degradations import degrade  # noqa: E402
+from ttasr.inference import enhance_tensor  # noqa: E402
+from ttasr.metrics import psnr_y  # noqa: E402
+from ttasr.pairs import AugmentConfig  # noqa: E402
+
+ROWS: dict[str, dict[str, Any]] = {
+    "bicubic/none": dict(kernel_estimator="bicubic", noise_augment="never", augment=False),
+    "bicubic/paper": dict(kernel_estimator="bicubic", noise_augment="never",
+                                         augment_config=AugmentConfig(usm_p=0.0)),
+    "bicubic/paper-affine": dict(
+        kernel_estimator="bicubic", noise_augment="never", augment_config=AugmentConfig(usm_p=0.0, affine_p=0.0)),
+    "bicubic/paper-photometric": dict(
+        kernel_estimator="bicubic", noise_augment="never", augment_config=AugmentConfig(usm_p=0.0, photometric_p=0.0)),
+    "estimated/none": dict(noise_augment="never", augment=False),
+    "estimated/paper+usm+noise": dict(noise_augment="always"),
+}
+BANDS = ((0.0, 0.125), (0.125, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01))
+
+
+def band_energy(image: torch.Tensor) -> list[float]:
+    """Power of the luma's spectrum in radial ``BANDS`` (fractions of the Nyquist radius)."""
+    luma = (0.257 * image[:, 0] + 0.504 * image[:, 1] + 0.098 * image[:, 2])[0] * 255
+    power = torch.fft.fftshift(torch.fft.fft2(luma - luma.mean())).abs() ** 2
+    h, w = power.shape
+    yy, xx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")
+    radius = (yy**2 + xx**2).sqrt() / (min(h, w) / 2)
+    return [power[(radius >= lo) & (radius < hi)].sum().item() for lo, hi in BANDS]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--model", default="span-x4")
+    ap.add_argument("--photo", type=int, default=3, help="which proxy photo (1-based; 3: ColorfulCups)")
+    ap.add_argument("--size", type=int, default=512)
+    ap.add_argument("--preset", default="bicubic-clean")
+    ap.add_argument("--steps", type=int, default=150)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from: {'; '.join(ROWS)}")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    rows = [r for r in args.rows.split(",") if r]
+    unknown = [r for r in rows if r not in ROWS]
+    if unknown:
+        raise SystemExit(f"--rows: unknown {unknown}; choose from {list(ROWS)}")
+
+    model = ttasr.load_model(args.model)
+    name, hr = load_photos(args.photo, args.size)[args.photo - 1]
+    lr = degrade(hr, model.scale, args.preset, seed=args.seed).lr
+    reference = band_energy(hr)
+    print(f"# {args.model}, {name} ({args.size} px), {args.preset}, {args.steps} steps, final weights, "
+          f"EMA 0.99, threads {args.threads}")
+    print(f"{'':28s} PSNR-Y   gain   spectrum / HR's, bands {' '.join(f'{lo:g}-{min(hi, 1):g}' for lo, hi in BANDS)}")
+
+    def show(tag: str, output: torch.Tensor, start: float | None) -> float:
+        value = psnr_y(output, hr, model.scale)
+        gain = "" if start is None else f"{value - start:+.2f}"
+        bands = " ".join(f"{b / r:5.2f}" for b, r in zip(band_energy(output), reference))
+        print(f"{tag:28s} {value:6.2f} {gain:>6s}   {bands}", flush=True)
+        return value
+
+    start = show("unadapted", enhance_tensor(model, lr), None)
+    for tag in rows:
+        adapter = ttasr.AdaSSR(model, max_steps=args.steps, eval_every=args.steps, stopping="fixed", blend=1.0,
+                               ema_decay=0.99, progress=False, seed=args.seed, **ROWS[tag]).fit([lr])
+        show(tag, enhance_tensor(adapter.adapted_model(), lr), start)
+
+
+if __name__ == "__main__":
+    main()
