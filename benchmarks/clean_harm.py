@@ -5,10 +5,10 @@
 
 On an input degraded as the model was trained (``bicubic-clean``) full adaptation loses up to
 2 dB (README, *Selection rules*). This script adapts one proxy photo alone for ``--steps``
-steps with each row's pair maker (``bicubic`` pairs or the ``estimated`` kernel) and augmentations
-(``none``; ``paper``: the paper's, without USM and noise unless the row says ``+usm+noise``;
-``-affine``: without the random scale; ``-photometric``: without the colour ops), keeps the final weights, and prints PSNR-Y against the HR next to the
-unadapted model, with the radial power spectrum of the output's luma in five bands as a
+steps with each row's pair maker (``bicubic`` pairs or the ``estimated`` kernel) and
+augmentations (``none``; ``paper``: the paper's, without USM and noise unless the row says
+``+usm+noise``; ``-affine``: without the random scale; ``-photometric``: without the colour
+ops), keeps the final weights, and prints PSNR-Y against the HR next to the unadapted model, with the radial power spectrum of the output's luma in five bands as a
 fraction of the HR's (does the adapted model sharpen or smooth?). Rows differ in one setting
 at a time so that each cause can be read off.
 """
@@ -27,13 +27,12 @@ import ttasr  # noqa: E402
 from adassr_proxy import load_photos  # noqa: E402
 from ttasr.degradations import degrade  # noqa: E402
 from ttasr.inference import enhance_tensor  # noqa: E402
-from ttasr.metrics import psnr_y  # noqa: E402
+from ttasr.metrics import psnr_y, rgb_to_y  # noqa: E402
 from ttasr.pairs import AugmentConfig  # noqa: E402
 
 ROWS: dict[str, dict[str, Any]] = {
     "bicubic/none": dict(kernel_estimator="bicubic", noise_augment="never", augment=False),
-    "bicubic/paper": dict(kernel_estimator="bicubic", noise_augment="never",
-                                         augment_config=AugmentConfig(usm_p=0.0)),
+    "bicubic/paper": dict(kernel_estimator="bicubic", noise_augment="never", augment_config=AugmentConfig(usm_p=0.0)),
     "bicubic/paper-affine": dict(
         kernel_estimator="bicubic", noise_augment="never", augment_config=AugmentConfig(usm_p=0.0, affine_p=0.0)),
     "bicubic/paper-photometric": dict(
@@ -46,7 +45,7 @@ BANDS = ((0.0, 0.125), (0.125, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01))
 
 def band_energy(image: torch.Tensor) -> list[float]:
     """Power of the luma's spectrum in radial ``BANDS`` (fractions of the Nyquist radius)."""
-    luma = (0.257 * image[:, 0] + 0.504 * image[:, 1] + 0.098 * image[:, 2])[0] * 255
+    luma = rgb_to_y(image)[0, 0] * 255
     power = torch.fft.fftshift(torch.fft.fft2(luma - luma.mean())).abs() ** 2
     h, w = power.shape
     yy, xx = torch.meshgrid(torch.arange(h) - h // 2, torch.arange(w) - w // 2, indexing="ij")

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import argparse
 import copy
-import dataclasses
 import json
 import logging
 import sys
@@ -51,6 +50,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 import ttasr  # noqa: E402
+from ttasr._config import PlainConfig  # noqa: E402
 from adassr_proxy import load_photos, save  # noqa: E402
 from ttasr.adapters.stopping import BackProjection, FixedBudget, HeldOutPairs, NIQEPlateau, Stopping  # noqa: E402
 from ttasr.adapters.training import blend_weights  # noqa: E402
@@ -76,8 +76,8 @@ def recorded(candidate: dict[str, object]) -> dict[str, object]:
     """``candidate`` as it is stored in ``results.json`` and compared with it: nested configs
     (``augment_config.usm_p=0``) as plain dicts, tuples as lists."""
     def plain(value: object) -> object:
-        if dataclasses.is_dataclass(value) and not isinstance(value, type):
-            return dataclasses.asdict(value)
+        if isinstance(value, PlainConfig):
+            return value.to_dict()
         raise TypeError(f"{type(value).__name__} is not JSON serialisable")
     return json.loads(json.dumps(candidate, default=plain))
 
