@@ -5,11 +5,12 @@
 
 On an input degraded as the model was trained (``bicubic-clean``) full adaptation loses up to
 2 dB (README, *Selection rules*). This script adapts one proxy photo alone for ``--steps``
-steps with each row's pair maker (``bicubic`` pairs or the ``estimated`` kernel) and
+steps with each row's pair maker (``bicubic`` pairs, the ``estimated`` kernel, the preset's
+``true`` kernel, or a Gaussian of a set width, ``gauss:1.4``) and
 augmentations (``none``; ``paper``: the paper's, without USM and noise unless the row says
 ``+usm+noise``; ``-affine``: without the random scale; ``-photometric``: without the colour
-ops), keeps the final weights, and prints PSNR-Y against the HR next to the unadapted model, with the radial power spectrum of the output's luma in five bands as a
-fraction of the HR's (does the adapted model sharpen or smooth?). Rows differ in one setting
+ops), keeps the final weights, and prints PSNR-Y against the HR next to the unadapted model,
+with the radial power spectrum of the output's luma in five bands as a fraction of the HR's (does the adapted model sharpen or smooth?). Rows differ in one setting
 at a time so that each cause can be read off.
 """
 
@@ -25,21 +26,46 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import ttasr  # noqa: E402
 from adassr_proxy import load_photos  # noqa: E402
-from ttasr.degradations import degrade  # noqa: E402
+from ttasr.degradations import alignment_shift, degrade, gaussian_kernel, kernel_size_for  # noqa: E402
 from ttasr.inference import enhance_tensor  # noqa: E402
 from ttasr.metrics import psnr_y, rgb_to_y  # noqa: E402
 from ttasr.pairs import AugmentConfig  # noqa: E402
 
-ROWS: dict[str, dict[str, Any]] = {
-    "bicubic/none": dict(kernel_estimator="bicubic", noise_augment="never", augment=False),
-    "bicubic/paper": dict(kernel_estimator="bicubic", noise_augment="never", augment_config=AugmentConfig(usm_p=0.0)),
-    "bicubic/paper-affine": dict(
-        kernel_estimator="bicubic", noise_augment="never", augment_config=AugmentConfig(usm_p=0.0, affine_p=0.0)),
-    "bicubic/paper-photometric": dict(
-        kernel_estimator="bicubic", noise_augment="never", augment_config=AugmentConfig(usm_p=0.0, photometric_p=0.0)),
-    "estimated/none": dict(noise_augment="never", augment=False),
-    "estimated/paper+usm+noise": dict(noise_augment="always"),
+PAIRS = ("bicubic", "estimated", "true", "gauss:SIGMA")
+AUGMENTS: dict[str, dict[str, Any]] = {
+    "none": dict(noise_augment="never", augment=False),
+    "paper": dict(noise_augment="never", augment_config=AugmentConfig(usm_p=0.0)),
+    "paper-affine": dict(noise_augment="never", augment_config=AugmentConfig(usm_p=0.0, affine_p=0.0)),
+    "paper-photometric": dict(noise_augment="never", augment_config=AugmentConfig(usm_p=0.0, photometric_p=0.0)),
+    "paper+usm+noise": dict(noise_augment="always"),
 }
+DEFAULT_ROWS = ("bicubic/none", "bicubic/paper", "bicubic/paper-affine", "bicubic/paper-photometric",
+                "estimated/none", "estimated/paper+usm+noise")
+
+
+def row_settings(row: str, true_kernel: torch.Tensor | None, scale: int) -> dict[str, Any]:
+    """AdaSSR settings of a row ``<pairs>/<augmentations>``: pairs from ``bicubic`` resizing, the
+    ``estimated`` kernel, the preset's ``true`` kernel or an isotropic ``gauss:SIGMA`` (HR px)."""
+    pairs, _, aug = row.partition("/")
+    if aug not in AUGMENTS:
+        raise SystemExit(f"row {row!r}: augmentations must be one of {list(AUGMENTS)}")
+    settings = dict(AUGMENTS[aug])
+    if pairs == "bicubic":
+        settings["kernel_estimator"] = "bicubic"
+    elif pairs == "true":
+        if true_kernel is None:
+            raise SystemExit(f"row {row!r}: this preset has no kernel (bicubic resizing); use bicubic/...")
+        settings.update(kernel_estimator="given", kernel=true_kernel.tolist())
+    elif pairs.startswith("gauss:"):
+        sigma = float(pairs.split(":", 1)[1])
+        shift = alignment_shift(scale)
+        kernel = gaussian_kernel(kernel_size_for(sigma, shift), sigma, shift=shift)
+        settings.update(kernel_estimator="given", kernel=kernel.tolist())
+    elif pairs != "estimated":
+        raise SystemExit(f"row {row!r}: pairs must be one of {PAIRS}")
+    return settings
+
+
 BANDS = ((0.0, 0.125), (0.125, 0.25), (0.25, 0.5), (0.5, 0.75), (0.75, 1.01))
 
 
@@ -61,18 +87,17 @@ def main() -> None:
     ap.add_argument("--preset", default="bicubic-clean")
     ap.add_argument("--steps", type=int, default=150)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--rows", default=",".join(ROWS), help=f"comma-separated, from: {'; '.join(ROWS)}")
+    ap.add_argument("--rows", default=",".join(DEFAULT_ROWS),
+                    help=f"comma-separated <pairs>/<augmentations>: pairs {', '.join(PAIRS)}; "
+                         f"augmentations {', '.join(AUGMENTS)}")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    rows = [r for r in args.rows.split(",") if r]
-    unknown = [r for r in rows if r not in ROWS]
-    if unknown:
-        raise SystemExit(f"--rows: unknown {unknown}; choose from {list(ROWS)}")
-
     model = ttasr.load_model(args.model)
     name, hr = load_photos(args.photo, args.size)[args.photo - 1]
-    lr = degrade(hr, model.scale, args.preset, seed=args.seed).lr
+    degraded = degrade(hr, model.scale, args.preset, seed=args.seed)
+    lr = degraded.lr
+    rows = {r: row_settings(r, degraded.kernel, model.scale) for r in args.rows.split(",") if r}  # bad rows fail first
     reference = band_energy(hr)
     print(f"# {args.model}, {name} ({args.size} px), {args.preset}, {args.steps} steps, final weights, "
           f"EMA 0.99, threads {args.threads}")
@@ -88,7 +113,7 @@ def main() -> None:
     start = show("unadapted", enhance_tensor(model, lr), None)
     for tag in rows:
         adapter = ttasr.AdaSSR(model, max_steps=args.steps, eval_every=args.steps, stopping="fixed", blend=1.0,
-                               ema_decay=0.99, progress=False, seed=args.seed, **ROWS[tag]).fit([lr])
+                               ema_decay=0.99, progress=False, seed=args.seed, **rows[tag]).fit([lr])
         show(tag, enhance_tensor(adapter.adapted_model(), lr), start)
 
 

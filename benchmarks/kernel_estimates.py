@@ -12,6 +12,10 @@ proxy benchmark (one camera per preset: seed ``--seed``, the photos of ``adassr_
 * **pair σ**: another model-based estimate, the sigma of the internal pairs the unadapted model
   already inverts best, ``argmin_σ ‖N(D_σ(y)) − y‖`` over ``--pair-grid`` (the step-0 loss of
   AdaSSR's pairs, L1 away from the borders), next to the same error for bicubic pairs;
+* **cal. σ**: not blind: :func:`ttasr.pairs.calibrate_kernel` on the (HR, LR) pair itself,
+  through the preset's JPEG where it has one (``ttasr kernel`` reads it from the file), the
+  measurement a user with a few registered pairs of the camera can make; ``bic`` where bicubic
+  downscaling fits better than every Gaussian;
 * **calibration**: the estimate on LR images whose blur is known: the SR output of a 128-px
   textured region, blurred with sigma ``--grid`` and subsampled. An estimator that measures the
   image's blur must rise along that row.
@@ -34,7 +38,7 @@ import ttasr  # noqa: E402
 from adassr_proxy import load_photos, save  # noqa: E402
 from ttasr.degradations import degrade  # noqa: E402
 from ttasr.degradations.kernels import alignment_shift, degrade_with_kernel, gaussian_kernel, imresize, kernel_size_for  # noqa: E402
-from ttasr.pairs import ConsistencyKernelEstimator  # noqa: E402
+from ttasr.pairs import ConsistencyKernelEstimator, calibrate_kernel  # noqa: E402
 from ttasr.pairs.estimation import select_textured_crops  # noqa: E402
 
 PRESETS = ("bicubic-clean", "optical-blur", "camera", "sensor-noise", "jpeg-heavy")
@@ -98,7 +102,7 @@ def main() -> None:
     pair_grid = [float(v) for v in args.pair_grid.split(",")]
     photos = load_photos(args.images, args.size)
     results: dict = {"model": args.model, "grid": grid, "presets": {}}
-    print(f"{'preset':<14}{'photo':<14}{'true σ':>7}{'est. σ':>8}{'RMSE k̂':>8}{'RMSE bic':>9}"
+    print(f"{'preset':<14}{'photo':<14}{'true σ':>7}{'est. σ':>8}{'cal. σ':>8}{'RMSE k̂':>8}{'RMSE bic':>9}"
           f"{'pair σ':>8}{'L1 σ':>7}{'L1 bic':>7}"
           f"   estimate on the SR output blurred with σ = {', '.join(map(str, grid))}")
     for preset in [p for p in args.presets.split(",") if p]:
@@ -121,9 +125,13 @@ def main() -> None:
                 "calibration": calibration,
             }
             row["pair_sigma"], row["pair_l1"], row["pair_l1_bicubic"] = pair_sigma(d.lr, sr_fn, s, pair_grid)
+            cal = calibrate_kernel([(hr, d.lr)], s, jpeg=int(d.params["jpeg_quality"]) or None).params
+            row["calibrated_sigma"] = None if cal["family"] == "bicubic" else geometric_sigma(cal)
+            calibrated = "bic" if row["calibrated_sigma"] is None else f"{row['calibrated_sigma']:.2f}"
             rows.append(row)
             true = "bic" if row["true_sigma"] is None else f"{row['true_sigma']:.2f}"
-            print(f"{preset:<14}{name[:13]:<14}{true:>7}{row['estimated_sigma']:>8.2f}{row['rmse_estimate']:>8.2f}"
+            print(f"{preset:<14}{name[:13]:<14}{true:>7}{row['estimated_sigma']:>8.2f}{calibrated:>8}"
+                  f"{row['rmse_estimate']:>8.2f}"
                   f"{row['rmse_bicubic']:>9.2f}{row['pair_sigma']:>8.2f}{row['pair_l1']:>7.2f}"
                   f"{row['pair_l1_bicubic']:>7.2f}   " + " ".join(f"{c:.2f}" for c in calibration), flush=True)
         args.out.parent.mkdir(parents=True, exist_ok=True)

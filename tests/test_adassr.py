@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 import spandrel
 import torch
@@ -98,12 +100,15 @@ def test_heatmaps_are_written(tiny_compact, photo, tmp_path):
     assert Image.open(png).size[0] >= 96
 
 
-def test_given_kernel_and_bad_settings(tiny_compact, photo):
+def test_given_kernel_and_bad_settings(tiny_compact, photo, caplog):
     k = ttasr.degradations.gaussian_kernel(7, 1.2)
     a = AdaSSR(tiny_compact, **FAST, kernel_estimator="given", kernel=k, attention="none").fit(photo)
     assert a.kernel_estimates[0].kind == "kernel"
     assert AdaSSR(tiny_compact, **FAST, kernel_estimator="bicubic", attention="none").fit(photo) \
         .kernel_estimates[0].kind == "bicubic"
+    with caplog.at_level(logging.WARNING, logger="ttasr"):  # a kernel without 'given' is named, not used
+        ignored = AdaSSR(tiny_compact, **FAST, kernel=k, kernel_estimator="bicubic", attention="none").fit(photo)
+    assert ignored.kernel_estimates[0].kind == "bicubic" and "kernel_estimator='given'" in caplog.text
     with pytest.raises(InputError, match="needs kernel"):
         AdaSSR(tiny_compact, kernel_estimator="given")
     with pytest.raises(InputError, match="external_images"):

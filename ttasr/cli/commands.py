@@ -92,10 +92,10 @@ def cmd_adapt(args: argparse.Namespace) -> int:
         return 0
     _require_inputs(args)
     from .. import load_model
+    from .._lookup import lookup
     from ..errors import InputError
     from ..inference import enhance
     from ..methods.registry import METHODS
-    from .._lookup import lookup
     from .options import overrides_from
 
     try:
@@ -129,6 +129,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     adapter = create_adapter(args.method, model, config=base, **overrides)
     try:
         adapter.fit(records, resume=args.resume)
+        distributed.barrier(shard)  # no rank tears the group down while another still exchanges
     finally:
         distributed.finish(shard)
     if shard.rank != 0:  # every rank holds the same weights: rank 0 writes them
@@ -244,6 +245,42 @@ def cmd_metrics(args: argparse.Namespace) -> int:
     path = metrics.fetch(args.name, quiet=args.quiet)
     if not args.quiet:
         print(path)
+    return 0
+
+
+def cmd_kernel(args: argparse.Namespace) -> int:
+    """``ttasr kernel``: a camera's blur kernel from registered HR/LR pairs, as .npy."""
+    from ..io import load_images
+    from ..pairs import calibrate_kernel, jpeg_settings_of, save_kernel
+
+    if args.output.suffix.lower() != ".npy":
+        raise UsageError(f"-o {args.output}: the kernel is written as .npy; give a path ending in .npy")
+    _check_folder(args.output.parent, "the kernel file")
+    hr, lr = load_images(args.hr), load_images(args.lr)
+    if len(hr) != len(lr):
+        raise UsageError(f"--hr gives {len(hr)} images and --lr {len(lr)}: give one HR per LR, in the same "
+                         "order (folders are read sorted by name)")
+    names = [f"{h.name} / {low.name}" for h, low in zip(hr, lr)]
+    for name in names:
+        log.info("pair: %s", name)
+    jpeg = [jpeg_settings_of(r.path) if r.path is not None else None for r in lr]
+    if any(jpeg):
+        log.info("%d LR image(s) are JPEG: each candidate kernel's LR is compressed with that file's own "
+                 "tables before the comparison (slower; compression would otherwise read as blur)",
+                 sum(j is not None for j in jpeg))
+    estimate = calibrate_kernel([(h.rgb, low.rgb) for h, low in zip(hr, lr)], args.scale, jpeg=jpeg,
+                                crops=args.crops, channels=args.channels, names=names)
+    assert estimate.kernel is not None  # calibration always returns a kernel
+    save_kernel(args.output, estimate.kernel)
+    p = estimate.params
+    if not args.quiet:
+        shape = "MATLAB bicubic downscaling (the training degradation of most models)" if p["family"] == "bicubic" \
+            else f"Gaussian sigma {p['sigma_x']:.3f} x {p['sigma_y']:.3f} HR px, angle {p['theta']:.3f} rad"
+        print(f"kernel: {shape}, x{p['scale']}; fit RMSE {min(p['rmse_gaussian'], p['rmse_bicubic']):.3f} "
+              f"levels (best Gaussian {p['rmse_gaussian']:.3f}, bicubic {p['rmse_bicubic']:.3f}) over "
+              f"{p['pairs']} pair(s)")
+        print(f"wrote {args.output}; use it with: ttasr adapt LR_DIR -m MODEL --kernel-estimator given "
+              f"--kernel {args.output}")
     return 0
 
 

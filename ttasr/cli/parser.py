@@ -9,7 +9,17 @@ from typing import Any
 
 log = logging.getLogger("ttasr")
 
-from .commands import cmd_adapt, cmd_bench, cmd_demo, cmd_enhance, cmd_metrics, cmd_models, cmd_pretrain_reconstructor, version
+from .commands import (
+    cmd_adapt,
+    cmd_bench,
+    cmd_demo,
+    cmd_enhance,
+    cmd_kernel,
+    cmd_metrics,
+    cmd_models,
+    cmd_pretrain_reconstructor,
+    version,
+)
 
 # ---------------------------------------------------------------------- parser
 DEFAULT_METHOD = "adassr"
@@ -90,6 +100,21 @@ def build_parser(method: str = DEFAULT_METHOD, description: str | None = None) -
     mt.add_argument("action", choices=["fetch"])
     mt.add_argument("name", help="metric name, e.g. niqe")
     mt.set_defaults(func=cmd_metrics)
+
+    k = sub.add_parser("kernel", parents=[common], help="measure a camera's blur kernel on registered HR/LR pairs",
+                       description="Measure the blur kernel of a camera on registered (HR, LR) pairs of its "
+                                   "images and write it as .npy for `adapt --kernel-estimator given --kernel "
+                                   "FILE`. The blind estimate cannot see the blur (README, Benchmarks); a few "
+                                   "pairs can. The best anisotropic Gaussian competes with bicubic downscaling.")
+    k.add_argument("--hr", nargs="+", required=True, metavar="PATH", help="HR images: files, folders or globs")
+    k.add_argument("--lr", nargs="+", required=True, metavar="PATH",
+                   help="LR images of the same scenes, in the same order (folders are read sorted by name)")
+    k.add_argument("-o", "--output", type=Path, required=True, help="kernel file to write (.npy)")
+    k.add_argument("--scale", type=int, default=None, help="check the pairs against this scale (default: from sizes)")
+    k.add_argument("--crops", type=int, default=8, help="most textured 64-px LR crops used per pair (default 8)")
+    k.add_argument("--channels", choices=["luma", "rgb"], default="luma",
+                   help="fit the luma (default: JPEG subsamples the colour) or all three channels")
+    k.set_defaults(func=cmd_kernel)
 
     d = sub.add_parser("demo", parents=[common], help="offline before/after demo on real photos",
                        description="Degrade a few real photos with a camera-like degradation, adapt a real "

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 
 __all__ = [
     "alignment_shift",
+    "bicubic_kernel",
     "bicubic_kernel_weights",
     "blur",
     "degrade_with_kernel",
@@ -244,6 +245,24 @@ def bicubic_kernel_weights(in_size: int, out_size: int, scale: float, antialias:
     mat = torch.zeros(out_size, in_size, dtype=torch.float64)
     mat.scatter_add_(1, j, w)
     return mat
+
+
+def bicubic_kernel(scale: int, shift: float | None = None) -> torch.Tensor:
+    """MATLAB bicubic downscaling by an integer ``scale`` as a blur kernel (float64, sums to 1).
+
+    The antialiased cubic (a = -0.5) stretched by ``scale``, centred ``shift`` HR pixels off
+    the middle (default :func:`alignment_shift`), so that ``degrade_with_kernel(x, k, scale)``
+    equals ``imresize(x, 1 / scale)`` away from the borders. It lets the model's own training
+    degradation compete with Gaussian blurs, e.g. in :func:`ttasr.pairs.calibrate_kernel`.
+    """
+    if not isinstance(scale, int) or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale!r}")
+    shift = alignment_shift(scale) if shift is None else shift
+    radius = math.ceil(2 * scale + abs(shift))
+    taps = torch.arange(2 * radius + 1, dtype=torch.float64) - radius - shift
+    w = _cubic(taps / scale)
+    w = w / w.sum()
+    return torch.outer(w, w)
 
 
 def imresize(image: torch.Tensor, scale: float | None = None, size: tuple[int, int] | None = None,

@@ -7,29 +7,34 @@ Shared by :class:`ttasr.InternalLearning` (bicubic or a given kernel, flips only
 from __future__ import annotations
 
 from .augment import AugmentConfig, PairSample, sample_batch, sample_pair
-from .sampling import PairSampler, stack_crops
+from .calibration import JpegSettings, calibrate_kernel, jpeg_settings_of, save_kernel
 from .estimation import (
-    load_kernel,
     BicubicKernel,
     ConsistencyKernelEstimator,
     GivenKernel,
     KernelEstimate,
     KernelEstimator,
+    load_kernel,
     make_lr_pair,
 )
+from .sampling import PairSampler, stack_crops
 
 __all__ = [
     "AugmentConfig",
     "BicubicKernel",
     "ConsistencyKernelEstimator",
     "GivenKernel",
+    "JpegSettings",
     "KernelEstimate",
     "KernelEstimator",
     "PairSample",
     "PairSampler",
-    "stack_crops",
+    "calibrate_kernel",
+    "jpeg_settings_of",
     "load_kernel",
     "make_lr_pair",
     "sample_batch",
     "sample_pair",
+    "save_kernel",
+    "stack_crops",
 ]

@@ -13,6 +13,9 @@ against bicubic. This module offers:
 * :class:`ConsistencyKernelEstimator`: an anisotropic Gaussian ``k`` minimising the
   degradation consistency ``||D_k(N(y)) - y||`` of the model's own SR output ``N(y)``.
 
+:func:`ttasr.pairs.calibration.calibrate_kernel` is not blind: it measures a camera's kernel on
+registered (HR, LR) pairs of its images, for ``kernel_estimator="given"``.
+
 Every estimator returns a :class:`KernelEstimate`; :func:`make_lr_pair` turns it into a pair.
 
 Alignment. ``degrade_with_kernel`` keeps HR pixel ``s*i`` for LR pixel ``i``; bicubic
@@ -28,8 +31,8 @@ import json
 import logging
 import math
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import numpy as np
@@ -47,7 +50,9 @@ __all__ = [
     "KernelEstimator",
     "consistency_normal_equations",
     "consistency_rmse",
+    "fit_gaussian_kernel",
     "make_lr_pair",
+    "search_gaussian",
     "select_textured_crops",
 ]
 
@@ -251,6 +256,81 @@ def consistency_rmse(
     return (sq.clamp_min(0.0) / n).sqrt()
 
 
+def fit_gaussian_kernel(
+    gram: torch.Tensor,
+    b: torch.Tensor,
+    c: torch.Tensor,
+    n: int,
+    size: int,
+    shift: float,
+    sigma_range: tuple[float, float] = (0.2, 4.0),
+    n_sigma: int = 12,
+    n_theta: int = 8,
+    refine_steps: int = 200,
+) -> tuple[float, float, float, float, int]:
+    """The anisotropic Gaussian minimising ``||M vec(k) - lr||`` given its normal equations
+    (:func:`consistency_normal_equations`), by :func:`search_gaussian`. Returns ``(sigma_x,
+    sigma_y, theta, rmse, iterations)``, with ``sigma_x`` the major axis and ``theta`` in
+    ``[0, pi)``."""
+
+    def loss(p: torch.Tensor) -> torch.Tensor:
+        ks = gaussian_kernels(size, p[:, 0].exp(), p[:, 1].exp(), p[:, 2], shift)
+        return consistency_rmse(ks, gram, b, c, n)
+
+    return search_gaussian(loss, sigma_range, n_sigma, n_theta, refine_steps)
+
+
+def search_gaussian(
+    loss: Callable[[torch.Tensor], torch.Tensor],
+    sigma_range: tuple[float, float] = (0.2, 4.0),
+    n_sigma: int = 12,
+    n_theta: int = 8,
+    refine_steps: int = 200,
+) -> tuple[float, float, float, float, int]:
+    """Minimise ``loss`` over anisotropic Gaussians: a coarse grid over ``(sigma_x, sigma_y,
+    theta)`` (sigmas log-spaced in ``sigma_range``), then a pattern search in ``(log sigma_x,
+    log sigma_y, theta)``. ``loss`` maps ``(m, 3)`` such parameters to ``(m,)`` values.
+    Returns ``(sigma_x, sigma_y, theta, loss, iterations)`` as :func:`fit_gaussian_kernel`."""
+    lo, hi = sigma_range
+
+    # coarse grid: sigma_x >= sigma_y, angles in [0, pi); isotropic kernels once
+    logs = torch.linspace(math.log(lo), math.log(hi), n_sigma, dtype=torch.float64)
+    thetas = torch.arange(n_theta, dtype=torch.float64) * (math.pi / n_theta)
+    cand = []
+    for i in range(n_sigma):
+        for j in range(i + 1):
+            for t in thetas if i != j else thetas[:1]:
+                cand.append((float(logs[i]), float(logs[j]), float(t)))
+    grid = torch.tensor(cand, dtype=torch.float64)
+    grid_loss = loss(grid)
+    best = grid[int(torch.argmin(grid_loss))].clone()
+    best_loss = float(grid_loss.min())
+
+    # pattern search in (log sx, log sy, theta), steps halved when no neighbour improves
+    step = torch.tensor(
+        [float(logs[1] - logs[0]) / 2, float(logs[1] - logs[0]) / 2, math.pi / n_theta / 2],
+        dtype=torch.float64,
+    )
+    bounds_lo = torch.tensor([math.log(lo), math.log(lo), -math.inf], dtype=torch.float64)
+    bounds_hi = torch.tensor([math.log(hi), math.log(hi), math.inf], dtype=torch.float64)
+    eye = torch.eye(3, dtype=torch.float64)
+    iters = 0
+    while iters < refine_steps and float(step[0]) > 2e-3:
+        iters += 1
+        nbrs = torch.cat([best + eye * step, best - eye * step])
+        nbrs = torch.maximum(torch.minimum(nbrs, bounds_hi), bounds_lo)
+        nl = loss(nbrs)
+        k = int(torch.argmin(nl))
+        if float(nl[k]) < best_loss - 1e-12:
+            best, best_loss = nbrs[k].clone(), float(nl[k])
+        else:
+            step = step / 2
+    sx, sy, th = math.exp(float(best[0])), math.exp(float(best[1])), float(best[2])
+    if sy > sx:  # keep sigma_x the major axis
+        sx, sy, th = sy, sx, th + math.pi / 2
+    return sx, sy, math.remainder(th, math.pi) % math.pi, best_loss, iters
+
+
 @dataclass
 class ConsistencyKernelEstimator:
     """Anisotropic Gaussian kernel minimising ``||D_k(N(y)) - y||`` (METHODS §1, our choice).
@@ -310,46 +390,8 @@ class ConsistencyKernelEstimator:
         assert gram is not None
         t_sr = time.perf_counter() - t0
 
-        def loss(p: torch.Tensor) -> torch.Tensor:
-            ks = gaussian_kernels(size, p[:, 0].exp(), p[:, 1].exp(), p[:, 2], shift)
-            return consistency_rmse(ks, gram, b, c, n)
-
-        # coarse grid: sigma_x >= sigma_y, angles in [0, pi); isotropic kernels once
-        logs = torch.linspace(math.log(lo), math.log(hi), self.n_sigma, dtype=torch.float64)
-        thetas = torch.arange(self.n_theta, dtype=torch.float64) * (math.pi / self.n_theta)
-        cand = []
-        for i in range(self.n_sigma):
-            for j in range(i + 1):
-                for t in thetas if i != j else thetas[:1]:
-                    cand.append((float(logs[i]), float(logs[j]), float(t)))
-        grid = torch.tensor(cand, dtype=torch.float64)
-        grid_loss = loss(grid)
-        best = grid[int(torch.argmin(grid_loss))].clone()
-        best_loss = float(grid_loss.min())
-
-        # pattern search in (log sx, log sy, theta), steps halved when no neighbour improves
-        step = torch.tensor(
-            [float(logs[1] - logs[0]) / 2, float(logs[1] - logs[0]) / 2, math.pi / self.n_theta / 2],
-            dtype=torch.float64,
-        )
-        bounds_lo = torch.tensor([math.log(lo), math.log(lo), -math.inf], dtype=torch.float64)
-        bounds_hi = torch.tensor([math.log(hi), math.log(hi), math.inf], dtype=torch.float64)
-        eye = torch.eye(3, dtype=torch.float64)
-        iters = 0
-        while iters < self.refine_steps and float(step[0]) > 2e-3:
-            iters += 1
-            nbrs = torch.cat([best + eye * step, best - eye * step])
-            nbrs = torch.maximum(torch.minimum(nbrs, bounds_hi), bounds_lo)
-            nl = loss(nbrs)
-            k = int(torch.argmin(nl))
-            if float(nl[k]) < best_loss - 1e-12:
-                best, best_loss = nbrs[k].clone(), float(nl[k])
-            else:
-                step = step / 2
-        sx, sy, th = math.exp(float(best[0])), math.exp(float(best[1])), float(best[2])
-        if sy > sx:  # keep sigma_x the major axis
-            sx, sy, th = sy, sx, th + math.pi / 2
-        th = math.remainder(th, math.pi) % math.pi
+        sx, sy, th, best_loss, iters = fit_gaussian_kernel(
+            gram, b, c, n, size, shift, self.sigma_range, self.n_sigma, self.n_theta, self.refine_steps)
         final_size = kernel_size_for(max(sx, sy), shift)
         kernel = gaussian_kernels(final_size, sx, sy, th, shift)[0].to(torch.float32)
         kernel = kernel / kernel.sum()

@@ -159,6 +159,9 @@ class AdaSSR(InternalLearning):
         return self.config.kernel_estimator
 
     def estimate_kernel(self, y: torch.Tensor) -> KernelEstimate:
+        if self.config.kernel is not None and self.config.kernel_estimator != "given":
+            log.warning("kernel is set but kernel_estimator=%r does not use it: pass kernel_estimator='given' "
+                        "to train on that kernel", self.config.kernel_estimator)
         est = super().estimate_kernel(y)
         log.info("kernel: %s", {k: round(v, 3) if isinstance(v, float) else v for k, v in est.params.items()})
         self.kernel_estimates.append(est)
