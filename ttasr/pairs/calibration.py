@@ -37,6 +37,7 @@ from ..degradations.kernels import (
     kernel_size_for,
 )
 from ..errors import InputError
+from .augment import _gray
 from .estimation import (
     Alignment,
     KernelEstimate,
@@ -120,10 +121,7 @@ def _pair_scale(hr: torch.Tensor, lr: torch.Tensor, scale: int | None, name: str
 
 def _luma(x: torch.Tensor) -> torch.Tensor:
     """BT.601 luma of a 1x3xHxW image (any linear mix commutes with the blur); gray stays."""
-    if x.shape[1] != 3:
-        return x
-    w = torch.tensor([0.299, 0.587, 0.114], dtype=x.dtype, device=x.device).view(1, 3, 1, 1)
-    return (x * w).sum(1, keepdim=True)
+    return _gray(x) if x.shape[1] == 3 else x
 
 
 def _per_pair_jpeg(jpeg: Any, count: int) -> list[JpegSettings | None]:
@@ -242,7 +240,8 @@ def _fit_through_jpeg(pairs, settings, labels, s, size, shift, bicubic, crops, c
         raise InputError(f"crop_size must be a multiple of 16 to keep JPEG's blocks aligned, got {crop_size}")
     reach = s * math.ceil((size // 2 + s) / s)  # HR context around a crop, a multiple of the scale
     cut = reach // s
-    work = []  # (HR window, LR crop, settings) per crop
+    work = []  # (HR window, LR crop as compared, settings) per crop
+    compared = _luma if channels == "luma" else (lambda x: x)
     for (hr, lr), jp, label in zip(pairs, settings, labels):
         h, w = lr.shape[-2:]
         if min(h, w) < crop_size:
@@ -250,16 +249,17 @@ def _fit_through_jpeg(pairs, settings, labels, s, size, shift, bicubic, crops, c
         padded = F.pad(hr[..., :s * h, :s * w], (reach,) * 4, mode="reflect")
         for top, left in select_textured_crops(lr, crop_size, max(1, min(crops, jpeg_crops))):
             window = padded[..., s * top:s * (top + crop_size) + 2 * reach, s * left:s * (left + crop_size) + 2 * reach]
-            work.append((window.float().contiguous(), lr[..., top:top + crop_size, left:left + crop_size].float(), jp))
-    n = sum((crop_size - 2 * margin) ** 2 * (1 if channels == "luma" else 3) for _ in work)
+            crop = lr[..., top:top + crop_size, left:left + crop_size].float()
+            work.append((window.float().contiguous(), compared(crop), jp))
+    n = len(work) * (crop_size - 2 * margin) ** 2 * work[0][1].shape[1]
 
     def rmse(kernel: torch.Tensor) -> float:
-        total = 0.0
-        for window, crop, jp in work:
-            sim = degrade_with_kernel(window, kernel.float(), s)[..., cut:cut + crop_size, cut:cut + crop_size]
+        kernel, total = kernel.float(), 0.0
+        for window, target, jp in work:
+            sim = degrade_with_kernel(window, kernel, s)[..., cut:cut + crop_size, cut:cut + crop_size]
             sim = sim.clamp(0, 1)
             sim = jp.roundtrip(sim) if jp is not None else (sim * 255).round() / 255
-            diff = (_luma(sim) - _luma(crop)) if channels == "luma" else (sim - crop)
+            diff = compared(sim) - target
             total += float(diff[..., margin:crop_size - margin, margin:crop_size - margin].double().square().sum())
         return math.sqrt(total / n)
 
