@@ -251,7 +251,7 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 def cmd_kernel(args: argparse.Namespace) -> int:
     """``ttasr kernel``: a camera's blur kernel from registered HR/LR pairs, as .npy."""
     from ..io import load_images
-    from ..pairs import calibrate_kernel, jpeg_settings_of, save_kernel
+    from ..pairs import JpegSettings, calibrate_kernel, jpeg_settings_of, save_kernel
 
     if args.output.suffix.lower() != ".npy":
         raise UsageError(f"-o {args.output}: the kernel is written as .npy; give a path ending in .npy")
@@ -263,11 +263,15 @@ def cmd_kernel(args: argparse.Namespace) -> int:
     names = [f"{h.name} / {low.name}" for h, low in zip(hr, lr)]
     for name in names:
         log.info("pair: %s", name)
-    jpeg = [jpeg_settings_of(r.path) if r.path is not None else None for r in lr]
-    if any(jpeg):
+    jpeg: list = []
+    for r in lr:
+        from_file = jpeg_settings_of(r.path) if r.path is not None and args.jpeg != "none" else None
+        # an LR saved losslessly after JPEG keeps the traces in its pixels, not its file
+        jpeg.append(from_file if from_file is not None or args.jpeg != "auto" else "auto")
+    if any(isinstance(j, JpegSettings) for j in jpeg):
         log.info("%d LR image(s) are JPEG: each candidate kernel's LR is compressed with that file's own "
                  "tables before the comparison (slower; compression would otherwise read as blur)",
-                 sum(j is not None for j in jpeg))
+                 sum(isinstance(j, JpegSettings) for j in jpeg))
     estimate = calibrate_kernel([(h.rgb, low.rgb) for h, low in zip(hr, lr)], args.scale, jpeg=jpeg,
                                 crops=args.crops, channels=args.channels, names=names)
     assert estimate.kernel is not None  # calibration always returns a kernel
@@ -278,7 +282,7 @@ def cmd_kernel(args: argparse.Namespace) -> int:
             else f"Gaussian sigma {p['sigma_x']:.3f} x {p['sigma_y']:.3f} HR px, angle {p['theta']:.3f} rad"
         print(f"kernel: {shape}, x{p['scale']}; fit RMSE {min(p['rmse_gaussian'], p['rmse_bicubic']):.3f} "
               f"levels (best Gaussian {p['rmse_gaussian']:.3f}, bicubic {p['rmse_bicubic']:.3f}) over "
-              f"{p['pairs']} pair(s)")
+              f"{p['pairs']} pair(s), {p['jpeg']} modelled as JPEG")
         print(f"wrote {args.output}; use it with: ttasr adapt LR_DIR -m MODEL --kernel-estimator given "
               f"--kernel {args.output}")
     return 0

@@ -114,6 +114,10 @@ def build_parser(method: str = DEFAULT_METHOD, description: str | None = None) -
     k.add_argument("--crops", type=int, default=8, help="most textured 64-px LR crops used per pair (default 8)")
     k.add_argument("--channels", choices=["luma", "rgb"], default="luma",
                    help="fit the luma (default: JPEG subsamples the colour) or all three channels")
+    k.add_argument("--jpeg", choices=["auto", "file", "none"], default="auto",
+                   help="how the LR's JPEG compression is found, to be modelled in the fit: auto (default) "
+                        "reads a JPEG file's tables, and looks for JPEG's traces in the pixels of other files "
+                        "(a PNG saved from a JPEG); file: JPEG files only; none: never (plain fit)")
     k.set_defaults(func=cmd_kernel)
 
     d = sub.add_parser("demo", parents=[common], help="offline before/after demo on real photos",

@@ -17,6 +17,7 @@ from .estimation import (
     load_kernel,
     make_lr_pair,
 )
+from .jpeg_trace import JpegTrace, detect_jpeg
 from .sampling import PairSampler, stack_crops
 
 __all__ = [
@@ -25,11 +26,13 @@ __all__ = [
     "ConsistencyKernelEstimator",
     "GivenKernel",
     "JpegSettings",
+    "JpegTrace",
     "KernelEstimate",
     "KernelEstimator",
     "PairSample",
     "PairSampler",
     "calibrate_kernel",
+    "detect_jpeg",
     "jpeg_settings_of",
     "load_kernel",
     "make_lr_pair",

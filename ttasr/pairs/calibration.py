@@ -124,13 +124,30 @@ def _luma(x: torch.Tensor) -> torch.Tensor:
     return _gray(x) if x.shape[1] == 3 else x
 
 
-def _per_pair_jpeg(jpeg: Any, count: int) -> list[JpegSettings | None]:
-    if jpeg is None or isinstance(jpeg, (int, JpegSettings)):
-        one = JpegSettings(quality=jpeg) if isinstance(jpeg, int) else jpeg
-        return [one] * count
-    settings = [JpegSettings(quality=j) if isinstance(j, int) else j for j in jpeg]
-    if len(settings) != count:
-        raise InputError(f"jpeg gives {len(settings)} settings for {count} pairs: give one per pair, or one for all")
+def _per_pair_jpeg(jpeg: Any, pairs: list[tuple[torch.Tensor, torch.Tensor]], labels: list[str],
+                   s: int) -> list[JpegSettings | None]:
+    """One JPEG setting per pair. ``"auto"`` (for all, or in the list for one pair) reads the
+    LR's from its pixels (:func:`~ttasr.pairs.jpeg_trace.detect_jpeg`) and crops that pair,
+    in ``pairs``, to JPEG's grid."""
+    count = len(pairs)
+    given = [jpeg] * count if jpeg is None or isinstance(jpeg, (int, str, JpegSettings)) else list(jpeg)
+    if len(given) != count:
+        raise InputError(f"jpeg gives {len(given)} settings for {count} pairs: give one per pair, or one for all")
+    settings: list[JpegSettings | None] = []
+    for i, (j, label) in enumerate(zip(given, labels)):
+        if isinstance(j, str):
+            if j != "auto":
+                raise InputError(f"jpeg: {j!r} is not a setting; give a quality, JpegSettings, None or 'auto'")
+            from .jpeg_trace import detect_jpeg
+
+            hr, lr = pairs[i]
+            trace = detect_jpeg(lr, name=f"{label} LR")
+            if trace is not None and trace.offset != (0, 0):
+                top, left = trace.offset
+                pairs[i] = (hr[..., s * top:, s * left:], lr[..., top:, left:])
+            settings.append(None if trace is None else trace.settings)
+        else:
+            settings.append(JpegSettings(quality=j) if isinstance(j, int) else j)
     return settings
 
 
@@ -139,7 +156,7 @@ def calibrate_kernel(
     pairs: Sequence[tuple[torch.Tensor, torch.Tensor]],
     scale: int | None = None,
     *,
-    jpeg: int | JpegSettings | Sequence[int | JpegSettings | None] | None = None,
+    jpeg: int | JpegSettings | Literal["auto"] | Sequence[int | JpegSettings | Literal["auto"] | None] | None = None,
     crops: int = 8,
     crop_size: int = 64,
     margin: int = 4,
@@ -154,8 +171,10 @@ def calibrate_kernel(
     ``scale`` times its LR is cropped at the bottom/right. ``crops`` textured ``crop_size``
     LR crops of every pair enter the fit, ``margin`` LR pixels from their borders left out.
     ``jpeg`` gives how the LR images were compressed (a quality, :class:`JpegSettings`, or
-    one per pair; ``None``: not compressed); then candidates are compressed alike before the
-    comparison (the module docstring says why). The fit uses the luma by default: JPEG's
+    one per pair; ``None``: not compressed; ``"auto"``: read from each LR's pixels by
+    :func:`~ttasr.pairs.jpeg_trace.detect_jpeg`, for an LR that was compressed and then saved
+    losslessly); then candidates are compressed alike before the comparison (the module
+    docstring says why). The fit uses the luma by default: JPEG's
     chroma subsampling blurs the colour channels far more than the lens does
     (``channels="rgb"`` fits all three).
 
@@ -181,7 +200,8 @@ def calibrate_kernel(
     if len(scales) > 1:
         raise InputError(f"the pairs have different scales {sorted(scales)}: calibrate one scale at a time")
     s = scales.pop()
-    settings = _per_pair_jpeg(jpeg, len(pairs))
+    pairs = list(pairs)
+    settings = _per_pair_jpeg(jpeg, pairs, labels, s)
     shift = alignment_shift(s, alignment)
     bicubic = bicubic_kernel(s, shift)
     size = max(kernel_size_for(hi, shift), bicubic.shape[0])
