@@ -7,7 +7,8 @@ No ground truth is needed. AdaSSR estimates the camera's blur kernel from the im
 once over the whole set (multi-image mode), keeps the weights with the lowest error on held-out
 internal pairs and returns a tenth of their change (the default, safe on clean inputs). With a
 kernel measured on a few registered (HR, LR) pairs of the camera (``ttasr kernel --hr HR/ --lr
-LR/ -o camera.npy``) it trains on that kernel and returns half the change, which kept 59–75 % of
+LR/ -o camera.npy``) or on a photo of the printed chart of ``ttasr chart`` (``ttasr kernel --chart
+photo.jpg --scale 4 -o camera.npy``) it trains on that kernel and returns half the change, which kept 59–75 % of
 the oracle's gain on the proxy's noisy and compressed presets (README, *The kernel decides*).
 It writes the super-resolved images and a checkpoint that spandrel (and tools built on it) loads.
 """

@@ -249,20 +249,26 @@ def cmd_metrics(args: argparse.Namespace) -> int:
 
 
 def cmd_kernel(args: argparse.Namespace) -> int:
-    """``ttasr kernel``: a camera's blur kernel from registered HR/LR pairs, as .npy."""
+    """``ttasr kernel``: a camera's blur kernel from registered HR/LR pairs or chart photos, as .npy."""
     from ..io import load_images
-    from ..pairs import JpegSettings, calibrate_kernel, jpeg_settings_of, save_kernel
+    from ..pairs import (
+        JpegSettings,
+        calibrate_chart,
+        calibrate_kernel,
+        jpeg_settings_of,
+        save_kernel,
+    )
 
     if args.output.suffix.lower() != ".npy":
         raise UsageError(f"-o {args.output}: the kernel is written as .npy; give a path ending in .npy")
+    if args.chart and (args.hr or args.lr):
+        raise UsageError("give either --chart photos or --hr/--lr pairs, not both")
+    if not args.chart and not (args.hr and args.lr):
+        raise UsageError("give --hr and --lr (registered pairs), or --chart with photos of `ttasr chart`'s chart")
+    if args.chart and args.scale is None:
+        raise UsageError("--chart needs --scale: the model's scale, which the kernel is measured for")
     _check_folder(args.output.parent, "the kernel file")
-    hr, lr = load_images(args.hr), load_images(args.lr)
-    if len(hr) != len(lr):
-        raise UsageError(f"--hr gives {len(hr)} images and --lr {len(lr)}: give one HR per LR, in the same "
-                         "order (folders are read sorted by name)")
-    names = [f"{h.name} / {low.name}" for h, low in zip(hr, lr)]
-    for name in names:
-        log.info("pair: %s", name)
+    lr = load_images(args.chart or args.lr)
     jpeg: list = []
     for r in lr:
         from_file = jpeg_settings_of(r.path) if r.path is not None and args.jpeg != "none" else None
@@ -272,8 +278,21 @@ def cmd_kernel(args: argparse.Namespace) -> int:
         log.info("%d LR image(s) are JPEG: each candidate kernel's LR is compressed with that file's own "
                  "tables before the comparison (slower; compression would otherwise read as blur)",
                  sum(isinstance(j, JpegSettings) for j in jpeg))
-    estimate = calibrate_kernel([(h.rgb, low.rgb) for h, low in zip(hr, lr)], args.scale, jpeg=jpeg,
-                                crops=args.crops, channels=args.channels, names=names)
+    if args.chart:
+        estimate = calibrate_chart([r.rgb for r in lr], args.scale, sides=args.sides, jpeg=jpeg,
+                                   names=[r.name for r in lr], channels=args.channels)
+        source = f"{len(lr)} chart photo(s)"
+    else:
+        hr = load_images(args.hr)
+        if len(hr) != len(lr):
+            raise UsageError(f"--hr gives {len(hr)} images and --lr {len(lr)}: give one HR per LR, in the same "
+                             "order (folders are read sorted by name)")
+        names = [f"{h.name} / {low.name}" for h, low in zip(hr, lr)]
+        for name in names:
+            log.info("pair: %s", name)
+        estimate = calibrate_kernel([(h.rgb, low.rgb) for h, low in zip(hr, lr)], args.scale, jpeg=jpeg,
+                                    crops=args.crops, channels=args.channels, names=names)
+        source = f"{len(hr)} pair(s)"
     assert estimate.kernel is not None  # calibration always returns a kernel
     save_kernel(args.output, estimate.kernel)
     p = estimate.params
@@ -282,9 +301,30 @@ def cmd_kernel(args: argparse.Namespace) -> int:
             else f"Gaussian sigma {p['sigma_x']:.3f} x {p['sigma_y']:.3f} HR px, angle {p['theta']:.3f} rad"
         print(f"kernel: {shape}, x{p['scale']}; fit RMSE {min(p['rmse_gaussian'], p['rmse_bicubic']):.3f} "
               f"levels (best Gaussian {p['rmse_gaussian']:.3f}, bicubic {p['rmse_bicubic']:.3f}) over "
-              f"{p['pairs']} pair(s), {p['jpeg']} modelled as JPEG")
+              f"{source}, {p['jpeg']} modelled as JPEG")
         print(f"wrote {args.output}; use it with: ttasr adapt LR_DIR -m MODEL --kernel-estimator given "
               f"--kernel {args.output}")
+    return 0
+
+
+def cmd_chart(args: argparse.Namespace) -> int:
+    """``ttasr chart``: the printable chart of ``ttasr kernel --chart``."""
+    from ..errors import InputError
+    from ..io import save_image
+    from ..pairs import chart_image
+
+    if not 256 <= args.size <= 16384:
+        raise UsageError(f"--size {args.size}: give 256 to 16384 pixels")
+    _check_folder(args.output.parent, "the chart")
+    try:
+        chart = chart_image(args.size, sides=args.sides, angle_deg=args.angle)
+    except InputError as exc:
+        raise UsageError(str(exc)) from None
+    save_image(chart[0], args.output)
+    if not args.quiet:
+        print(f"wrote {args.output} ({args.size} px); print it, photograph it with the settings of the images to "
+              f"adapt to (the whole polygon in the frame, 100+ px across), then: ttasr kernel --chart PHOTO "
+              f"--scale S -o kernel.npy")
     return 0
 
 

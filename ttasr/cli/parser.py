@@ -12,6 +12,7 @@ log = logging.getLogger("ttasr")
 from .commands import (
     cmd_adapt,
     cmd_bench,
+    cmd_chart,
     cmd_demo,
     cmd_enhance,
     cmd_kernel,
@@ -101,16 +102,24 @@ def build_parser(method: str = DEFAULT_METHOD, description: str | None = None) -
     mt.add_argument("name", help="metric name, e.g. niqe")
     mt.set_defaults(func=cmd_metrics)
 
-    k = sub.add_parser("kernel", parents=[common], help="measure a camera's blur kernel on registered HR/LR pairs",
-                       description="Measure the blur kernel of a camera on registered (HR, LR) pairs of its "
-                                   "images and write it as .npy for `adapt --kernel-estimator given --kernel "
-                                   "FILE`. The blind estimate cannot see the blur (README, Benchmarks); a few "
-                                   "pairs can. The best anisotropic Gaussian competes with bicubic downscaling.")
-    k.add_argument("--hr", nargs="+", required=True, metavar="PATH", help="HR images: files, folders or globs")
-    k.add_argument("--lr", nargs="+", required=True, metavar="PATH",
+    k = sub.add_parser("kernel", parents=[common],
+                       help="measure a camera's blur kernel on registered HR/LR pairs or on a chart photo",
+                       description="Measure the blur kernel of a camera and write it as .npy for `adapt "
+                                   "--kernel-estimator given --kernel FILE`: on registered (HR, LR) pairs of its "
+                                   "images (--hr/--lr), or on photos of the printed chart of `ttasr chart` "
+                                   "(--chart, with --scale). The blind estimate cannot see the blur (README, "
+                                   "Benchmarks); a few pairs or a chart can. The best anisotropic Gaussian "
+                                   "competes with bicubic downscaling.")
+    k.add_argument("--hr", nargs="+", metavar="PATH", help="HR images: files, folders or globs")
+    k.add_argument("--lr", nargs="+", metavar="PATH",
                    help="LR images of the same scenes, in the same order (folders are read sorted by name)")
+    k.add_argument("--chart", nargs="+", metavar="PATH",
+                   help="instead of pairs: photos of the chart of `ttasr chart`, taken with the camera's settings "
+                        "of the images to adapt to (focus, zoom, ISO, JPEG), the whole hexagon in the frame")
     k.add_argument("-o", "--output", type=Path, required=True, help="kernel file to write (.npy)")
-    k.add_argument("--scale", type=int, default=None, help="check the pairs against this scale (default: from sizes)")
+    k.add_argument("--scale", type=int, default=None,
+                   help="the model's scale: checks the pairs (default: from sizes); needed with --chart")
+    k.add_argument("--sides", type=int, default=6, help="edges of the chart's polygon (default 6, as `ttasr chart`)")
     k.add_argument("--crops", type=int, default=8, help="most textured 64-px LR crops used per pair (default 8)")
     k.add_argument("--channels", choices=["luma", "rgb"], default="luma",
                    help="fit the luma (default: JPEG subsamples the colour) or all three channels")
@@ -119,6 +128,19 @@ def build_parser(method: str = DEFAULT_METHOD, description: str | None = None) -
                         "reads a JPEG file's tables, and looks for JPEG's traces in the pixels of other files "
                         "(a PNG saved from a JPEG); file: JPEG files only; none: never (plain fit)")
     k.set_defaults(func=cmd_kernel)
+
+    c = sub.add_parser("chart", parents=[common], help="write the chart to print for `ttasr kernel --chart`",
+                       description="Write a chart for measuring a camera's blur kernel: a dark hexagon turned 5 "
+                                   "degrees on a light ground, at a 3:1 contrast. Print it (matte paper, no "
+                                   "scaling artefacts: at least the printer's resolution), photograph it with the "
+                                   "settings of the images to adapt to, the whole hexagon in the frame and "
+                                   "spanning 100 or more pixels of the photo, then run `ttasr kernel --chart "
+                                   "PHOTO --scale S -o k.npy`.")
+    c.add_argument("-o", "--output", type=Path, required=True, help="image to write (.png, .tif, ...)")
+    c.add_argument("--size", type=int, default=2048, help="side in pixels (default 2048)")
+    c.add_argument("--sides", type=int, default=6, help="edges of the polygon (default 6: three edge directions)")
+    c.add_argument("--angle", type=float, default=5.0, help="turn from the pixel grid, degrees (default 5)")
+    c.set_defaults(func=cmd_chart)
 
     d = sub.add_parser("demo", parents=[common], help="offline before/after demo on real photos",
                        description="Degrade a few real photos with a camera-like degradation, adapt a real "

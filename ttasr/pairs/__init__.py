@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from .augment import AugmentConfig, PairSample, sample_batch, sample_pair
 from .calibration import JpegSettings, calibrate_kernel, jpeg_settings_of, save_kernel
+from .chart import ChartFit, calibrate_chart, chart_image, fit_chart, render_chart
 from .estimation import (
     BicubicKernel,
     ConsistencyKernelEstimator,
@@ -23,6 +24,7 @@ from .sampling import PairSampler, stack_crops
 __all__ = [
     "AugmentConfig",
     "BicubicKernel",
+    "ChartFit",
     "ConsistencyKernelEstimator",
     "GivenKernel",
     "JpegSettings",
@@ -31,11 +33,15 @@ __all__ = [
     "KernelEstimator",
     "PairSample",
     "PairSampler",
+    "calibrate_chart",
     "calibrate_kernel",
+    "chart_image",
     "detect_jpeg",
+    "fit_chart",
     "jpeg_settings_of",
     "load_kernel",
     "make_lr_pair",
+    "render_chart",
     "sample_batch",
     "sample_pair",
     "save_kernel",
