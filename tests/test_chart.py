@@ -56,7 +56,7 @@ def test_the_chart_is_a_dark_hexagon_turned_five_degrees_on_a_light_ground(chart
     covered = float(((0.75 - chart[0, 0]) / 0.5).sum())  # the hexagon's area, from the pixels' coverage
     apothem = 0.5 * 512 / 2
     assert covered == pytest.approx(6 * apothem**2 * math.tan(math.pi / 6), rel=1e-3)
-    for bad in ({"angle_deg": 0.0}, {"fill": 0.95}, {"sides": 2}):
+    for bad in ({"angle_deg": 0.0}, {"fill": 0.95}, {"sides": 2}, {"dark": 0.6}):
         with pytest.raises(InputError):
             chart_image(64, **bad)
 

@@ -317,7 +317,7 @@ def cmd_chart(args: argparse.Namespace) -> int:
         raise UsageError(f"--size {args.size}: give 256 to 16384 pixels")
     _check_folder(args.output.parent, "the chart")
     try:
-        chart = chart_image(args.size, sides=args.sides, angle_deg=args.angle)
+        chart = chart_image(args.size, sides=args.sides, angle_deg=args.angle, dark=args.dark, light=args.light)
     except InputError as exc:
         raise UsageError(str(exc)) from None
     save_image(chart[0], args.output)

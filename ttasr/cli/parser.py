@@ -140,6 +140,10 @@ def build_parser(method: str = DEFAULT_METHOD, description: str | None = None) -
     c.add_argument("--size", type=int, default=2048, help="side in pixels (default 2048)")
     c.add_argument("--sides", type=int, default=6, help="edges of the polygon (default 6: three edge directions)")
     c.add_argument("--angle", type=float, default=5.0, help="turn from the pixel grid, degrees (default 5)")
+    c.add_argument("--dark", type=float, default=0.25,
+                   help="the polygon's grey, 0-1 (default 0.25; 0 with --light 1 prints without halftone dots, "
+                        "then expose so that neither level clips)")
+    c.add_argument("--light", type=float, default=0.75, help="the ground's grey, 0-1 (default 0.75)")
     c.set_defaults(func=cmd_chart)
 
     d = sub.add_parser("demo", parents=[common], help="offline before/after demo on real photos",

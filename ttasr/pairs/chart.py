@@ -82,6 +82,8 @@ def chart_image(size: int = 2048, *, sides: int = 6, angle_deg: float = 5.0, fil
     3:1 like ISO 12233's) keeps the camera's tone curve and clipping out of the edges."""
     if sides < 3:
         raise InputError(f"sides must be 3 or more, got {sides}")
+    if not 0 <= dark < light <= 1 or light - dark < 0.2:
+        raise InputError(f"dark {dark} and light {light}: give 0 <= dark < light <= 1, at least 0.2 apart")
     if not 0 < fill <= 0.8:
         raise InputError(f"fill must be in (0, 0.8]: the polygon must lie inside the page, got {fill}")
     if not 1 <= abs(angle_deg) <= 20:
