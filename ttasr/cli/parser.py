@@ -131,7 +131,7 @@ def build_parser(method: str = DEFAULT_METHOD, description: str | None = None) -
 
     c = sub.add_parser("chart", parents=[common], help="write the chart to print for `ttasr kernel --chart`",
                        description="Write a chart for measuring a camera's blur kernel: a dark hexagon turned 5 "
-                                   "degrees on a light ground, at a 3:1 contrast. Print it (matte paper, no "
+                                   "degrees on a light ground, at a low contrast. Print it (matte paper, no "
                                    "scaling artefacts: at least the printer's resolution), photograph it with the "
                                    "settings of the images to adapt to, the whole hexagon in the frame and "
                                    "spanning 100 or more pixels of the photo, then run `ttasr kernel --chart "
@@ -141,8 +141,8 @@ def build_parser(method: str = DEFAULT_METHOD, description: str | None = None) -
     c.add_argument("--sides", type=int, default=6, help="edges of the polygon (default 6: three edge directions)")
     c.add_argument("--angle", type=float, default=5.0, help="turn from the pixel grid, degrees (default 5)")
     c.add_argument("--dark", type=float, default=0.25,
-                   help="the polygon's grey, 0-1 (default 0.25; 0 with --light 1 prints without halftone dots, "
-                        "then expose so that neither level clips)")
+                   help="the polygon's grey, 0-1 (default 0.25; a higher contrast lets the camera's tone curve "
+                        "read as blur, a lower one noise and JPEG)")
     c.add_argument("--light", type=float, default=0.75, help="the ground's grey, 0-1 (default 0.75)")
     c.set_defaults(func=cmd_chart)
 

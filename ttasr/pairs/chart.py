@@ -78,8 +78,12 @@ def chart_image(size: int = 2048, *, sides: int = 6, angle_deg: float = 5.0, fil
     across flats ``fill`` of the page), turned ``angle_deg`` degrees, on a ``light`` ground.
 
     Six sides give three edge directions, which fix an anisotropic Gaussian's three parameters
-    (a square's two directions leave its diagonal width free). A low contrast (the default,
-    3:1 like ISO 12233's) keeps the camera's tone curve and clipping out of the edges."""
+    (a square's two directions leave its diagonal width free). The default greys (3:1 as
+    encoded, about 11:1 in linear light under a 2.2 gamma) keep the edges away from clipping
+    and keep most of a camera's tone curve from reading as blur: a camera that blurs in linear
+    light and then encodes makes an edge close to a blur of the encoded values only at a low
+    contrast. A lower one reads the tone curve less but noise and JPEG more (README, *The
+    kernel decides*)."""
     if sides < 3:
         raise InputError(f"sides must be 3 or more, got {sides}")
     if not 0 <= dark < light <= 1 or light - dark < 0.2:
@@ -205,6 +209,9 @@ def fit_chart(lr: torch.Tensor, *, sides: int = 6, name: str = "chart", margin: 
     keep = (window > 0.5 / 255) & (window < 254.5 / 255)
     xs, ys, target = xs[keep], ys[keep], window[keep]
     seen = _profile(xs, ys, torch.tensor(normals0), torch.tensor(offsets0), torch.ones(sides, dtype=torch.float64))
+    if float(keep.double().mean()) < 0.8 or int((seen > 0.99).sum()) < 16 or int((seen < 0.01).sum()) < 16:
+        raise InputError(f"{name}: {100 * (1 - float(keep.double().mean())):.0f} % of the chart's pixels are "
+                         "clipped (0 or 255); expose so that neither the polygon nor the ground clips")
     levels0 = [float(target[seen > 0.99].median()), float(target[seen < 0.01].median())]
     params = torch.tensor(normals0 + offsets0 + [0.0] * sides + levels0, dtype=torch.float64, requires_grad=True)
 
@@ -223,6 +230,9 @@ def fit_chart(lr: torch.Tensor, *, sides: int = 6, name: str = "chart", margin: 
         return loss
 
     opt.step(closure)
+    if not torch.isfinite(params).all():
+        raise InputError(f"{name}: the polygon's edges could not be fitted (the fit diverged); is the whole "
+                         f"{sides}-sided polygon (--sides) in the frame, on an even ground, and nothing else dark?")
     with torch.no_grad():
         rmse = float(residual().square().mean().sqrt()) * 255
         p = params.detach()
@@ -241,7 +251,7 @@ def fit_chart(lr: torch.Tensor, *, sides: int = 6, name: str = "chart", margin: 
     # a regular polygon: consecutive normals 360/sides degrees apart (a chart seen a little
     # off-axis bends them by a few), the residual well under the contrast
     turns = [math.remainder(a - normals0[0] - k * 2 * math.pi / sides, 2 * math.pi) for k, a in enumerate(fit.normals)]
-    if not torch.isfinite(p).all() or contrast < 0.03 or abs(fit.width_across - across0) > 0.2 * across0 \
+    if contrast < 0.03 or abs(fit.width_across - across0) > 0.2 * across0 \
             or max(fit.widths) > 0.25 * fit.width_across or max(map(abs, turns)) > math.radians(10) \
             or rmse > 0.1 * 255 * contrast:
         raise InputError(f"{name}: the polygon's edges could not be fitted (contrast {255 * contrast:.1f} levels, "
