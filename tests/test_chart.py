@@ -142,6 +142,10 @@ def test_a_photo_without_a_whole_chart_is_named_in_the_error(chart):
         fit_chart(lr[..., 40:, 40:], name="cut.png")
     with pytest.raises(InputError, match="tiny.png: .*too small"):
         fit_chart(lr[..., :20, :20], name="tiny.png")
+    table = chart.clone()
+    table[..., :96, :] = 0.15  # a dark table beyond the paper
+    with pytest.raises(InputError, match="table.png: .*crop the photo"):
+        fit_chart(_photo(table, _gaussian(1.2, 1.2, 0.0)), name="table.png")
     clipped = _photo(chart_image(512, dark=0.0, light=1.0), _gaussian(1.2, 1.2, 0.0))
     with pytest.raises(InputError, match="clip.png: .*clipped"):
         fit_chart(clipped, name="clip.png")

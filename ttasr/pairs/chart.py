@@ -153,6 +153,9 @@ def _initial_polygon(y: torch.Tensor, sides: int, name: str) -> tuple[list[float
     border[0, :] = border[-1, :] = border[:, 0] = border[:, -1] = True
     # the polygon is the side of the threshold that stays off the frame's border
     mask = min(masks, key=lambda m: float(m[border].float().mean()))
+    if float(mask[border].float().mean()) > 0.01:
+        raise InputError(f"{name}: both the polygon's grey and the ground's reach the frame's edge; crop the "
+                         "photo to the chart's ground, with the whole polygon inside and nothing else")
     rows, cols = torch.nonzero(mask, as_tuple=True)
     centre = (float(cols.double().mean()), float(rows.double().mean()))
     gy, gx = torch.gradient(y.double())
