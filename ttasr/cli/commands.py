@@ -313,8 +313,9 @@ def cmd_chart(args: argparse.Namespace) -> int:
     from ..io import save_image
     from ..pairs import chart_image
 
-    if not 256 <= args.size <= 16384:
-        raise UsageError(f"--size {args.size}: give 256 to 16384 pixels")
+    if not 256 <= args.size <= 8192:
+        raise UsageError(f"--size {args.size}: give 256 to 8192 pixels (the chart is drawn supersampled: "
+                         "8192 takes a few minutes)")
     _check_folder(args.output.parent, "the chart")
     try:
         chart = chart_image(args.size, sides=args.sides, angle_deg=args.angle, dark=args.dark, light=args.light)

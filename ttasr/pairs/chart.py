@@ -144,7 +144,9 @@ def _initial_polygon(y: torch.Tensor, sides: int, name: str) -> tuple[list[float
     """Edges of the polygon from a threshold: its centroid and area, the edges' angle from the
     gradient directions (modulo ``360° / sides``)."""
     h, w = y.shape
-    lo, hi = torch.quantile(y.flatten().double(), torch.tensor([0.02, 0.98], dtype=torch.float64)).tolist()
+    values = y.flatten()
+    values = values[:: max(1, values.numel() // 1_000_000)]  # torch.quantile refuses 16M values
+    lo, hi = torch.quantile(values.double(), torch.tensor([0.02, 0.98], dtype=torch.float64)).tolist()
     if hi - lo < 0.05:
         raise InputError(f"{name}: no chart found (its levels span {255 * (hi - lo):.1f} of 255); photograph "
                          "the chart of `ttasr chart` so that the whole polygon and some ground fill the frame")
