@@ -55,8 +55,7 @@ def _coverage(height: int, width: int, normals: Sequence[float], offsets: Sequen
     A pixel ``(row, col)``'s centre lies at chart coordinates ``(col * a + b, row * a + b)``
     with ``(a, b) = to_chart``; ``supersample²`` points per pixel are tested."""
     a, b = to_chart
-    n = torch.tensor([[math.cos(t), math.sin(t)] for t in normals], dtype=torch.float64)
-    c = torch.tensor(list(offsets), dtype=torch.float64)
+    edges = [(math.cos(t), math.sin(t), c) for t, c in zip(normals, offsets)]
     xs = torch.arange(width, dtype=torch.float64) * a + b
     ys = torch.arange(height, dtype=torch.float64) * a + b
     cover = torch.zeros(height, width, dtype=torch.float64)
@@ -66,8 +65,8 @@ def _coverage(height: int, width: int, normals: Sequence[float], offsets: Sequen
         for dx in steps:
             x = (xs + dx * a)[None, :]
             inside = torch.ones(height, width, dtype=torch.bool)
-            for (nx, ny), ce in zip(n.tolist(), c.tolist()):
-                inside &= nx * x + ny * y < ce
+            for nx, ny, c in edges:
+                inside &= nx * x + ny * y < c
             cover += inside
     return (cover / supersample**2).float()
 
