@@ -257,7 +257,7 @@ def run_group(model, preset, deg, highs, rows, args, niqe, results, store) -> No
     if "oracle" not in rows and "oracle" in args.runs:
         t = time.perf_counter()
         rec = Recorder(highs, {"heldout": HeldOutPairs()}, niqe)
-        truth = dict(kernel_estimator="bicubic") if deg[0].kernel is None else \
+        truth = dict(kernel_estimator="bicubic", kernel=None) if deg[0].kernel is None else \
             dict(kernel_estimator="given", kernel=deg[0].kernel)
         config = {**CANDIDATE, **truth}
         if config == CANDIDATE:  # the candidate already trains on the true pairs: same run

@@ -8,8 +8,9 @@ once over the whole set (multi-image mode), keeps the weights with the lowest er
 internal pairs and returns a tenth of their change (the default, safe on clean inputs). With a
 kernel measured on a few registered (HR, LR) pairs of the camera (``ttasr kernel --hr HR/ --lr
 LR/ -o camera.npy``) or on a photo of the printed chart of ``ttasr chart`` (``ttasr kernel --chart
-photo.jpg --scale 4 -o camera.npy``) it trains on that kernel and returns half the change, which kept 59–75 % of
-the oracle's gain on the proxy's noisy and compressed presets (README, *The kernel decides*).
+photo.jpg --scale 4 -o camera.npy``) it trains on that kernel and, by itself, returns half the change
+(``blend="auto"``), which kept 59–75 % of the oracle's gain on the proxy's noisy and compressed
+presets (README, *The kernel decides*).
 It writes the super-resolved images and a checkpoint that spandrel (and tools built on it) loads.
 """
 
@@ -34,7 +35,7 @@ def main() -> None:
 
     model = ttasr.load_model(args.model)
     images = ttasr.load_images(args.images)
-    measured = {"kernel_estimator": "given", "kernel": str(args.kernel), "blend": 0.5} if args.kernel else {}
+    measured = {"kernel": str(args.kernel)} if args.kernel else {}  # a set kernel is used, and blend follows
     adapter = ttasr.AdaSSR(model, max_steps=args.steps, attention_dir=str(args.out / "attention"), **measured)
     outputs = adapter.fit(images).enhance()
 

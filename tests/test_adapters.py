@@ -232,5 +232,7 @@ def test_internal_learning_can_use_the_estimated_or_a_given_kernel(tiny_compact,
     k = ttasr.degradations.gaussian_kernel(7, 1.0)
     given = InternalLearning(tiny_compact, kernel=k, **base).fit(photo).sampler.estimates[0]
     assert given.params["estimator"] == "given"
+    with pytest.raises(InputError, match="does not use it"):  # a kernel and another estimator: which one?
+        InternalLearning(tiny_compact, kernel=k, kernel_estimator="consistency")
     with pytest.raises(InputError, match="needs kernel"):
         InternalLearning(tiny_compact, kernel_estimator="given")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 
 import pytest
 import spandrel
@@ -25,7 +24,7 @@ def test_paper_defaults():
     # the default differs in its selection only: held-out pairs with a 1 % margin, EMA 0.99, a tenth of the
     # adaptation (the rule that met the no-harm targets on photos that chose nothing; README)
     d = AdaSSRConfig()
-    assert (d.stopping, d.heldout_min_gain, d.ema_decay, d.blend) == ("heldout", 0.01, 0.99, 0.1)
+    assert (d.stopping, d.heldout_min_gain, d.ema_decay, d.blend) == ("heldout", 0.01, 0.99, "auto")
     assert (c.heldout_min_gain, c.blend) == (0.0, 1.0)
     assert d.replace(stopping="niqe-plateau", heldout_min_gain=0.0, ema_decay=0.999, blend=1.0) == c
     assert (c.niqe_min_delta, c.niqe_patience, c.attention_mix, c.admm_rounds) == (0.05, 3, 0.9, 1)
@@ -100,15 +99,25 @@ def test_heatmaps_are_written(tiny_compact, photo, tmp_path):
     assert Image.open(png).size[0] >= 96
 
 
-def test_given_kernel_and_bad_settings(tiny_compact, photo, caplog):
+def test_blend_auto_follows_where_the_kernel_comes_from_and_the_mode(tiny_compact):
     k = ttasr.degradations.gaussian_kernel(7, 1.2)
-    a = AdaSSR(tiny_compact, **FAST, kernel_estimator="given", kernel=k, attention="none").fit(photo)
-    assert a.kernel_estimates[0].kind == "kernel"
+    assert AdaSSR(tiny_compact).blend_fraction() == 0.1  # estimated kernel: a tenth
+    assert AdaSSR(tiny_compact, kernel=k).blend_fraction() == 0.5  # measured kernel, a camera's set: half
+    assert AdaSSR(tiny_compact, kernel=k, mode="single").blend_fraction() == 0.2  # one image alone: a fifth
+    assert AdaSSR(tiny_compact, kernel_estimator="bicubic").blend_fraction() == 0.1  # assumed, not measured
+    assert AdaSSR(tiny_compact, kernel=k, blend=0.3).blend_fraction() == 0.3
+    assert AdaSSR(tiny_compact, preset="paper", kernel=k).blend_fraction() == 1.0
+    assert ttasr.InternalLearning(tiny_compact, blend="auto").blend_fraction() == 1.0
+
+
+def test_given_kernel_and_bad_settings(tiny_compact, photo):
+    k = ttasr.degradations.gaussian_kernel(7, 1.2)
+    a = AdaSSR(tiny_compact, **FAST, kernel=k, attention="none").fit(photo)  # 'auto': a set kernel is used
+    assert a.kernel_estimates[0].kind == "kernel" and a.kernel_estimates[0].params["estimator"] == "given"
     assert AdaSSR(tiny_compact, **FAST, kernel_estimator="bicubic", attention="none").fit(photo) \
         .kernel_estimates[0].kind == "bicubic"
-    with caplog.at_level(logging.WARNING, logger="ttasr"):  # a kernel without 'given' is named, not used
-        ignored = AdaSSR(tiny_compact, **FAST, kernel=k, kernel_estimator="bicubic", attention="none").fit(photo)
-    assert ignored.kernel_estimates[0].kind == "bicubic" and "kernel_estimator='given'" in caplog.text
+    with pytest.raises(InputError, match="kernel is set but kernel_estimator='bicubic' does not use it"):
+        AdaSSR(tiny_compact, kernel=k, kernel_estimator="bicubic")
     with pytest.raises(InputError, match="needs kernel"):
         AdaSSR(tiny_compact, kernel_estimator="given")
     with pytest.raises(InputError, match="external_images"):

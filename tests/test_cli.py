@@ -114,7 +114,7 @@ def test_each_method_help_shows_its_own_flags_and_defaults(capsys):
     assert "(default: 0.99)" in entry(ada, "--ema-decay") and "(default: None)" in entry(internal, "--ema-decay")
     assert "(default: 1500)" in entry(ada, "--max-steps") and "(default: 300)" in entry(internal, "--max-steps")
     assert "(default: heldout)" in entry(ada, "--stopping") and "(default: fixed)" in entry(internal, "--stopping")
-    assert "(default: 0.1)" in entry(ada, "--blend") and "(default: 1.0)" in entry(internal, "--blend")
+    assert "(default: auto)" in entry(ada, "--blend") and "(default: 1.0)" in entry(internal, "--blend")
     assert "--attention" not in internal and "--augment-config.usm-p" not in internal
 
 
@@ -136,6 +136,12 @@ def test_every_config_field_is_settable_from_the_command_line(tiny_file, png, tm
     c = seen["config"]
     assert c.kernel == str(kernel) and c.augment_config.usm_p == 0 and c.augment_config.gaussian_sigma == (0.01, 0.02)
     assert c.ema_decay is None and c.stopping == "fixed" and c.grad_clip == 1.5 and c.flips is False
+    # a number or a word: --blend 0.3 or --blend auto (AdaSSR's default), nothing else
+    for given, expected in (("0.3", 0.3), ("auto", "auto")):
+        main(["adapt", str(png), "-m", str(tiny_file), "-o", str(tmp_path / "o"), "--blend", given])
+        assert seen["config"].blend == expected
+    with pytest.raises(SystemExit):
+        main(["adapt", str(png), "-m", str(tiny_file), "-o", str(tmp_path / "o"), "--blend", "half"])
 
 
 def test_demo_runs_offline_on_a_real_checkpoint(tmp_path, capsys):

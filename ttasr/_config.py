@@ -168,7 +168,9 @@ def _check_type(config: object, name: str, value: Any, tp: Any) -> Any:
     ok, out = _convert(value, tp)
     if not ok:
         lits = _literals(tp)
-        if lits and isinstance(value, str):
+        only_words = all(typing.get_origin(a) is Literal or a is type(None) for a in typing.get_args(tp)) \
+            if typing.get_origin(tp) in (typing.Union, types.UnionType) else True
+        if lits and isinstance(value, str) and only_words:
             names = [str(v) for v in lits]
             raise InputError(f"{type(config).__name__}.{name} must be one of {', '.join(map(repr, names))}, "
                              f"got {value!r}.{did_you_mean(value, names)}")

@@ -272,12 +272,23 @@ class Adapter(ABC, Generic[C]):
             self._note_kept_start(result)
         return self
 
+    def blend_fraction(self) -> float:
+        """The fraction of the adaptation returned: ``config.blend``, or with ``'auto'`` the
+        method's own choice (:meth:`auto_blend`)."""
+        blend = self.config.blend
+        return self.auto_blend() if blend == "auto" else float(blend)
+
+    def auto_blend(self) -> float:
+        """``blend='auto'``: the whole adaptation, unless a method knows better."""
+        return 1.0
+
     def _blended(self, result: FitResult) -> FitResult:
         """``result`` with its weights (selected and final) pulled back towards the pretrained
         ones by the ``blend`` setting (:func:`~ttasr.adapters.training.blend_weights`)."""
-        blend = self.config.blend
+        blend = self.blend_fraction()
         if blend == 1.0:
             return result
+        log.info("%s: returning %.2g of the adaptation (blend=%r)", self.name, blend, self.config.blend)
         start = self.model.module.state_dict()
         final = None if result.final_weights is None else blend_weights(start, result.final_weights, blend)
         return replace(result, weights=blend_weights(start, result.weights, blend), final_weights=final)

@@ -45,10 +45,11 @@ class AdapterConfig(PlainConfig):
                                           "(None: run the whole budget).", low=1)
     niqe_params: str | None = option(None, "Path of NIQE's pristine parameters (.mat); default: the cache "
                                      "of `ttasr metrics fetch niqe`, then pyiqa's.", affects_result=False)
-    blend: float = option(1.0, "Fraction of the adaptation returned: the weights are Θ0 + blend·(Θ − Θ0), Θ the "
-                          "selected weights, Θ0 the pretrained ones (ours; 1 returns Θ). Near weights that were "
-                          "already right a loss shrinks like blend², a gain only like blend; measured in the "
-                          "README ('Blending').", low=0, high=1)
+    blend: float | Literal["auto"] = option(
+        1.0, "Fraction of the adaptation returned: the weights are Θ0 + blend·(Θ − Θ0), Θ the selected weights, "
+        "Θ0 the pretrained ones (ours; 1 returns Θ). Near weights that were already right a loss shrinks like "
+        "blend², a gain only like blend; measured in the README ('Blending'). 'auto': the method's own choice "
+        "(AdaSSR: by where its kernel comes from and the mode).", low=0, high=1)
     seed: int = option(0, "Seed of every random choice (crops, augmentations, noise).")
     per_image_seeds: bool = option(True, "mode='single': image i of a fit draws with seed + 1000003*i (True), or "
                                    "with seed itself, as if adapted alone (False; `ttasr bench` uses this, so that "

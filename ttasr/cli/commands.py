@@ -302,8 +302,8 @@ def cmd_kernel(args: argparse.Namespace) -> int:
         print(f"kernel: {shape}, x{p['scale']}; fit RMSE {min(p['rmse_gaussian'], p['rmse_bicubic']):.3f} "
               f"levels (best Gaussian {p['rmse_gaussian']:.3f}, bicubic {p['rmse_bicubic']:.3f}) over "
               f"{source}, {p['jpeg']} modelled as JPEG")
-        print(f"wrote {args.output}; use it with: ttasr adapt LR_DIR -m MODEL --kernel-estimator given "
-              f"--kernel {args.output}")
+        print(f"wrote {args.output}; use it with: ttasr adapt LR_DIR -m MODEL --kernel {args.output} (AdaSSR "
+              f"then returns half of the adaptation over a set of images, a fifth with --mode single)")
     return 0
 
 

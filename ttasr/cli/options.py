@@ -61,11 +61,34 @@ def _path_or_list(text: str) -> Any:
     return _parse_list(text) if text.strip().startswith("[") else text
 
 
+class _NumberOrWord:
+    """A number, or one of ``words`` (e.g. ``--blend 0.5`` or ``--blend auto``)."""
+
+    def __init__(self, number: type, words: tuple[str, ...]) -> None:
+        self.number, self.words = number, words
+        self.__name__ = number.__name__
+
+    def __call__(self, text: str) -> Any:
+        if text in self.words:
+            return text
+        try:
+            return self.number(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a number or one of {', '.join(self.words)}, "
+                                             f"got {text!r}") from None
+
+
 def _converter(tp: Any) -> Callable[[str], Any]:
     origin = typing.get_origin(tp)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(tp) if a is not type(None)]
-        inner = _path_or_list if len(args) > 1 and str in args else _converter(args[0])
+        numbers = [a for a in args if a in (int, float)]
+        literals = [a for a in args if typing.get_origin(a) is typing.Literal]
+        inner: Callable[[str], Any]
+        if numbers and literals and len(numbers) + len(literals) == len(args):  # e.g. 0.5 or "auto"
+            inner = _NumberOrWord(numbers[0], tuple(str(w) for a in literals for w in typing.get_args(a)))
+        else:
+            inner = _path_or_list if len(args) > 1 and str in args else _converter(args[0])
         return _parse_none(inner) if len(args) < len(typing.get_args(tp)) else inner
     if origin is typing.Literal or tp is str:
         return str
@@ -98,6 +121,8 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type, title: str) -> 
     for name, tp, text, default, choices in _flat_fields(cls):
         conv = _converter(tp)
         shown = json.dumps(default) if isinstance(default, (tuple, list)) else default
+        if isinstance(conv, _NumberOrWord):
+            choices = None  # the converter checks the words
         group.add_argument(
             "--" + name.replace("_", "-"), dest=_PREFIX + name.replace(".", "__"), type=conv, default=None,
             choices=choices, metavar="BOOL" if conv is _parse_bool else name.split(".")[-1].upper(),

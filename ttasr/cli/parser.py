@@ -105,7 +105,7 @@ def build_parser(method: str = DEFAULT_METHOD, description: str | None = None) -
     k = sub.add_parser("kernel", parents=[common],
                        help="measure a camera's blur kernel on registered HR/LR pairs or on a chart photo",
                        description="Measure the blur kernel of a camera and write it as .npy for `adapt "
-                                   "--kernel-estimator given --kernel FILE`: on registered (HR, LR) pairs of its "
+                                   "--kernel FILE`: on registered (HR, LR) pairs of its "
                                    "images (--hr/--lr), or on photos of the printed chart of `ttasr chart` "
                                    "(--chart, with --scale). The blind estimate cannot see the blur (README, "
                                    "Benchmarks); a few pairs or a chart can. The best anisotropic Gaussian "

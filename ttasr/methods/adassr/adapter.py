@@ -14,7 +14,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -60,14 +60,19 @@ class AdaSSRConfig(InternalLearningConfig):
     heldout_min_gain: float = option(0.01, "heldout: a new best must lower the held-out error by this fraction of "
                                      "the start's error (ours: 1 %, so that noise in the score does not adapt).",
                                      low=0)
-    blend: float = option(0.1, "Fraction of the adaptation returned, Θ0 + blend·(Θ − Θ0) (ours: 0.1, which kept "
-                          "every proxy photo within 0.1 dB of the unadapted model at 1,500 steps while keeping "
-                          "part of the gain on noisy or compressed inputs; README, 'Default vs paper'; the "
-                          "paper: 1).", low=0, high=1)
-    kernel_estimator: Literal["consistency", "bicubic", "given"] = option(
-        "consistency", "How y_d is made: 'consistency' (ours: an anisotropic Gaussian minimising "
+    blend: float | Literal["auto"] = option(
+        "auto", "Fraction of the adaptation returned, Θ0 + blend·(Θ − Θ0). 'auto' (ours): 0.1 with an estimated "
+        "kernel, which kept every proxy photo within 0.1 dB of the unadapted model at 1,500 steps while keeping "
+        "part of the gain on noisy or compressed inputs (README, 'Default vs paper'); with a given (measured) "
+        "kernel 0.5 in multi-image mode and 0.2 in single-image mode (README, 'The kernel decides'). The "
+        "paper: 1.", low=0, high=1)
+    kernel_estimator: Literal["auto", "consistency", "bicubic", "given"] = option(
+        "auto", "How y_d is made: 'consistency' (ours: an anisotropic Gaussian minimising "
         "||D_k(N(y)) - y||; the paper estimates k 'in a self-learning manner'), 'bicubic' (the ablation's "
-        "plain internal learning), 'given' (kernel).")
+        "plain internal learning), 'given' (kernel, e.g. from `ttasr kernel`), 'auto' ('given' when kernel "
+        "is set, else 'consistency').")
+
+    blind_estimator: ClassVar[str] = "consistency"
     attention: Literal["auto", "transformer", "features", "none"] = option(
         "auto", "Loss weights: 'transformer' (the paper: last self-attention block of a SwinIR-like model, "
         "attention_model or the adapted model itself), 'features' (ours: parameter-free attention on the "
@@ -137,6 +142,19 @@ class AdaSSR(InternalLearning):
         self.attention_maps: list[torch.Tensor] = []
         self.kernel_estimates: list[KernelEstimate] = []
 
+    blind_blend: ClassVar[float] = 0.1
+    """``blend='auto'`` with an estimated kernel (README, 'Default vs paper')."""
+    measured_blend: ClassVar[Mapping[str, float]] = {"multi": 0.5, "single": 0.2}
+    """``blend='auto'`` with a given kernel, per mode (README, 'The kernel decides')."""
+
+    def auto_blend(self) -> float:
+        """A tenth of the adaptation when the kernel is estimated; with a given (measured)
+        kernel half of it over a camera's set, a fifth for one image alone: the largest blends
+        that kept every proxy photo within 0.1 dB of the unadapted model, on both photo sets."""
+        if self.config.kernel_source != "given":
+            return self.blind_blend
+        return self.measured_blend[self.config.mode]
+
     # ---------------------------------------------------------------- pairs and weights
     def augment_config(self, group: ImageGroup) -> AugmentConfig:
         """The paper's augmentations; with ``noise_augment='auto'`` the noise ones only when
@@ -154,14 +172,7 @@ class AdaSSR(InternalLearning):
             self.noise_level = level
         return aug if noisy else dataclasses.replace(aug, gaussian_noise_p=0.0, poisson_noise_p=0.0)
 
-    def kernel_source(self) -> str:
-        """AdaSSR: ``kernel_estimator`` decides; a set ``kernel`` is used only with 'given'."""
-        return self.config.kernel_estimator
-
     def estimate_kernel(self, y: torch.Tensor) -> KernelEstimate:
-        if self.config.kernel is not None and self.config.kernel_estimator != "given":
-            log.warning("kernel is set but kernel_estimator=%r does not use it: pass kernel_estimator='given' "
-                        "to train on that kernel", self.config.kernel_estimator)
         est = super().estimate_kernel(y)
         log.info("kernel: %s", {k: round(v, 3) if isinstance(v, float) else v for k, v in est.params.items()})
         self.kernel_estimates.append(est)

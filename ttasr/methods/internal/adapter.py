@@ -13,7 +13,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Literal
+from typing import ClassVar, Literal
 
 import torch
 from torch import nn
@@ -51,10 +51,13 @@ class InternalLearningConfig(AdapterConfig):
         None, "Blur kernel for y↓ (blur then subsample): a .npy/.json/.txt/.csv file or a 2-D list; "
         "None: MATLAB bicubic downscaling.")
     flips: bool = option(True, "Random flips and 90-degree rotations of each crop.")
-    kernel_estimator: Literal["bicubic", "consistency", "given"] = option(
-        "bicubic", "How y↓ is made: 'bicubic' (MATLAB bicubic downscaling, ZSSR's default), 'consistency' "
-        "(an anisotropic Gaussian minimising ||D_k(N(y)) - y||, as in AdaSSR), 'given' (kernel; also chosen "
-        "whenever kernel is set).")
+    kernel_estimator: Literal["auto", "bicubic", "consistency", "given"] = option(
+        "auto", "How y↓ is made: 'bicubic' (MATLAB bicubic downscaling, ZSSR's default), 'consistency' "
+        "(an anisotropic Gaussian minimising ||D_k(N(y)) - y||, as in AdaSSR), 'given' (kernel), 'auto' "
+        "('given' when kernel is set, else 'bicubic').")
+
+    blind_estimator: ClassVar[str] = "bicubic"
+    """What ``kernel_estimator='auto'`` means without a kernel."""
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -63,6 +66,17 @@ class InternalLearningConfig(AdapterConfig):
             raise InputError(f"{type(self).__name__}.kernel must be a square 2-D list of odd size, got {k!r}")
         if self.kernel_estimator == "given" and k is None:
             raise InputError(f"{type(self).__name__}: kernel_estimator='given' needs kernel=<file or 2-D list>")
+        if k is not None and self.kernel_estimator not in ("auto", "given"):
+            raise InputError(f"{type(self).__name__}: kernel is set but kernel_estimator={self.kernel_estimator!r} "
+                             "does not use it: leave kernel_estimator at 'auto' (or 'given') to train on that "
+                             "kernel, or drop kernel")
+
+    @property
+    def kernel_source(self) -> str:
+        """The estimator in effect: ``kernel_estimator`` with ``'auto'`` resolved."""
+        if self.kernel_estimator != "auto":
+            return self.kernel_estimator
+        return "given" if self.kernel is not None else self.blind_estimator
 
 
 class InternalLearning(Adapter[InternalLearningConfig]):
@@ -76,13 +90,9 @@ class InternalLearning(Adapter[InternalLearningConfig]):
         """Crops with flips and rotations only."""
         return dataclasses.replace(AugmentConfig.none(), dihedral=self.config.flips)
 
-    def kernel_source(self) -> str:
-        """Which estimator makes ``y↓``: a set ``kernel`` wins in this baseline."""
-        return "given" if self.config.kernel is not None else self.config.kernel_estimator
-
     def estimate_kernel(self, y: torch.Tensor) -> KernelEstimate:
         """How ``y↓`` is made from ``y``: the given kernel, bicubic, or the consistency estimate."""
-        source, s = self.kernel_source(), self.model.scale
+        source, s = self.config.kernel_source, self.model.scale
         if source == "given":
             return GivenKernel(load_kernel(self.config.kernel)).estimate(y, s)  # type: ignore[arg-type]
         if source == "consistency":
