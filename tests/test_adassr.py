@@ -102,8 +102,8 @@ def test_heatmaps_are_written(tiny_compact, photo, tmp_path):
 def test_blend_auto_follows_where_the_kernel_comes_from_and_the_mode(tiny_compact):
     k = ttasr.degradations.gaussian_kernel(7, 1.2)
     assert AdaSSR(tiny_compact).blend_fraction() == 0.1  # estimated kernel: a tenth
-    assert AdaSSR(tiny_compact, kernel=k).blend_fraction() == 0.5  # measured kernel, a camera's set: half
-    assert AdaSSR(tiny_compact, kernel=k, mode="single").blend_fraction() == 0.2  # one image alone: a fifth
+    assert AdaSSR(tiny_compact, kernel=k).blend_fraction() == 0.2  # a measured kernel: a fifth
+    assert AdaSSR(tiny_compact, kernel=k, mode="single").blend_fraction() == 0.2
     assert AdaSSR(tiny_compact, kernel_estimator="bicubic").blend_fraction() == 0.1  # assumed, not measured
     assert AdaSSR(tiny_compact, kernel=k, blend=0.3).blend_fraction() == 0.3
     assert AdaSSR(tiny_compact, preset="paper", kernel=k).blend_fraction() == 1.0

@@ -303,7 +303,7 @@ def cmd_kernel(args: argparse.Namespace) -> int:
               f"levels (best Gaussian {p['rmse_gaussian']:.3f}, bicubic {p['rmse_bicubic']:.3f}) over "
               f"{source}, {p['jpeg']} modelled as JPEG")
         print(f"wrote {args.output}; use it with: ttasr adapt LR_DIR -m MODEL --kernel {args.output} (AdaSSR "
-              f"then returns half of the adaptation over a set of images, a fifth with --mode single)")
+              f"then returns a fifth of the adaptation; --blend 1 all of it)")
     return 0
 
 

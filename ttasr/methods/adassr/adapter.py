@@ -63,9 +63,9 @@ class AdaSSRConfig(InternalLearningConfig):
     blend: float | Literal["auto"] = option(
         "auto", "Fraction of the adaptation returned, Θ0 + blend·(Θ − Θ0). 'auto' (ours): 0.1 with an estimated "
         "kernel, which kept every proxy photo within 0.1 dB of the unadapted model at 1,500 steps while keeping "
-        "part of the gain on noisy or compressed inputs (README, 'Default vs paper'); with a given (measured) "
-        "kernel 0.5 in multi-image mode and 0.2 in single-image mode (README, 'The kernel decides'). The "
-        "paper: 1.", low=0, high=1)
+        "part of the gain on noisy or compressed inputs (README, 'Default vs paper'); 0.2 with a given "
+        "(measured) kernel, safe in both modes at 1,500 steps (README, 'The kernel decides'). The paper: 1.",
+        low=0, high=1)
     kernel_estimator: Literal["auto", "consistency", "bicubic", "given"] = option(
         "auto", "How y_d is made: 'consistency' (ours: an anisotropic Gaussian minimising "
         "||D_k(N(y)) - y||; the paper estimates k 'in a self-learning manner'), 'bicubic' (the ablation's "
@@ -144,16 +144,14 @@ class AdaSSR(InternalLearning):
 
     blind_blend: ClassVar[float] = 0.1
     """``blend='auto'`` with an estimated kernel (README, 'Default vs paper')."""
-    measured_blend: ClassVar[Mapping[str, float]] = {"multi": 0.5, "single": 0.2}
-    """``blend='auto'`` with a given kernel, per mode (README, 'The kernel decides')."""
+    measured_blend: ClassVar[float] = 0.2
+    """``blend='auto'`` with a given kernel (README, 'The kernel decides')."""
 
     def auto_blend(self) -> float:
-        """A tenth of the adaptation when the kernel is estimated; with a given (measured)
-        kernel half of it over a camera's set, a fifth for one image alone: the largest blends
-        that kept every proxy photo within 0.1 dB of the unadapted model, on both photo sets."""
-        if self.config.kernel_source != "given":
-            return self.blind_blend
-        return self.measured_blend[self.config.mode]
+        """A tenth of the adaptation when the kernel is estimated, a fifth with a given
+        (measured) kernel: the largest blends that kept every proxy photo within 0.1 dB of the
+        unadapted model at the default budget, in both modes (README)."""
+        return self.measured_blend if self.config.kernel_source == "given" else self.blind_blend
 
     # ---------------------------------------------------------------- pairs and weights
     def augment_config(self, group: ImageGroup) -> AugmentConfig:
