@@ -49,7 +49,7 @@ class AdapterConfig(PlainConfig):
         1.0, "Fraction of the adaptation returned: the weights are Θ0 + blend·(Θ − Θ0), Θ the selected weights, "
         "Θ0 the pretrained ones (ours; 1 returns Θ). Near weights that were already right a loss shrinks like "
         "blend², a gain only like blend; measured in the README ('Blending'). 'auto': the method's own choice "
-        "(AdaSSR: by where its kernel comes from and the mode).", low=0, high=1)
+        "(AdaSSR: by where its kernel comes from).", low=0, high=1)
     seed: int = option(0, "Seed of every random choice (crops, augmentations, noise).")
     per_image_seeds: bool = option(True, "mode='single': image i of a fit draws with seed + 1000003*i (True), or "
                                    "with seed itself, as if adapted alone (False; `ttasr bench` uses this, so that "
