@@ -53,11 +53,11 @@ FINAL = "AdaSSR (consistency), final weights"
 def load_photos(n: int, size: int, names: list[str] | None = None) -> list[tuple[str, torch.Tensor]]:
     """The proxy sets' first ``n`` HR photos, centre crops of ``size`` px, as ``(name, 1x3xHxW)``;
     for the scripts that degrade them themselves (selection.py, hraware_checks.py, ...).
-    ``names`` (wallpaper names, e.g. photos never used to choose a setting) replaces the proxy
-    set's list, and then all of them are needed."""
+    ``names`` (wallpaper names or ``skimage:<name>``, e.g. photos never used to choose a
+    setting) replaces the proxy set's list, and then all of them are needed."""
     n = len(names) if names else n
     out = []
-    for name, path in (wallpaper_photos(names) if names else wallpaper_photos()).items():
+    for name, path in photo_files(names).items():
         rgb = ttasr.load_images(path).records[0].rgb
         h, w = rgb.shape[-2:]
         if min(h, w) >= size:
@@ -66,6 +66,28 @@ def load_photos(n: int, size: int, names: list[str] | None = None) -> list[tuple
         if len(out) == n:
             return out
     raise SystemExit(f"need {n} wallpaper photos of >= {size} px: apt-get install plasma-workspace-wallpapers")
+
+
+def photo_files(names: list[str] | None) -> dict[str, Path]:
+    """``{name: file}`` of the proxy set (``names`` None) or of ``names``: wallpaper names, or
+    ``skimage:<name>`` for a photo that ships with scikit-image (``skimage:astronaut``)."""
+    if not names:
+        return wallpaper_photos()
+    found: dict[str, Path] = {}
+    walls = wallpaper_photos([n for n in names if not n.startswith("skimage:")]) \
+        if any(not n.startswith("skimage:") for n in names) else {}
+    for name in names:
+        if name.startswith("skimage:"):
+            import skimage
+
+            data = Path(skimage.__file__).parent / "data"
+            files = sorted(data.glob(name.split(":", 1)[1] + ".*"))
+            if not files:
+                raise SystemExit(f"{name}: no such image in {data}")
+            found[name] = files[0]
+        elif name in walls:
+            found[name] = walls[name]
+    return found
 
 
 def save(path: Path, results: dict) -> None:

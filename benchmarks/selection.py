@@ -24,13 +24,16 @@ one adaptation per image, and each rule selects per image) it runs:
 
 Candidates: ``final`` (fixed budget), ``niqe-plateau`` (the paper), ``consistency``
 (back-projection ``‖D_k̂(N(y)) − y‖``), ``heldout`` (error on held-out internal pairs),
-``heldout+gain`` (a new best must gain 1 % of the start's held-out error), and two that
+``heldout+gain`` (a new best must gain 1 % of the start's held-out error), ``guarded+gain``
+(the same, where weights whose back-projection error exceeds the start's cannot win:
+``stopping="heldout-guarded"``), and two that
 are scored here only: ``trust-region`` (the lowest back-projection error plus the output's
 mean distance to the unadapted output, both L1 on [0, 1]: a step must gain more consistency
 than it moves the output) and ``ema-agreement`` (the evaluation after the start where the
 EMA and the raw weights' outputs differ least). With ``--shrink 0.2,0.5`` each evaluation also
 scores the weights pulled back towards the start, ``θ0 + λ(θ − θ0)``, so the report adds the
-rows ``final ×λ`` and ``heldout+gain ×λ``: the rule's pick, shrunk. Results are
+rows ``final ×λ``, ``heldout+gain ×λ``, ``consistency ×λ`` and ``guarded+gain ×λ``: the
+rule's pick, shrunk. Results are
 appended to --out/results.json as each run ends (atomic), and --resume skips finished runs;
 ``--report --merge DIR`` prints one table over several folders (presets run in parallel).
 """
@@ -52,7 +55,8 @@ sys.path.insert(0, str(Path(__file__).parent))
 import ttasr  # noqa: E402
 from ttasr._config import PlainConfig  # noqa: E402
 from adassr_proxy import load_photos, save  # noqa: E402
-from ttasr.adapters.stopping import BackProjection, FixedBudget, HeldOutPairs, NIQEPlateau, Stopping  # noqa: E402
+from ttasr.adapters.stopping import (  # noqa: E402
+    BackProjection, FixedBudget, GuardedHeldOut, HeldOutPairs, NIQEPlateau, Stopping)
 from ttasr.adapters.training import blend_weights  # noqa: E402
 from ttasr.cli.options import overrides_from  # noqa: E402
 from ttasr.degradations import degrade  # noqa: E402
@@ -89,7 +93,12 @@ def candidates() -> dict[str, Stopping]:
         "consistency": BackProjection(),
         "heldout": HeldOutPairs(),
         "heldout+gain": HeldOutPairs(min_gain=0.01),
+        "guarded+gain": GuardedHeldOut(min_gain=0.01),
     }
+
+
+RECORDED_AS = {"guarded+gain": "heldout"}
+"""Rules whose score is recorded under another rule's name (the guard reads ``consistency``)."""
 
 
 class Recorder(Stopping):
@@ -184,19 +193,32 @@ RECORD_RULES = {"trust-region": trust_region, "ema-agreement": ema_agreement}
 """Rules replayed from the records only (no Stopping object in the engine)."""
 
 
-def replay(rule: Stopping, scores: list[float]) -> tuple[int, int]:
+def replay(rule: Stopping, scores: list[float], errors: list[float] | None = None) -> tuple[int, int]:
     """On a recorded score sequence (``scores[0]``: the start), as the loop would: the index of
-    the evaluation the rule selects, and the index at which it stops."""
+    the evaluation the rule selects, and the index at which it stops. A
+    :class:`GuardedHeldOut` also needs the recorded back-projection errors (``errors``)."""
     if isinstance(rule, FixedBudget):
         return len(scores) - 1, len(scores) - 1
     fresh = type(rule)(**({"min_gain": rule.min_gain} if isinstance(rule, HeldOutPairs) else {}))
+    if isinstance(fresh, GuardedHeldOut):
+        if errors is None:
+            raise ValueError("replaying the guarded rule needs the back-projection errors")
+        fresh.limit = errors[0]
     best, pick = scores[0], 0
     for k in range(1, len(scores)):
+        if isinstance(fresh, GuardedHeldOut):
+            fresh.last_error = errors[k]  # type: ignore[index]
         if fresh.improves(scores[k], best, scores[: k + 1]):
             best, pick = scores[k], k
         if fresh.should_stop(scores[: k + 1]):
             return pick, k
     return pick, len(scores) - 1
+
+
+def replay_records(rule: Stopping, name: str, records: list[dict]) -> int:
+    """The evaluation that rule ``name`` selects on a trajectory's records."""
+    scores = [r.get(RECORDED_AS.get(name, name), 0.0) for r in records]
+    return replay(rule, scores, [r.get("consistency", 0.0) for r in records])[0]
 
 
 RUNS = ("trajectory", "oracle", "paper")
@@ -287,7 +309,7 @@ def groups_of(rows: dict) -> list[dict]:
     return list(rows["images"].values()) if "images" in rows else [rows]
 
 
-SHRUNK_RULES = ("final", "heldout+gain")
+SHRUNK_RULES = ("final", "heldout+gain", "consistency", "guarded+gain")
 """Rules whose pick the report also shows pulled back towards the start (``--shrink``)."""
 
 
@@ -303,7 +325,7 @@ def shrunk_picks(groups: list[dict], rule: Stopping, name: str, lam: str,
     out = []
     for grp in groups:
         recs = grp["trajectory"]["records"]
-        k = replay(rule, [r.get(name, 0.0) for r in recs])[0]
+        k = replay_records(rule, name, recs)
         out.append((recs[k]["shrink"][lam], k * eval_every))
     return out
 
@@ -350,7 +372,7 @@ def report(results: dict, presets: list[str], eval_every: int) -> None:
             label = f"live {c.get('stopping', 'default')} ×{c.get('blend', 1.0)}"
             add(label, f"{cell([(g['default']['psnr'], g['default']['best_step']) for g in groups]):>22}")
         for name, rule in candidates().items():
-            add(name, f"{cell(picks('trajectory', lambda recs: replay(rule, [r.get(name, 0.0) for r in recs])[0])):>22}")
+            add(name, f"{cell(picks('trajectory', lambda recs: replay_records(rule, name, recs))):>22}")
         for name, pick in RECORD_RULES.items():
             if all("change" in r for g in groups for r in g["trajectory"]["records"]):
                 add(name, f"{cell(picks('trajectory', pick)):>22}")

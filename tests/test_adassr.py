@@ -8,7 +8,7 @@ import spandrel
 import torch
 
 import ttasr
-from ttasr.adapters.stopping import NIQEPlateau
+from ttasr.adapters.stopping import GuardedHeldOut, HeldOutPairs, NIQEPlateau
 from ttasr.methods.adassr import AdaSSR, AdaSSRConfig, niqe_plateau
 from ttasr.errors import InputError, TTASRError
 
@@ -21,10 +21,11 @@ def test_paper_defaults():
     assert (c.max_steps, c.lr, c.batch_size, c.ema_decay, c.proximal_weight, c.eval_every) == (
         1500, 1e-4, 4, 0.999, 1e-4, 100)
     assert (c.stopping, c.noise_augment) == ("niqe-plateau", "always")
-    # the default differs in its selection only: held-out pairs with a 1 % margin, EMA 0.99, a tenth of the
-    # adaptation (the rule that met the no-harm targets on photos that chose nothing; README)
+    # the default differs in its selection only: held-out pairs with a 1 % margin (guarded with a given kernel in
+    # multi-image mode), EMA 0.99, part of the adaptation (the rules that met the no-harm targets on photos that
+    # chose nothing; README)
     d = AdaSSRConfig()
-    assert (d.stopping, d.heldout_min_gain, d.ema_decay, d.blend) == ("heldout", 0.01, 0.99, "auto")
+    assert (d.stopping, d.heldout_min_gain, d.ema_decay, d.blend) == ("auto", 0.01, 0.99, "auto")
     assert (c.heldout_min_gain, c.blend) == (0.0, 1.0)
     assert d.replace(stopping="niqe-plateau", heldout_min_gain=0.0, ema_decay=0.999, blend=1.0) == c
     assert (c.niqe_min_delta, c.niqe_patience, c.attention_mix, c.admm_rounds) == (0.05, 3, 0.9, 1)
@@ -99,15 +100,26 @@ def test_heatmaps_are_written(tiny_compact, photo, tmp_path):
     assert Image.open(png).size[0] >= 96
 
 
-def test_blend_auto_follows_where_the_kernel_comes_from_and_the_mode(tiny_compact):
+def test_auto_rule_and_blend_follow_where_the_kernel_comes_from_and_the_mode(tiny_compact):
     k = ttasr.degradations.gaussian_kernel(7, 1.2)
-    assert AdaSSR(tiny_compact).blend_fraction() == 0.1  # estimated kernel: a tenth
-    assert AdaSSR(tiny_compact, kernel=k).blend_fraction() == 0.2  # a measured kernel: a fifth
-    assert AdaSSR(tiny_compact, kernel=k, mode="single").blend_fraction() == 0.2
-    assert AdaSSR(tiny_compact, kernel_estimator="bicubic").blend_fraction() == 0.1  # assumed, not measured
-    assert AdaSSR(tiny_compact, kernel=k, blend=0.3).blend_fraction() == 0.3
-    assert AdaSSR(tiny_compact, preset="paper", kernel=k).blend_fraction() == 1.0
-    assert ttasr.InternalLearning(tiny_compact, blend="auto").blend_fraction() == 1.0
+
+    def auto(**kw):
+        a = AdaSSR(tiny_compact, **kw)
+        return a.stopping.name, a.blend_fraction()
+
+    assert auto() == ("heldout", 0.1)  # estimated kernel: a tenth
+    assert auto(mode="single") == ("heldout", 0.1)
+    assert auto(kernel=k) == ("heldout-guarded", 0.5)  # a measured kernel, multi-image: guarded, half
+    assert auto(kernel=k, mode="single") == ("heldout", 0.2)  # single-image: unguarded, a fifth
+    assert auto(kernel=k, mode="single", stopping="heldout-guarded") == ("heldout-guarded", 0.2)
+    assert auto(kernel=k, stopping="heldout") == ("heldout", 0.2)
+    assert auto(kernel=k, stopping=HeldOutPairs(min_gain=0.01)) == ("heldout", 0.2)
+    assert auto(kernel=k, stopping=GuardedHeldOut(min_gain=0.01)) == ("heldout-guarded", 0.5)
+    assert auto(kernel_estimator="bicubic") == ("heldout", 0.1)  # assumed, not measured
+    assert auto(kernel=k, blend=0.3) == ("heldout-guarded", 0.3)
+    assert auto(preset="paper", kernel=k) == ("niqe-plateau", 1.0)
+    internal = ttasr.InternalLearning(tiny_compact, blend="auto", stopping="auto")
+    assert (internal.stopping.name, internal.blend_fraction()) == ("fixed", 1.0)
 
 
 def test_given_kernel_and_bad_settings(tiny_compact, photo):

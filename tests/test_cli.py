@@ -113,7 +113,7 @@ def test_each_method_help_shows_its_own_flags_and_defaults(capsys):
 
     assert "(default: 0.99)" in entry(ada, "--ema-decay") and "(default: None)" in entry(internal, "--ema-decay")
     assert "(default: 1500)" in entry(ada, "--max-steps") and "(default: 300)" in entry(internal, "--max-steps")
-    assert "(default: heldout)" in entry(ada, "--stopping") and "(default: fixed)" in entry(internal, "--stopping")
+    assert "(default: auto)" in entry(ada, "--stopping") and "(default: fixed)" in entry(internal, "--stopping")
     assert "(default: auto)" in entry(ada, "--blend") and "(default: 1.0)" in entry(internal, "--blend")
     assert "--attention" not in internal and "--augment-config.usm-p" not in internal
 

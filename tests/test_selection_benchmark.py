@@ -161,6 +161,25 @@ def test_report_shows_each_shrunk_rule_at_the_step_the_rule_selects(tmp_path):
     assert "-2.000 [ 100]" in rows["final"]
 
 
+def test_report_replays_the_guarded_rule_on_the_recorded_back_projection(tmp_path):
+    """``guarded+gain`` is ``heldout+gain`` where an evaluation whose recorded back-projection
+    error exceeds the start's cannot win: here the held-out best (step 100) is vetoed."""
+    records = [{"psnr": [30.0], "heldout": 1.0, "consistency": 0.10, "shrink": {"0.5": [30.0]}},
+               {"psnr": [30.4], "heldout": 0.9, "consistency": 0.09, "shrink": {"0.5": [30.2]}},
+               {"psnr": [29.0], "heldout": 0.5, "consistency": 0.12, "shrink": {"0.5": [29.6]}}]
+    for r in records:  # the recorder stores the held-out error under both names
+        r["heldout+gain"] = r["heldout"]
+    (tmp_path / "results.json").write_text(json.dumps({"candidate": {}, "camera": {
+        "unadapted": [30.0], "trajectory": {"records": records}}}))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "selection.py"), "--report", "--presets",
+                           "camera", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    rows = {line[:20].strip(): line for line in proc.stdout.splitlines()[2:]}
+    assert "-1.000 [ 100]" in rows["heldout+gain"]
+    assert "+0.400 [  50]" in rows["guarded+gain"] and "+0.200 [  50]" in rows["guarded+gain ×0.5"]
+    assert "+0.400 [  50]" in rows["consistency"]
+
+
 def test_runs_of_one_preset_made_in_separate_folders_report_as_one_group(tmp_path, selection):
     records = [{"psnr": [30.0, 31.0], "heldout": 1.0}, {"psnr": [30.2, 31.1], "heldout": 0.5}]
     candidate = {"noise_augment": "always", "ema_decay": 0.99}

@@ -6,7 +6,8 @@ import pytest
 import torch
 
 import ttasr
-from ttasr.adapters.stopping import BackProjection, HeldOutPairs, holdout_mask
+from ttasr.adapters import stopping
+from ttasr.adapters.stopping import BackProjection, GuardedHeldOut, HeldOutPairs, holdout_mask
 from ttasr.degradations import degrade_with_kernel, gaussian_kernel
 
 FAST = dict(batch_size=2, patch_size=16, progress=False, attention="none", augment=False, ema_decay=None)
@@ -27,7 +28,7 @@ def test_holdout_mask_holds_out_one_square_in_every():
     assert set(squares.sum(1).tolist()) <= {0.0, 64.0}  # whole squares
 
 
-@pytest.mark.parametrize("rule", ["heldout", "consistency"])
+@pytest.mark.parametrize("rule", ["heldout", "consistency", "heldout-guarded"])
 def test_picks_a_late_step_where_training_helps(tiny_compact, blurred, rule, caplog):
     lr, k = blurred
     with caplog.at_level("WARNING", logger="ttasr"):
@@ -40,14 +41,15 @@ def test_picks_a_late_step_where_training_helps(tiny_compact, blurred, rule, cap
     assert scores[-1] < scores[0]
 
 
-def test_picks_the_start_where_training_only_hurts(tiny_compact, blurred, caplog):
+@pytest.mark.parametrize("rule", ["heldout", "heldout-guarded"])
+def test_picks_the_start_where_training_only_hurts(tiny_compact, blurred, rule, caplog):
     lr, k = blurred
     with caplog.at_level("WARNING", logger="ttasr"):
-        a = ttasr.AdaSSR(tiny_compact, stopping="heldout", kernel_estimator="given", kernel=k, lr=0.5, max_steps=20,
+        a = ttasr.AdaSSR(tiny_compact, stopping=rule, kernel_estimator="given", kernel=k, lr=0.5, max_steps=20,
                          eval_every=10, **FAST).fit(lr)
     r = a.results[0]
     assert r.best_step == 0 and r.final_weights is not None
-    assert "the 'heldout' rule kept the unadapted weights for image(s) 0" in caplog.text  # users are told
+    assert f"the '{rule}' rule kept the unadapted weights for image(s) 0" in caplog.text  # users are told
     start = tiny_compact.model.state_dict()
     assert all(torch.equal(v, start[k]) for k, v in a.adapted_model().module.state_dict().items())
 
@@ -56,16 +58,16 @@ def test_heldout_with_blend_adapts_where_training_helps_and_keeps_the_start_wher
         tiny_compact, blurred):
     lr, k = blurred
     start = tiny_compact.model.state_dict()
-    # AdaSSR's default selection (held-out pairs, 1 % margin, EMA 0.99, blend 'auto': a fifth of it with a
-    # given kernel), a higher lr for a tiny model
+    # AdaSSR's default selection with a given kernel (held-out pairs guarded by back-projection, 1 % margin,
+    # EMA 0.99, blend 'auto': half of it in multi-image mode), a higher lr for a tiny model
     helps = dict(kernel=k, lr=3e-3, max_steps=60, eval_every=20, **FAST)
     blended = ttasr.AdaSSR(tiny_compact, **helps).fit(lr)
-    assert (blended.config.stopping, blended.config.blend, blended.blend_fraction()) == ("heldout", "auto", 0.2)
+    assert (blended.stopping.name, blended.config.blend, blended.blend_fraction()) == ("heldout-guarded", "auto", 0.5)
     full = ttasr.AdaSSR(tiny_compact, **helps, blend=1.0).fit(lr)
     assert blended.results[0].best_step == full.results[0].best_step >= 40
     adapted, part = full.adapted_model().module.state_dict(), blended.adapted_model().module.state_dict()
     for name, v in part.items():
-        torch.testing.assert_close(v, start[name] + 0.2 * (adapted[name] - start[name]), rtol=1e-5, atol=1e-7)
+        torch.testing.assert_close(v, start[name] + 0.5 * (adapted[name] - start[name]), rtol=1e-5, atol=1e-7)
     hurts = ttasr.AdaSSR(tiny_compact, **dict(helps, lr=0.5, max_steps=20, eval_every=10)).fit(lr)
     assert hurts.results[0].best_step == 0
     assert all(torch.equal(v, start[name]) for name, v in hurts.adapted_model().module.state_dict().items())
@@ -83,7 +85,7 @@ def test_heldout_targets_are_never_trained_on(tiny_compact, blurred):
     assert torch.equal(held, 1 - mask[..., : target.shape[-2], : target.shape[-1]]) and a_group.indices == [0]
 
 
-@pytest.mark.parametrize("rule", ["heldout", "consistency"])
+@pytest.mark.parametrize("rule", ["heldout", "consistency", "heldout-guarded"])
 def test_rules_are_deterministic_under_a_seed(tiny_compact, blurred, rule):
     lr, _ = blurred
     runs = [ttasr.AdaSSR(tiny_compact, stopping=rule, lr=1e-3, max_steps=6, eval_every=3, seed=5, **FAST).fit(lr)
@@ -106,3 +108,40 @@ def test_min_gain_and_patience():
             break
     assert picks == [2] and len(scores) == 5  # 0.95 gains < 10 % of 1.0; stop 2 evals after step 2
     assert BackProjection().improves(0.5, 0.6, [0.6, 0.5])
+
+
+def test_guard_vetoes_weights_that_explain_the_lr_worse_than_the_start(monkeypatch):
+    """Scripted scores: the held-out error falls at every evaluation, but the weights of the
+    second evaluation explain the real LR worse than the start, so they cannot win."""
+    errors = iter([1.0, 1.0, 0.9, 1.2, 0.95])  # back-projection: begin (the start), then evaluations 0-3
+    heldout = iter([1.0, 0.9, 0.5, 0.8])
+    monkeypatch.setattr(stopping, "back_projection_error", lambda *args: next(errors))
+    monkeypatch.setattr(HeldOutPairs, "score", lambda *args: next(heldout))
+    monkeypatch.setattr(HeldOutPairs, "prepare", lambda *args: None)
+    rule = GuardedHeldOut(min_gain=0.01)
+    rule.prepare(None, None)
+    with pytest.raises(RuntimeError, match="before begin"):
+        rule.score(None, None, None)
+    rule.begin(None, None, None)
+    scores, picks = [rule.score(None, None, None)], []
+    best = scores[0]
+    for k in range(1, 4):
+        scores.append(rule.score(None, None, None))
+        if rule.improves(scores[-1], best, scores):
+            best, picks = scores[-1], picks + [k]
+    assert picks == [1, 3] and best == 0.8  # 0.5 (evaluation 2) had back-projection 1.2 > 1.0
+
+
+def test_guarded_rule_resumes_with_the_start_as_its_limit(tiny_compact, blurred, tmp_path):
+    """A run continued from its saved state selects as the whole run does: the limit is the
+    start's back-projection error, measured again from the starting weights on resume."""
+    lr, k = blurred
+    common = dict(stopping="heldout-guarded", kernel=k, lr=3e-3, eval_every=10, seed=3, blend=1.0,
+                  checkpoint_dir=str(tmp_path), checkpoint_every=10, keep_state=True, **FAST)
+    whole = ttasr.AdaSSR(tiny_compact, **dict(common, checkpoint_dir=None, keep_state=False), max_steps=40).fit(lr)
+    ttasr.AdaSSR(tiny_compact, **common, max_steps=20).fit(lr)
+    resumed = ttasr.AdaSSR(tiny_compact, **common, max_steps=40)
+    resumed.fit(lr, resume=True)
+    assert resumed.stopping.limit == whole.stopping.limit
+    assert resumed.results[0].best_step == whole.results[0].best_step
+    assert [h.get("score") for h in resumed.results[0].history] == [h.get("score") for h in whole.results[0].history]

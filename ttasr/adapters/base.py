@@ -142,7 +142,8 @@ class Adapter(ABC, Generic[C]):
         if not isinstance(base, self.config_class):
             raise InputError(f"{type(self).__name__} takes a {self.config_class.__name__}, got {type(base).__name__}")
         self.config: C = base.replace(**overrides) if overrides else base  # type: ignore[assignment]
-        self.stopping: Stopping = stopping if stopping is not None else stopping_from_config(self.config)
+        self.stopping: Stopping = stopping if stopping is not None else \
+            stopping_from_config(self.config, self.stopping_rule())
         self.device = torch.device(self.config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.results: list[FitResult] = []
         self.interrupted = False
@@ -277,6 +278,15 @@ class Adapter(ABC, Generic[C]):
         method's own choice (:meth:`auto_blend`)."""
         blend = self.config.blend
         return self.auto_blend() if blend == "auto" else float(blend)
+
+    def stopping_rule(self) -> str:
+        """The name of the selection rule: ``config.stopping``, or with ``'auto'`` the
+        method's own choice (:meth:`auto_stopping`)."""
+        return self.auto_stopping() if self.config.stopping == "auto" else self.config.stopping
+
+    def auto_stopping(self) -> str:
+        """``stopping='auto'``: the whole budget (``'fixed'``), unless a method knows better."""
+        return "fixed"
 
     def auto_blend(self) -> float:
         """``blend='auto'``: the whole adaptation, unless a method knows better."""
@@ -435,6 +445,7 @@ class Adapter(ABC, Generic[C]):
         self.holdout_masks = None
         self.stopping.prepare(self, group)
         self.prepare(group, student)
+        self.stopping.begin(self, student, group)
         runner = speed.compiled(wrap_data_parallel(student, self.device) if world > 1 else student)
         if world > 1:
             log.info("%s: rank %d of %d, DistributedDataParallel", self.name, rank, world)

@@ -35,13 +35,16 @@ class AdapterConfig(PlainConfig):
     eval_every: int = option(100, "Steps between evaluations of the stopping rule.", low=1)
     stopping: str = option("fixed", "Stopping and selection rule: 'fixed' runs max_steps and keeps the "
                            "final weights; 'niqe-plateau' is AdaSSR's NIQE rule (Sec. IV-A-1); 'consistency' "
-                           "the back-projection error of the LR; 'heldout' the error on held-out internal pairs.",
-                           choices=STOPPING_RULES)
+                           "the back-projection error of the LR; 'heldout' the error on held-out internal pairs; "
+                           "'heldout-guarded' the same, where weights with a larger back-projection error than "
+                           "the start's cannot win (for a measured kernel); 'auto' the method's own choice "
+                           "('fixed' unless its help says otherwise).", choices=STOPPING_RULES)
     niqe_min_delta: float = option(0.05, "niqe-plateau: stop when NIQE decreased by less than this ...", low=0)
     niqe_patience: int = option(3, "... this many evaluations in a row (AdaSSR: 0.05, 3).", low=1)
-    heldout_min_gain: float = option(0.0, "heldout: a new best must lower the held-out error by this fraction "
-                                     "of the start's error.", low=0)
-    heldout_patience: int | None = option(None, "heldout: stop after this many evaluations without a new best "
+    heldout_min_gain: float = option(0.0, "heldout(-guarded): a new best must lower the held-out error by this "
+                                     "fraction of the start's error.", low=0)
+    heldout_patience: int | None = option(None, "heldout(-guarded): stop after this many evaluations without a "
+                                          "new best "
                                           "(None: run the whole budget).", low=1)
     niqe_params: str | None = option(None, "Path of NIQE's pristine parameters (.mat); default: the cache "
                                      "of `ttasr metrics fetch niqe`, then pyiqa's.", affects_result=False)

@@ -9,6 +9,8 @@ starting weights are a candidate when :attr:`Stopping.scores_start`).
 * :class:`NIQEPlateau`: AdaSSR's rule (Sec. IV-A-1), NIQE of the SR output.
 * :class:`BackProjection`: consistency of the real LR with the SR output degraded again.
 * :class:`HeldOutPairs`: the error on internal pairs whose targets were never trained on.
+* :class:`GuardedHeldOut`: the held-out rule, where weights that explain the real LR worse
+  than the start (back-projection) cannot win; for a measured kernel.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from ..errors import InputError
 if TYPE_CHECKING:
     from .base import Adapter, ImageGroup
 
-__all__ = ["Stopping", "FixedBudget", "NIQEPlateau", "BackProjection", "HeldOutPairs", "holdout_mask", "niqe_plateau",
-           "stopping_from_config", "STOPPING_RULES"]
+__all__ = ["Stopping", "FixedBudget", "NIQEPlateau", "BackProjection", "HeldOutPairs", "GuardedHeldOut",
+           "back_projection_error", "holdout_mask", "niqe_plateau", "stopping_from_config", "STOPPING_RULES"]
 
 
 class Stopping(ABC):
@@ -38,6 +40,10 @@ class Stopping(ABC):
 
     def prepare(self, adapter: Adapter[Any], group: ImageGroup) -> None:  # noqa: B027 - optional hook
         """Check, before any training, that the rule can run on ``group`` (fail early)."""
+
+    def begin(self, adapter: Adapter[Any], network: nn.Module, group: ImageGroup) -> None:
+        """Called once per run with the starting weights, after the method's own preparation
+        and before any training, also when a run resumes (optional hook)."""
 
     @abstractmethod
     def score(self, adapter: Adapter[Any], network: nn.Module, group: ImageGroup) -> float | None:
@@ -122,28 +128,32 @@ def holdout_mask(height: int, width: int, block: int, every: int) -> torch.Tenso
     return (~held).float()[None, None]
 
 
+def back_projection_error(adapter: Adapter[Any], network: nn.Module, group: ImageGroup) -> float:
+    """``mean_i ‖D(N(y_i)) − y_i‖₁``: how well the SR outputs of ``network``, degraded again by
+    the method's own degradation model ``D`` (its kernel and downscaling), explain the real LR."""
+    from ..inference import enhance_tensor
+
+    current = adapter.model.with_weights(network)
+    total = 0.0
+    for i, y in enumerate(group.tensors):
+        degrade = adapter.pair_degradation(group, i)
+        if degrade is None:
+            raise InputError(f"{type(adapter).__name__} has no degradation model: use another stopping rule")
+        back = degrade(enhance_tensor(current, y, device=adapter.device, progress=False).to(y))
+        total += float((back - y[..., : back.shape[-2], : back.shape[-1]]).abs().mean())
+    return total / len(group.tensors)
+
+
 class BackProjection(Stopping):
-    """Back-projection consistency of the real LR: ``mean_i ‖D_k̂(N(y_i)) − y_i‖₁`` with the
-    method's own degradation model (its estimated kernel). Lower is better; the start counts."""
+    """Back-projection consistency of the real LR (:func:`back_projection_error`) with the
+    method's own degradation model (its estimated or given kernel). Lower is better; the
+    start counts."""
 
     name = "consistency"
     scores_start = True
 
-    def prepare(self, adapter: Adapter[Any], group: ImageGroup) -> None:
-        self._checked = False
-
     def score(self, adapter: Adapter[Any], network: nn.Module, group: ImageGroup) -> float | None:
-        from ..inference import enhance_tensor
-
-        current = adapter.model.with_weights(network)
-        total = 0.0
-        for i, y in enumerate(group.tensors):
-            degrade = adapter.pair_degradation(group, i)
-            if degrade is None:
-                raise InputError(f"{type(adapter).__name__} has no degradation model: use another stopping rule")
-            back = degrade(enhance_tensor(current, y, device=adapter.device, progress=False).to(y))
-            total += float((back - y[..., : back.shape[-2], : back.shape[-1]]).abs().mean())
-        return total / len(group.tensors)
+        return back_projection_error(adapter, network, group)
 
 
 class HeldOutPairs(Stopping):
@@ -196,16 +206,59 @@ class HeldOutPairs(Stopping):
         return {"stopping": self.name, "holdout": f"1 in {self.every} squares of {self.block} LR px"}
 
 
-STOPPING_RULES = ("fixed", "niqe-plateau", "consistency", "heldout")
-"""Names accepted by ``AdapterConfig.stopping``."""
+class GuardedHeldOut(HeldOutPairs):
+    """The held-out rule (:class:`HeldOutPairs`), vetoed by back-projection: weights can only
+    become the best while their :func:`back_projection_error` is no larger than the starting
+    weights'. The score is the held-out error.
+
+    The veto is only as good as the degradation model: with a measured kernel (``kernel=``)
+    it keeps the held-out rule off weights that no longer explain the real LR (on clean inputs
+    and late in long runs); with the blind estimate it measures the model, not the camera
+    (README, *The kernel decides*).
+    """
+
+    name = "heldout-guarded"
+
+    def prepare(self, adapter: Adapter[Any], group: ImageGroup) -> None:
+        super().prepare(adapter, group)
+        self.limit: float | None = None
+        self.last_error: float | None = None
+
+    def begin(self, adapter: Adapter[Any], network: nn.Module, group: ImageGroup) -> None:
+        self.limit = back_projection_error(adapter, network, group)
+
+    def score(self, adapter: Adapter[Any], network: nn.Module, group: ImageGroup) -> float | None:
+        if self.limit is None:
+            raise RuntimeError("GuardedHeldOut.score before begin(): the engine calls begin with the start")
+        self.last_error = back_projection_error(adapter, network, group)
+        return super().score(adapter, network, group)
+
+    def eligible(self) -> bool:
+        """Whether the last scored weights explain the real LR at least as well as the start."""
+        return self.last_error is not None and self.limit is not None and self.last_error <= self.limit
+
+    def improves(self, score: float, best: float, scores: Sequence[float]) -> bool:
+        return self.eligible() and super().improves(score, best, scores)
+
+    def describe(self) -> dict[str, str]:
+        return {**super().describe(), "guard": "back-projection error no larger than the start's"}
 
 
-def stopping_from_config(config: Any) -> Stopping:
-    """The rule named by ``config.stopping``, with its parameters from ``config``."""
-    if config.stopping == "niqe-plateau":
+STOPPING_RULES = ("auto", "fixed", "niqe-plateau", "consistency", "heldout", "heldout-guarded")
+"""Names accepted by ``AdapterConfig.stopping`` (``auto``: the method's own choice)."""
+
+
+def stopping_from_config(config: Any, rule: str | None = None) -> Stopping:
+    """The rule named ``rule`` (default: ``config.stopping``), with its parameters from ``config``."""
+    rule = rule or config.stopping
+    if rule == "auto":
+        raise ValueError("stopping='auto' is resolved by the adapter (Adapter.stopping_rule)")
+    if rule == "niqe-plateau":
         return NIQEPlateau(config.niqe_min_delta, config.niqe_patience, config.niqe_params)
-    if config.stopping == "consistency":
+    if rule == "consistency":
         return BackProjection()
-    if config.stopping == "heldout":
+    if rule == "heldout":
         return HeldOutPairs(min_gain=config.heldout_min_gain, patience=config.heldout_patience)
+    if rule == "heldout-guarded":
+        return GuardedHeldOut(min_gain=config.heldout_min_gain, patience=config.heldout_patience)
     return FixedBudget()

@@ -303,7 +303,8 @@ def cmd_kernel(args: argparse.Namespace) -> int:
               f"levels (best Gaussian {p['rmse_gaussian']:.3f}, bicubic {p['rmse_bicubic']:.3f}) over "
               f"{source}, {p['jpeg']} modelled as JPEG")
         print(f"wrote {args.output}; use it with: ttasr adapt LR_DIR -m MODEL --kernel {args.output} (AdaSSR "
-              f"then returns a fifth of the adaptation; --blend 1 all of it)")
+              f"then selects with the guarded held-out rule and returns half of the adaptation; with --mode single "
+              f"a fifth; --blend 1 all of it)")
     return 0
 
 

@@ -23,7 +23,7 @@ from ..._config import option
 from ...adapters.base import Callback, FitResult, ImageGroup
 from ...adapters.config import AdapterConfig
 from ...adapters.loop import LoopSettings
-from ...adapters.stopping import STOPPING_RULES
+from ...adapters.stopping import STOPPING_RULES, GuardedHeldOut
 from ...adapters.training import snapshot
 from ...degradations import estimate_noise_level
 from ...errors import InputError
@@ -51,20 +51,24 @@ class AdaSSRConfig(InternalLearningConfig):
                                      "within the budget.", low=0, high=1, high_open=True)
     proximal_weight: float = option(1e-4, "mu = 1e-4 of mu*||theta - theta~||^2 (Sec. IV-A-3).", low=0)
     eval_every: int = option(100, "NIQE every 100 steps (Sec. IV-A-1).", low=1)
-    stopping: str = option("heldout", "Stopping and selection. Ours, the default: 'heldout' (one LR square in "
+    stopping: str = option("auto", "Stopping and selection. Ours, the default 'auto': 'heldout' (one LR square in "
                            "eight is never a training target; the weights with the lowest error there win, the "
-                           "unadapted ones included). The paper (preset='paper'): 'niqe-plateau' (Sec. IV-A-1: "
-                           "NIQE every eval_every steps, stop after three decreases below 0.05, keep the best, the "
-                           "unadapted weights included; see the README). Also 'consistency' (back-projection "
-                           "error), 'fixed' (final weights).", choices=STOPPING_RULES)
+                           "unadapted ones included), and with a given (measured) kernel in multi-image mode "
+                           "'heldout-guarded' (the same, but weights whose SR output, degraded by that kernel, "
+                           "explains the LR worse than the start's cannot win; README, 'A guard from "
+                           "back-projection'). The paper (preset='paper'): 'niqe-plateau' (Sec. IV-A-1: NIQE every "
+                           "eval_every steps, stop after three decreases below 0.05, keep the best, the unadapted "
+                           "weights included; see the README). Also 'consistency' (back-projection error), "
+                           "'fixed' (final weights).", choices=STOPPING_RULES)
     heldout_min_gain: float = option(0.01, "heldout: a new best must lower the held-out error by this fraction of "
                                      "the start's error (ours: 1 %, so that noise in the score does not adapt).",
                                      low=0)
     blend: float | Literal["auto"] = option(
         "auto", "Fraction of the adaptation returned, Θ0 + blend·(Θ − Θ0). 'auto' (ours): 0.1 with an estimated "
         "kernel, which kept every proxy photo within 0.1 dB of the unadapted model at 1,500 steps while keeping "
-        "part of the gain on noisy or compressed inputs (README, 'Default vs paper'); 0.2 with a given "
-        "(measured) kernel, safe in both modes at 1,500 steps (README, 'The kernel decides'). The paper: 1.",
+        "part of the gain on noisy or compressed inputs (README, 'Default vs paper'); with a given (measured) "
+        "kernel 0.5 after the 'heldout-guarded' rule in multi-image mode, else 0.2 (README, 'The kernel decides' "
+        "and 'A guard from back-projection'). The paper: 1.",
         low=0, high=1)
     kernel_estimator: Literal["auto", "consistency", "bicubic", "given"] = option(
         "auto", "How y_d is made: 'consistency' (ours: an anisotropic Gaussian minimising "
@@ -144,14 +148,29 @@ class AdaSSR(InternalLearning):
 
     blind_blend: ClassVar[float] = 0.1
     """``blend='auto'`` with an estimated kernel (README, 'Default vs paper')."""
+    guarded_blend: ClassVar[float] = 0.5
+    """``blend='auto'`` with a given kernel and the guarded rule in multi-image mode (README, 'A guard
+    from back-projection')."""
     measured_blend: ClassVar[float] = 0.2
-    """``blend='auto'`` with a given kernel (README, 'The kernel decides')."""
+    """``blend='auto'`` with a given kernel otherwise (README, 'The kernel decides')."""
+
+    def auto_stopping(self) -> str:
+        """The held-out rule; in multi-image mode with a given (measured) kernel, guarded by
+        back-projection through that kernel (only a measured kernel makes that meaningful, and
+        in single-image mode it was not safe: README)."""
+        guarded = self.config.kernel_source == "given" and self.config.mode == "multi"
+        return "heldout-guarded" if guarded else "heldout"
 
     def auto_blend(self) -> float:
-        """A tenth of the adaptation when the kernel is estimated, a fifth with a given
-        (measured) kernel: the largest blends that kept every proxy photo within 0.1 dB of the
-        unadapted model at the default budget, in both modes (README)."""
-        return self.measured_blend if self.config.kernel_source == "given" else self.blind_blend
+        """A tenth of the adaptation when the kernel is estimated. With a given (measured)
+        kernel, half after the guarded rule in multi-image mode, else a fifth. Each is the
+        largest blend of those measured that kept the proxy photos within 0.1 dB of the
+        unadapted model (README; one nearly flat photo breaks the single-image one)."""
+        c = self.config
+        if c.kernel_source != "given":
+            return self.blind_blend
+        guarded = isinstance(self.stopping, GuardedHeldOut) and c.mode == "multi"
+        return self.guarded_blend if guarded else self.measured_blend
 
     # ---------------------------------------------------------------- pairs and weights
     def augment_config(self, group: ImageGroup) -> AugmentConfig:
