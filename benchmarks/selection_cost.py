@@ -41,6 +41,12 @@ class Timed(Stopping):
     def prepare(self, adapter: Any, group: Any) -> None:
         self.rule.prepare(adapter, group)
 
+    def begin(self, adapter: Any, network: Any, group: Any) -> None:
+        """The rule's look at the starting weights (the guarded rule's back-projection), timed."""
+        t = time.perf_counter()
+        self.rule.begin(adapter, network, group)
+        self.seconds += time.perf_counter() - t
+
     def score(self, adapter: Any, network: Any, group: Any) -> float | None:
         t = time.perf_counter()
         s = self.rule.score(adapter, network, group)

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 import ttasr
-from ttasr.adapters.stopping import HeldOutPairs
+from ttasr.adapters.stopping import GuardedHeldOut, HeldOutPairs
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -117,6 +117,17 @@ def test_timed_rule_selects_as_the_rule_times_every_evaluation_and_never_stops(s
     scores = [h["score"] for h in fit.results[0].history if "score" in h]
     plain_scores = [h["score"] for h in plain.results[0].history if "score" in h]
     assert scores[:len(plain_scores)] == plain_scores
+
+
+def test_timed_guarded_rule_gets_the_start_and_selects_as_the_rule(selection_cost, tiny_compact, photo):
+    fast = dict(batch_size=2, patch_size=16, progress=False, attention="none", augment=False, ema_decay=None,
+                kernel_estimator="bicubic", lr=1e-3, max_steps=4, eval_every=2, seed=3)
+    plain = ttasr.AdaSSR(tiny_compact, stopping=GuardedHeldOut(), **fast).fit(photo)
+    rule = GuardedHeldOut()
+    timed = selection_cost.Timed(rule)
+    fit = ttasr.AdaSSR(tiny_compact, stopping=timed, **fast).fit(photo)
+    assert rule.limit == plain.stopping.limit and timed.calls == 3 and timed.seconds > 0
+    assert fit.results[0].best_step == plain.results[0].best_step
 
 
 def test_single_image_report_lets_each_rule_select_per_photo_and_keeps_modes_apart(tmp_path):
