@@ -120,8 +120,8 @@ def test_timed_rule_selects_as_the_rule_times_every_evaluation_and_never_stops(s
 
 
 def test_timed_guarded_rule_gets_the_start_and_selects_as_the_rule(selection_cost, tiny_compact, photo):
-    fast = dict(batch_size=2, patch_size=16, progress=False, attention="none", augment=False, ema_decay=None,
-                kernel_estimator="bicubic", lr=1e-3, max_steps=4, eval_every=2, seed=3)
+    fast = {"batch_size": 2, "patch_size": 16, "progress": False, "attention": "none", "augment": False,
+            "ema_decay": None, "kernel_estimator": "bicubic", "lr": 1e-3, "max_steps": 4, "eval_every": 2, "seed": 3}
     plain = ttasr.AdaSSR(tiny_compact, stopping=GuardedHeldOut(), **fast).fit(photo)
     rule = GuardedHeldOut()
     timed = selection_cost.Timed(rule)
