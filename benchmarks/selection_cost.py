@@ -78,7 +78,7 @@ def main() -> None:
     ttasr.AdaSSR(model, default.replace(stopping="fixed", max_steps=0, progress=False)).fit(lows)
     setup = time.perf_counter() - t
     print(f"# setup (a fit of 0 steps): {setup:.1f} s")
-    print(f"{'rule':<14}{'fit s':>9}{'evals':>7}{'eval s':>9}{'share':>8}{'s/eval':>9}{'s/step':>9}"
+    print(f"{'rule':<16}{'fit s':>9}{'evals':>7}{'eval s':>9}{'share':>8}{'s/eval':>9}{'s/step':>9}"
           f"{f'share at {default.max_steps} steps':>24}")
     for name in [r for r in args.rules.split(",") if r]:
         config = default.replace(stopping=name, max_steps=args.steps, eval_every=args.eval_every, progress=False)
@@ -92,7 +92,7 @@ def main() -> None:
         n_default = default.max_steps // default.eval_every + int(timed.scores_start)
         long_evals = n_default * per_eval
         share = long_evals / (setup + default.max_steps * per_step + long_evals)
-        print(f"{name:<14}{total:9.1f}{timed.calls:7d}{timed.seconds:9.1f}{100 * timed.seconds / total:7.1f}%"
+        print(f"{name:<16}{total:9.1f}{timed.calls:7d}{timed.seconds:9.1f}{100 * timed.seconds / total:7.1f}%"
               f"{per_eval:9.2f}{per_step:9.3f}{100 * share:23.1f}%", flush=True)
 
 
