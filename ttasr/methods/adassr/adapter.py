@@ -163,9 +163,9 @@ class AdaSSR(InternalLearning):
 
     def auto_blend(self) -> float:
         """A tenth of the adaptation when the kernel is estimated. With a given (measured)
-        kernel, half after the guarded rule in multi-image mode, else a fifth. Each is the
-        largest blend of those measured that kept the proxy photos within 0.1 dB of the
-        unadapted model (README; one nearly flat photo breaks the single-image one)."""
+        kernel, half after the guarded rule in multi-image mode (every photo of five
+        multi-image runs within 0.1 dB of the unadapted model), else a fifth (within 0.1 dB on
+        six photos; one nearly flat, clean photo loses up to 1.1 dB: README)."""
         c = self.config
         if c.kernel_source != "given":
             return self.blind_blend
