@@ -169,7 +169,16 @@ def blended_psnr(adapter, scratch: torch.nn.Module, start: dict[str, torch.Tenso
 
 
 class RecordedAdaSSR(ttasr.AdaSSR):
-    """AdaSSR that keeps a handle on the raw (non-EMA) network, for the EMA-agreement record."""
+    """AdaSSR that keeps a handle on the raw (non-EMA) network, for the EMA-agreement record,
+    and trains where the default would not (``gap``: why not; the report says where)."""
+
+    gap: str | None = None
+    train_anyway = True
+    """Record a trajectory on images where the default keeps the pretrained weights."""
+
+    def training_gap(self, group) -> str | None:
+        self.gap = super().training_gap(group)
+        return None if self.train_anyway else self.gap
 
     def prepare(self, group, student) -> None:
         self.raw_network = student
@@ -271,7 +280,7 @@ def run_group(model, preset, deg, highs, rows, args, niqe, results, store) -> No
         rec = Recorder(highs, candidates(), niqe, shrink=tuple(args.shrink))
         a = RecordedAdaSSR(model, stopping=rec, **base, **CANDIDATE).fit(lows)
         rows["trajectory"] = {"records": rec.records, "seconds": time.perf_counter() - t,
-                              "noise_level": getattr(a, "noise_level", None),
+                              "noise_level": getattr(a, "noise_level", None), "not_adapted": a.gap,
                               "kernel": {k: v for k, v in a.kernel_estimates[0].params.items()
                                          if isinstance(v, (int, float, str))}}
         save(store, results)
@@ -382,6 +391,10 @@ def report(results: dict, presets: list[str], eval_every: int) -> None:
                 add(f"{name} ×{lam}", f"{cell(shrunk_picks(groups, rule, name, lam, eval_every)):>22}")
     for line in lines.values():
         print(line)
+    for p in presets:
+        gaps = {g["trajectory"].get("not_adapted") for g in groups_of(results.get(p, {})) if "trajectory" in g}
+        for reason in sorted(r for r in gaps if r):
+            print(f"# {p}: the default AdaSSR would not adapt ({reason}): its result is the unadapted row")
 
 
 def main() -> None:

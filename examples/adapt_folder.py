@@ -12,7 +12,9 @@ photo.jpg --scale 4 -o camera.npy``) it trains on that kernel and, by itself, se
 held-out rule guarded by back-projection through that kernel and returns half of the change
 (``stopping="auto"``, ``blend="auto"``; one adaptation for the whole folder). On the proxy's noisy
 and compressed presets that kept 68–72 % of the oracle's gain at 1,500 steps, against 35–42 % for
-the earlier fifth (README, *A guard from back-projection*).
+the earlier fifth (README, *A guard from back-projection*). If the measured kernel is bicubic
+downscaling's, the images carry the degradation a bicubic-trained model already knows and AdaSSR
+keeps the model as it is (a warning says so; README, *No gap, no adaptation*).
 It writes the super-resolved images and a checkpoint that spandrel (and tools built on it) loads.
 """
 

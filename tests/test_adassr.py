@@ -243,3 +243,47 @@ def test_noise_augmentation_only_on_noisy_inputs_by_default(tiny_compact):
     assert on_noisy.sampler.augment.gaussian_noise_p == 0.24
     always = AdaSSR(tiny_compact, **{**cfg, "noise_augment": "always"}).fit(clean)
     assert always.sampler.augment.gaussian_noise_p == 0.24
+
+
+def test_no_gap_to_the_bicubic_training_degradation_means_no_adaptation(tiny_compact, photo, tmp_path, caplog):
+    from ttasr.degradations import add_gaussian_noise, bicubic_kernel, gaussian_kernel
+
+    bicubic = bicubic_kernel(2)
+    cfg = dict(FAST, attention="none", kernel=bicubic)
+    kept = AdaSSR(tiny_compact, **cfg)
+    with caplog.at_level("WARNING", logger="ttasr"):
+        kept.fit(photo)
+    [r] = kept.results
+    assert (r.steps, r.best_step) == (0, 0) and "bicubic x2" in r.not_adapted
+    assert "no adaptation" in caplog.text and "trained_on='unknown'" in caplog.text
+    base = tiny_compact.model.state_dict()
+    assert all(torch.equal(v, base[k]) for k, v in kept.adapted_model().module.state_dict().items())
+    [path] = kept.save(tmp_path / "kept.safetensors")
+    assert "training degradation" in ttasr.load_model(path).metadata["not_adapted"]
+
+    def trained(images, **kw):
+        a = AdaSSR(tiny_compact, **{**cfg, **kw}).fit(images)
+        return a.results[0].steps > 0 and a.results[0].not_adapted is None
+
+    assert trained(photo, trained_on="unknown")  # the user says the model was not trained on bicubic
+    assert trained(photo, kernel=gaussian_kernel(7, 1.2))  # a blur the model was not trained on
+    noisy = add_gaussian_noise(photo, 6 / 255, generator=torch.Generator().manual_seed(0)).clamp(0, 1)
+    assert not trained(noisy)  # noise is not checked: the kernel alone decides
+    assert trained(noisy, trained_on="unknown")
+    assert trained(photo, kernel=None)  # an estimated kernel never skips
+    single = AdaSSR(tiny_compact, **dict(cfg, mode="single")).fit([photo, photo.flip(-1)])
+    assert [r.steps for r in single.results] == [0, 0]
+
+
+def test_kernel_response_distance():
+    from ttasr.degradations import bicubic_kernel, gaussian_kernel, response_distance
+
+    b = bicubic_kernel(4)
+    assert response_distance(b, b, 4) == 0.0
+    assert response_distance(bicubic_kernel(4, shift=0.0), b, 4) < 0.01  # where a kernel is centred does not count
+    assert response_distance(b * 3, b, 4) == 0.0  # nor its scale
+    gauss = [response_distance(gaussian_kernel(21, s), b, 4) for s in (0.5, 1.0, 1.35, 2.0, 3.0)]
+    assert min(gauss) > 0.05  # no Gaussian blur passes for bicubic at the default tolerance
+    assert gauss[0] > gauss[1] > gauss[2] < gauss[3] < gauss[4]
+    g = gaussian_kernel(21, 1.0)
+    assert response_distance(g, b, 4) == pytest.approx(response_distance(b, g, 4))

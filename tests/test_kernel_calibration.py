@@ -12,7 +12,13 @@ from PIL import Image
 
 from ttasr import AdaSSRConfig
 from ttasr.cli import main
-from ttasr.degradations import add_gaussian_noise, bicubic_kernel, degrade_with_kernel, imresize
+from ttasr.degradations import (
+    add_gaussian_noise,
+    bicubic_kernel,
+    degrade_with_kernel,
+    imresize,
+    response_distance,
+)
 from ttasr.degradations.kernels import alignment_shift, gaussian_kernel, kernel_size_for
 from ttasr.errors import InputError
 from ttasr.pairs import JpegSettings, calibrate_kernel, jpeg_settings_of, load_kernel, save_kernel
@@ -144,6 +150,7 @@ def test_cli_kernel_writes_a_file_that_adapt_accepts(tmp_path, capsys, caplog):
     assert main(["kernel", "--hr", str(tmp_path / "a_hr.png"), "--lr", str(tmp_path / "a_lr.png"), "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert re.search(r"Gaussian sigma 1\.(59|60)\d", printed) and "--kernel " + str(out) in printed
+    assert "--trained-on" not in printed
     kernel = load_kernel(out)
     assert kernel.shape[0] % 2 == 1 and abs(float(kernel.sum()) - 1) < 1e-5
     assert AdaSSRConfig(kernel_estimator="given", kernel=str(out)).kernel == str(out)
@@ -153,6 +160,14 @@ def test_cli_kernel_writes_a_file_that_adapt_accepts(tmp_path, capsys, caplog):
         assert main(["kernel", "--hr", str(tmp_path / "a_hr.png"), "--lr", str(tmp_path / "a_lr.jpg"),
                      "--crops", "2", "-o", str(out)]) == 0
     assert "are JPEG" in caplog.text and re.search(r"Gaussian sigma 1\.(59|60)\d", capsys.readouterr().out)
+    # a bicubic-downscaled LR: the kernel of the model's training, which AdaSSR does not adapt to
+    _save(imresize(hr, 1 / 4), tmp_path / "b_lr.png")
+    bic = tmp_path / "bicubic.npy"
+    assert main(["kernel", "--hr", str(tmp_path / "a_hr.png"), "--lr", str(tmp_path / "b_lr.png"), "-o", str(bic)]) == 0
+    printed = capsys.readouterr().out
+    assert "MATLAB bicubic" in printed and "--trained-on unknown" in printed
+    assert response_distance(load_kernel(bic), bicubic_kernel(4), 4) <= AdaSSRConfig().gap_tolerance
+    assert response_distance(load_kernel(out), bicubic_kernel(4), 4) > AdaSSRConfig().gap_tolerance
     # usage errors: unequal counts, wrong suffix
     assert main(["kernel", "--hr", str(tmp_path / "a_hr.png"), str(tmp_path / "a_hr.png"), "--lr",
                  str(tmp_path / "a_lr.png"), "-o", str(out)]) == 2

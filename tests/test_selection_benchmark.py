@@ -191,6 +191,23 @@ def test_report_replays_the_guarded_rule_on_the_recorded_back_projection(tmp_pat
     assert "+0.400 [  50]" in rows["consistency"]
 
 
+def test_recorder_trains_where_the_default_would_not_and_the_report_says_so(selection, tiny_compact, photo,
+                                                                            tmp_path):
+    from ttasr.degradations import bicubic_kernel
+
+    a = selection.RecordedAdaSSR(tiny_compact, kernel=bicubic_kernel(2), batch_size=2, patch_size=12, max_steps=2,
+                                 stopping="fixed", attention="none", progress=False).fit(photo)
+    assert a.results[0].steps == 2 and "bicubic x2" in a.gap  # the default keeps the start here
+    records = [{"psnr": [30.0], "heldout": 1.0}, {"psnr": [29.0], "heldout": 0.5}]
+    (tmp_path / "results.json").write_text(json.dumps({"candidate": {}, "bicubic-clean": {
+        "unadapted": [30.0], "trajectory": {"records": records, "not_adapted": a.gap}}}))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "selection.py"), "--report", "--presets",
+                           "bicubic-clean", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300,
+                          cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    assert f"# bicubic-clean: the default AdaSSR would not adapt ({a.gap})" in proc.stdout
+
+
 def test_runs_of_one_preset_made_in_separate_folders_report_as_one_group(tmp_path, selection):
     records = [{"psnr": [30.0, 31.0], "heldout": 1.0}, {"psnr": [30.2, 31.1], "heldout": 0.5}]
     candidate = {"noise_augment": "always", "ema_decay": 0.99}

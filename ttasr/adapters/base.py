@@ -93,6 +93,9 @@ class FitResult:
     signal: int | None = None
     started: float = 0.0
     """Wall-clock time when the loop's steps began (``time.time()``)."""
+    not_adapted: str | None = None
+    """Why the method did not train on this group (e.g. AdaSSR on images with no gap to the
+    model's training degradation); ``None`` when it trained."""
 
     @classmethod
     def from_loop(cls, r: LoopResult, group: ImageGroup) -> FitResult:
@@ -404,6 +407,7 @@ class Adapter(ABC, Generic[C]):
                 "images": ",".join(str(self.records[j].name) for j in r.image_indices),
                 **self.stopping.describe(),
                 **self.describe(),
+                **({"not_adapted": r.not_adapted} if r.not_adapted else {}),
             }
             written.append(save_model(self.adapted_model(i), target, meta))
         return written

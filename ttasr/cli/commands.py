@@ -305,6 +305,10 @@ def cmd_kernel(args: argparse.Namespace) -> int:
         print(f"wrote {args.output}; use it with: ttasr adapt LR_DIR -m MODEL --kernel {args.output} (AdaSSR "
               f"then selects with the guarded held-out rule and returns half of the adaptation; with --mode single "
               f"a fifth; --blend 1 all of it)")
+        if p["family"] == "bicubic":
+            print("this is the degradation bicubic-trained models learnt: AdaSSR keeps such a model as it is on "
+                  "these images (--trained-on unknown adapts it anyway: a Real-ESRGAN model, or noisy "
+                  "or compressed images)")
     return 0
 
 

@@ -14,6 +14,7 @@ from .kernels import (
     gaussian_kernels,
     imresize,
     kernel_size_for,
+    response_distance,
     subsample,
     unsharp_mask,
 )
@@ -58,6 +59,7 @@ __all__ = [
     "random_noise",
     "random_resize",
     "random_sinc_kernel",
+    "response_distance",
     "sinc_kernel",
     "subsample",
     "unsharp_mask",

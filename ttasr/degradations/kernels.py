@@ -30,6 +30,7 @@ __all__ = [
     "gaussian_kernels",
     "imresize",
     "kernel_size_for",
+    "response_distance",
     "subsample",
     "unsharp_mask",
 ]
@@ -263,6 +264,24 @@ def bicubic_kernel(scale: int, shift: float | None = None) -> torch.Tensor:
     w = _cubic(taps / scale)
     w = w / w.sum()
     return torch.outer(w, w)
+
+
+def response_distance(kernel: torch.Tensor, reference: torch.Tensor, scale: int) -> float:
+    """How differently two blur kernels (2-D, HR pixels) pass what survives subsampling by
+    ``scale``: the largest difference of their frequency-response magnitudes (each kernel
+    normalised to sum 1) at frequencies up to the LR Nyquist, 1 / (2 * scale) cycles per HR
+    pixel on each axis. Magnitudes ignore where a kernel is centred, so a measured kernel
+    can be compared with :func:`bicubic_kernel` whatever its shift. 0: the same blur."""
+    side = max(*kernel.shape[-2:], *reference.shape[-2:])
+    n = 1 << max(6, math.ceil(math.log2(4 * side)))
+
+    def magnitude(k: torch.Tensor) -> torch.Tensor:
+        k = k.detach().to("cpu", torch.float64).reshape(k.shape[-2:])
+        return torch.fft.fft2(k / k.sum(), s=(n, n)).abs()
+
+    f = torch.fft.fftfreq(n, dtype=torch.float64).abs()
+    band = (f[:, None] <= 0.5 / scale) & (f[None, :] <= 0.5 / scale)
+    return float((magnitude(kernel) - magnitude(reference)).abs()[band].max())
 
 
 def imresize(image: torch.Tensor, scale: float | None = None, size: tuple[int, int] | None = None,

@@ -25,10 +25,10 @@ from ...adapters.config import AdapterConfig
 from ...adapters.loop import LoopSettings
 from ...adapters.stopping import STOPPING_RULES, GuardedHeldOut
 from ...adapters.training import snapshot
-from ...degradations import estimate_noise_level
+from ...degradations import bicubic_kernel, estimate_noise_level, response_distance
 from ...errors import InputError
 from ...models import SRModel, load_model
-from ...pairs import AugmentConfig, KernelEstimate
+from ...pairs import AugmentConfig, KernelEstimate, load_kernel
 from ..internal import InternalLearning, InternalLearningConfig
 from .attention import attention_weights, feature_attention_map, locate_attention, transformer_attention_map
 from .attention_cache import AttentionCache
@@ -99,6 +99,16 @@ class AdaSSRConfig(InternalLearningConfig):
         "noise teaches the model to smooth, but the estimate misses noise under JPEG, see the README).")
     noise_threshold: float = option(1.5, "noise_augment='auto': noise level (8-bit levels, robust estimate in the "
                                     "flattest regions) from which the LR images count as noisy.", low=0)
+    trained_on: Literal["bicubic", "unknown"] = option(
+        "bicubic", "The degradation the pretrained model was trained on (ours). 'bicubic' (most SR checkpoints; "
+        "Real-ESRGAN-style models are not): when the given kernel is MATLAB bicubic's (within gap_tolerance), the "
+        "images carry the model's own training blur and AdaSSR keeps the pretrained weights without training "
+        "(README, 'No gap, no adaptation'). Noise and JPEG are not checked (no detector tried tells them from "
+        "texture): for noisy or compressed bicubic images, set 'unknown'. 'unknown': always adapt.")
+    gap_tolerance: float = option(0.05, "trained_on='bicubic': the largest difference of frequency-response "
+                                  "magnitude below the LR Nyquist (ttasr.degradations.response_distance) at "
+                                  "which the given kernel counts as bicubic's. Gaussian blurs are >= 0.1 away.",
+                                  low=0)
     admm_rounds: int = option(1, "T_iter rounds of internal learning; rounds after the first start with "
                               "external learning on external_images (eq. 8). Paper default 1.", low=1)
     external_images: str | None = option(None, "Folder or glob of HR images for external learning (DIV2K in "
@@ -163,9 +173,10 @@ class AdaSSR(InternalLearning):
 
     def auto_blend(self) -> float:
         """A tenth of the adaptation when the kernel is estimated. With a given (measured)
-        kernel, half after the guarded rule in multi-image mode (every photo of five
-        multi-image runs within 0.1 dB of the unadapted model), else a fifth (within 0.1 dB on
-        six photos; one nearly flat, clean photo loses up to 1.1 dB: README)."""
+        kernel, half after the guarded rule in multi-image mode (every photo of six
+        multi-image runs within 0.1 dB of the unadapted model), else a fifth (within 0.03 dB
+        on eight photos in single-image mode, where a bicubic kernel means no training:
+        :meth:`training_gap`, README)."""
         c = self.config
         if c.kernel_source != "given":
             return self.blind_blend
@@ -245,9 +256,37 @@ class AdaSSR(InternalLearning):
         self.attention_maps, self.kernel_estimates = [], []
         super().prepare(group, student)
 
+    # ---------------------------------------------------------------- no gap, no adaptation
+    def training_gap(self, group: ImageGroup) -> str | None:
+        """``None`` when the images may differ from the model's training degradation; else why
+        they do not: the given kernel is the bicubic downscaling the model was trained on
+        (``trained_on``). Pairs made with that kernel are the model's own training
+        distribution, so training on them can only fit these images' statistics (README, 'No
+        gap, no adaptation'). ``group`` is not read: the kernel decides for every image."""
+        c, s = self.config, self.model.scale
+        if c.trained_on != "bicubic" or c.kernel_source != "given":
+            return None
+        distance = response_distance(load_kernel(c.kernel), bicubic_kernel(s), s)  # type: ignore[arg-type]
+        if distance > c.gap_tolerance:
+            return None
+        return (f"the given kernel is bicubic x{s}'s (response difference {distance:.3f} <= gap_tolerance "
+                f"{c.gap_tolerance}), the model's own training degradation")
+
+    def kept_pretrained(self, group: ImageGroup, reason: str) -> FitResult:
+        """The result of a group that is not trained: the pretrained weights, no steps."""
+        names = ", ".join(str(group.name(i)) for i in range(len(group.tensors)))
+        log.warning("%s: no adaptation for %s: %s. trained_on='unknown' adapts anyway", self.name, names, reason)
+        return FitResult(weights=snapshot(self.model.module), steps=0, best_step=0, best_score=None,
+                         stopped_early=False, interrupted=False, seconds=0.0, image_indices=list(group.indices),
+                         not_adapted=reason)
+
     # ---------------------------------------------------------------- ADMM rounds
     def adapt_group(self, group: ImageGroup, callbacks: Sequence[Callback], resume: bool) -> FitResult:
-        """Round 1: internal learning; rounds 2..T: external (eq. 8), internal (eq. 10), dual (eq. 7)."""
+        """Round 1: internal learning; rounds 2..T: external (eq. 8), internal (eq. 10), dual (eq. 7).
+        No round at all when the images show no gap to the model's training (:meth:`training_gap`)."""
+        reason = self.training_gap(group)
+        if reason is not None:
+            return self.kept_pretrained(group, reason)
         result = self.run_loop(group, callbacks, resume)
         c = self.config
         if c.admm_rounds <= 1 or result.interrupted:
