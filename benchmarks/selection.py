@@ -59,7 +59,7 @@ from ttasr.adapters.stopping import (  # noqa: E402
     BackProjection, FixedBudget, GuardedHeldOut, HeldOutPairs, NIQEPlateau, Stopping)
 from ttasr.adapters.training import blend_weights  # noqa: E402
 from ttasr.cli.options import overrides_from  # noqa: E402
-from ttasr.degradations import degrade  # noqa: E402
+from ttasr.degradations import degrade, gaussian_blur  # noqa: E402
 from ttasr.inference import enhance_tensor  # noqa: E402
 from ttasr.metrics import NIQE, psnr_y  # noqa: E402
 
@@ -94,11 +94,29 @@ def candidates() -> dict[str, Stopping]:
         "heldout": HeldOutPairs(),
         "heldout+gain": HeldOutPairs(min_gain=0.01),
         "guarded+gain": GuardedHeldOut(min_gain=0.01),
+        "guarded-s1+gain": GuardedHeldOut(min_gain=0.01),
     }
 
 
-RECORDED_AS = {"guarded+gain": "heldout"}
-"""Rules whose score is recorded under another rule's name (the guard reads ``consistency``)."""
+RECORDED_AS = {"guarded+gain": "heldout", "guarded-s1+gain": "heldout"}
+"""Rules whose score is recorded under another rule's name (the guards read ``GUARD_ERRORS``)."""
+
+GUARD_ERRORS = {"guarded-s1+gain": ("consistency_smoothed", "1.0")}
+"""The recorded error a guarded rule vetoes by, where it is not ``consistency``: the record key
+and its sub-key (``guarded-s1+gain``: the residual smoothed with a Gaussian of 1 LR px)."""
+
+
+def guard_errors(name: str, records: list[dict]) -> list[float] | None:
+    """The back-projection errors that rule ``name`` is guarded by, or ``None`` if not recorded."""
+    key, sub = GUARD_ERRORS.get(name, ("consistency", None))
+    if not all(key in r for r in records):
+        return None if name in GUARD_ERRORS else [0.0] * len(records)
+    return [r[key] if sub is None else r[key][sub] for r in records]
+
+
+SMOOTHED = (0.5, 1.0, 2.0)
+"""Gaussian sigmas (LR px) of the smoothed back-projection residuals recorded beside ``consistency``
+(white noise in the LR shrinks under the blur, errors of the SR output's structure much less)."""
 
 
 class Recorder(Stopping):
@@ -126,11 +144,15 @@ class Recorder(Stopping):
         srs = [enhance_tensor(current, y, device=adapter.device, progress=False) for y in group.tensors]
         rec = {"psnr": [psnr_y(sr, hr, s) for sr, hr in zip(srs, self.highs)],
                "niqe-plateau": float(np.mean([self.niqe(sr) for sr in srs]))}
-        back = []
+        back, smooth = [], {str(sigma): [] for sigma in SMOOTHED}
         for i, (y, sr) in enumerate(zip(group.tensors, srs)):
             b = adapter.pair_degradation(group, i)(sr)
-            back.append(float((b - y[..., : b.shape[-2], : b.shape[-1]]).abs().mean()))
+            residual = b - y[..., : b.shape[-2], : b.shape[-1]]
+            back.append(float(residual.abs().mean()))
+            for sigma in SMOOTHED:
+                smooth[str(sigma)].append(float(gaussian_blur(residual, sigma).abs().mean()))
         rec["consistency"] = float(np.mean(back))
+        rec["consistency_smoothed"] = {k: float(np.mean(v)) for k, v in smooth.items()}
         if self.start is None:
             self.start = srs
         rec["change"] = float(np.mean([(sr - s0).abs().mean() for sr, s0 in zip(srs, self.start)]))
@@ -227,7 +249,7 @@ def replay(rule: Stopping, scores: list[float], errors: list[float] | None = Non
 def replay_records(rule: Stopping, name: str, records: list[dict]) -> int:
     """The evaluation that rule ``name`` selects on a trajectory's records."""
     scores = [r.get(RECORDED_AS.get(name, name), 0.0) for r in records]
-    return replay(rule, scores, [r.get("consistency", 0.0) for r in records])[0]
+    return replay(rule, scores, guard_errors(name, records))[0]
 
 
 RUNS = ("trajectory", "oracle", "paper")
@@ -318,7 +340,7 @@ def groups_of(rows: dict) -> list[dict]:
     return list(rows["images"].values()) if "images" in rows else [rows]
 
 
-SHRUNK_RULES = ("final", "heldout+gain", "consistency", "guarded+gain")
+SHRUNK_RULES = ("final", "heldout+gain", "consistency", "guarded+gain", "guarded-s1+gain")
 """Rules whose pick the report also shows pulled back towards the start (``--shrink``)."""
 
 
@@ -380,13 +402,17 @@ def report(results: dict, presets: list[str], eval_every: int) -> None:
             c = groups[0]["default"].get("config", {})
             label = f"live {c.get('stopping', 'default')} ×{c.get('blend', 1.0)}"
             add(label, f"{cell([(g['default']['psnr'], g['default']['best_step']) for g in groups]):>22}")
+        def replayable(name: str) -> bool:
+            return all(guard_errors(name, g["trajectory"]["records"]) is not None for g in groups)
+
         for name, rule in candidates().items():
-            add(name, f"{cell(picks('trajectory', lambda recs: replay_records(rule, name, recs))):>22}")
+            if replayable(name):
+                add(name, f"{cell(picks('trajectory', lambda recs: replay_records(rule, name, recs))):>22}")
         for name, pick in RECORD_RULES.items():
             if all("change" in r for g in groups for r in g["trajectory"]["records"]):
                 add(name, f"{cell(picks('trajectory', pick)):>22}")
         for lam in shrink_factors(groups):
-            for name in SHRUNK_RULES:
+            for name in (n for n in SHRUNK_RULES if replayable(n)):
                 rule = candidates()[name]
                 add(f"{name} ×{lam}", f"{cell(shrunk_picks(groups, rule, name, lam, eval_every)):>22}")
     for line in lines.values():

@@ -189,6 +189,17 @@ def test_report_replays_the_guarded_rule_on_the_recorded_back_projection(tmp_pat
     assert "-1.000 [ 100]" in rows["heldout+gain"]
     assert "+0.400 [  50]" in rows["guarded+gain"] and "+0.200 [  50]" in rows["guarded+gain ×0.5"]
     assert "+0.400 [  50]" in rows["consistency"]
+    assert "guarded-s1+gain" not in rows  # no smoothed residuals recorded: not replayed
+    smoothed = [0.05, 0.06, 0.04]  # the smoothed residual lets step 100 through, where the raw one vetoes it
+    for r, e in zip(records, smoothed):
+        r["consistency_smoothed"] = {"1.0": e}
+    (tmp_path / "results.json").write_text(json.dumps({"candidate": {}, "camera": {
+        "unadapted": [30.0], "trajectory": {"records": records}}}))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "selection.py"), "--report", "--presets",
+                           "camera", "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=ROOT,
+                          check=False)
+    rows = {line[:20].strip(): line for line in proc.stdout.splitlines()[2:]}
+    assert "+0.400 [  50]" in rows["guarded+gain"] and "-1.000 [ 100]" in rows["guarded-s1+gain"]
 
 
 def test_recorder_trains_where_the_default_would_not_and_the_report_says_so(selection, tiny_compact, photo,
