@@ -56,7 +56,7 @@ import ttasr  # noqa: E402
 from ttasr._config import PlainConfig  # noqa: E402
 from adassr_proxy import load_photos, save  # noqa: E402
 from ttasr.adapters.stopping import (  # noqa: E402
-    BackProjection, FixedBudget, GuardedHeldOut, HeldOutPairs, NIQEPlateau, Stopping)
+    BackProjection, FixedBudget, GuardedFallback, GuardedHeldOut, HeldOutPairs, NIQEPlateau, Stopping)
 from ttasr.adapters.training import blend_weights  # noqa: E402
 from ttasr.cli.options import overrides_from  # noqa: E402
 from ttasr.degradations import degrade, gaussian_blur  # noqa: E402
@@ -95,10 +95,11 @@ def candidates() -> dict[str, Stopping]:
         "heldout+gain": HeldOutPairs(min_gain=0.01),
         "guarded+gain": GuardedHeldOut(min_gain=0.01),
         "guarded-s1+gain": GuardedHeldOut(min_gain=0.01),
+        "guarded-fallback": GuardedFallback(min_gain=0.01),
     }
 
 
-RECORDED_AS = {"guarded+gain": "heldout", "guarded-s1+gain": "heldout"}
+RECORDED_AS = {"guarded+gain": "heldout", "guarded-s1+gain": "heldout", "guarded-fallback": "heldout"}
 """Rules whose score is recorded under another rule's name (the guards read ``GUARD_ERRORS``)."""
 
 GUARD_ERRORS = {"guarded-s1+gain": ("consistency_smoothed", "1.0")}
@@ -235,6 +236,8 @@ def replay(rule: Stopping, scores: list[float], errors: list[float] | None = Non
         if errors is None:
             raise ValueError("replaying the guarded rule needs the back-projection errors")
         fresh.limit = errors[0]
+    if isinstance(fresh, GuardedFallback):  # its score says whether the guard accepted the weights
+        scores = [s + (0.0 if e <= errors[0] else fresh.REJECTED) for s, e in zip(scores, errors)]
     best, pick = scores[0], 0
     for k in range(1, len(scores)):
         if isinstance(fresh, GuardedHeldOut):
@@ -344,6 +347,18 @@ SHRUNK_RULES = ("final", "heldout+gain", "consistency", "guarded+gain", "guarded
 """Rules whose pick the report also shows pulled back towards the start (``--shrink``)."""
 
 
+def fallback_picks(groups: list[dict], eval_every: int) -> list[tuple[list[float], int]]:
+    """Each group's PSNR-Y as AdaSSR returns a ``guarded-fallback`` pick with ``blend='auto'``:
+    half of weights the guard accepted, a fifth of a fallback pick; and the step."""
+    rule, out = candidates()["guarded-fallback"], []
+    for grp in groups:
+        recs = grp["trajectory"]["records"]
+        k = replay_records(rule, "guarded-fallback", recs)
+        accepted = recs[k]["consistency"] <= recs[0]["consistency"]
+        out.append((recs[k]["shrink"]["0.5" if accepted else "0.2"], k * eval_every))
+    return out
+
+
 def shrink_factors(groups: list[dict]) -> list[str]:
     """The ``λ`` recorded at every evaluation of every group's trajectory (as strings)."""
     sets = [set(r.get("shrink", {})) for g in groups for r in g["trajectory"]["records"]]
@@ -415,6 +430,8 @@ def report(results: dict, presets: list[str], eval_every: int) -> None:
             for name in (n for n in SHRUNK_RULES if replayable(n)):
                 rule = candidates()[name]
                 add(f"{name} ×{lam}", f"{cell(shrunk_picks(groups, rule, name, lam, eval_every)):>22}")
+            if lam == "0.5" and "0.2" in shrink_factors(groups):
+                add("fallback ×0.5|0.2", f"{cell(fallback_picks(groups, eval_every)):>22}")
     for line in lines.values():
         print(line)
     for p in presets:

@@ -9,8 +9,9 @@ internal pairs and returns a tenth of their change (the default, safe on clean i
 kernel measured on a few registered (HR, LR) pairs of the camera (``ttasr kernel --hr HR/ --lr
 LR/ -o camera.npy``) or on a photo of the printed chart of ``ttasr chart`` (``ttasr kernel --chart
 photo.jpg --scale 4 -o camera.npy``) it trains on that kernel and, by itself, selects with the
-held-out rule guarded by back-projection through that kernel and returns half of the change
-(``stopping="auto"``, ``blend="auto"``; one adaptation for the whole folder). On the proxy's noisy
+held-out rule guarded by back-projection through that kernel and returns half of the change, or
+a fifth of the held-out pick where the guard accepts nothing (``stopping="auto"``,
+``blend="auto"``; one adaptation for the whole folder). On the proxy's noisy
 and compressed presets that kept 68–72 % of the oracle's gain at 1,500 steps, against 35–42 % for
 the earlier fifth (README, *A guard from back-projection*). If the measured kernel is bicubic
 downscaling's, the images carry the degradation a bicubic-trained model already knows and AdaSSR

@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-
 import pytest
 import spandrel
 import torch
 
 import ttasr
-from ttasr.adapters.stopping import GuardedHeldOut, HeldOutPairs, NIQEPlateau
-from ttasr.methods.adassr import AdaSSR, AdaSSRConfig, niqe_plateau
+from ttasr.adapters.base import FitResult
+from ttasr.adapters.stopping import GuardedFallback, GuardedHeldOut, HeldOutPairs, NIQEPlateau
 from ttasr.errors import InputError, TTASRError
+from ttasr.methods.adassr import AdaSSR, AdaSSRConfig, niqe_plateau
 
 FAST = dict(batch_size=2, patch_size=12, progress=False, stopping="fixed", max_steps=3)
 QUICK = {k: v for k, v in FAST.items() if k != "stopping"}
@@ -109,14 +109,20 @@ def test_auto_rule_and_blend_follow_where_the_kernel_comes_from_and_the_mode(tin
 
     assert auto() == ("heldout", 0.1)  # estimated kernel: a tenth
     assert auto(mode="single") == ("heldout", 0.1)
-    assert auto(kernel=k) == ("heldout-guarded", 0.5)  # a measured kernel, multi-image: guarded, half
+    assert auto(kernel=k) == ("guarded-fallback", 0.5)  # a measured kernel, multi-image: guarded, half
     assert auto(kernel=k, mode="single") == ("heldout", 0.2)  # single-image: unguarded, a fifth
+    # of a fallback pick (weights the guard rejected, kept because it accepted none) a fifth
+    a = AdaSSR(tiny_compact, kernel=k)
+    rejected, accepted = (FitResult(weights={}, steps=9, best_step=9, best_score=s, stopped_early=False,
+                                    interrupted=False, seconds=0.0) for s in (GuardedFallback.REJECTED + 0.2, 0.2))
+    assert (a.blend_fraction(rejected), a.blend_fraction(accepted), a.blend_fraction()) == (0.2, 0.5, 0.5)
+    assert auto(kernel=k, mode="single", stopping="guarded-fallback") == ("guarded-fallback", 0.5)
     assert auto(kernel=k, mode="single", stopping="heldout-guarded") == ("heldout-guarded", 0.2)
     assert auto(kernel=k, stopping="heldout") == ("heldout", 0.2)
     assert auto(kernel=k, stopping=HeldOutPairs(min_gain=0.01)) == ("heldout", 0.2)
     assert auto(kernel=k, stopping=GuardedHeldOut(min_gain=0.01)) == ("heldout-guarded", 0.5)
     assert auto(kernel_estimator="bicubic") == ("heldout", 0.1)  # assumed, not measured
-    assert auto(kernel=k, blend=0.3) == ("heldout-guarded", 0.3)
+    assert auto(kernel=k, blend=0.3) == ("guarded-fallback", 0.3)
     assert auto(preset="paper", kernel=k) == ("niqe-plateau", 1.0)
     internal = ttasr.InternalLearning(tiny_compact, blend="auto", stopping="auto")
     assert (internal.stopping.name, internal.blend_fraction()) == ("fixed", 1.0)
@@ -166,6 +172,7 @@ def test_save_loads_in_spandrel_with_kernel_metadata(tiny_span, photo, tmp_path)
     assert spandrel.ModelLoader().load_from_file(path).architecture.name == "SPAN"
     meta = ttasr.load_model(path).metadata
     assert meta["ttasr_method"] == "adassr" and "sigma_x" in meta["kernel"]
+    assert meta["blend"] == "0.1" == f"{a.results[0].blend:g}"  # the estimated kernel: a tenth was returned
 
 
 def test_single_image_mode_resets_between_images(tiny_compact, photo):

@@ -2,12 +2,20 @@
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 import torch
 
 import ttasr
 from ttasr.adapters import stopping
-from ttasr.adapters.stopping import BackProjection, GuardedHeldOut, HeldOutPairs, holdout_mask
+from ttasr.adapters.stopping import (
+    BackProjection,
+    GuardedFallback,
+    GuardedHeldOut,
+    HeldOutPairs,
+    holdout_mask,
+)
 from ttasr.degradations import degrade_with_kernel, gaussian_kernel
 
 FAST = dict(batch_size=2, patch_size=16, progress=False, attention="none", augment=False, ema_decay=None)
@@ -28,7 +36,7 @@ def test_holdout_mask_holds_out_one_square_in_every():
     assert set(squares.sum(1).tolist()) <= {0.0, 64.0}  # whole squares
 
 
-@pytest.mark.parametrize("rule", ["heldout", "consistency", "heldout-guarded"])
+@pytest.mark.parametrize("rule", ["heldout", "consistency", "heldout-guarded", "guarded-fallback"])
 def test_picks_a_late_step_where_training_helps(tiny_compact, blurred, rule, caplog):
     lr, k = blurred
     with caplog.at_level("WARNING", logger="ttasr"):
@@ -41,7 +49,7 @@ def test_picks_a_late_step_where_training_helps(tiny_compact, blurred, rule, cap
     assert scores[-1] < scores[0]
 
 
-@pytest.mark.parametrize("rule", ["heldout", "heldout-guarded"])
+@pytest.mark.parametrize("rule", ["heldout", "heldout-guarded", "guarded-fallback"])
 def test_picks_the_start_where_training_only_hurts(tiny_compact, blurred, rule, caplog):
     lr, k = blurred
     with caplog.at_level("WARNING", logger="ttasr"):
@@ -59,10 +67,11 @@ def test_heldout_with_blend_adapts_where_training_helps_and_keeps_the_start_wher
     lr, k = blurred
     start = tiny_compact.model.state_dict()
     # AdaSSR's default selection with a given kernel (held-out pairs guarded by back-projection, 1 % margin,
-    # EMA 0.99, blend 'auto': half of it in multi-image mode), a higher lr for a tiny model
+    # EMA 0.99, blend 'auto': half of weights the guard accepts in multi-image mode), a higher lr for a tiny model
     helps = dict(kernel=k, lr=3e-3, max_steps=60, eval_every=20, **FAST)
     blended = ttasr.AdaSSR(tiny_compact, **helps).fit(lr)
-    assert (blended.stopping.name, blended.config.blend, blended.blend_fraction()) == ("heldout-guarded", "auto", 0.5)
+    assert (blended.stopping.name, blended.config.blend, blended.blend_fraction()) == ("guarded-fallback", "auto", 0.5)
+    assert blended.results[0].blend == 0.5
     full = ttasr.AdaSSR(tiny_compact, **helps, blend=1.0).fit(lr)
     assert blended.results[0].best_step == full.results[0].best_step >= 40
     adapted, part = full.adapted_model().module.state_dict(), blended.adapted_model().module.state_dict()
@@ -85,7 +94,7 @@ def test_heldout_targets_are_never_trained_on(tiny_compact, blurred):
     assert torch.equal(held, 1 - mask[..., : target.shape[-2], : target.shape[-1]]) and a_group.indices == [0]
 
 
-@pytest.mark.parametrize("rule", ["heldout", "consistency", "heldout-guarded"])
+@pytest.mark.parametrize("rule", ["heldout", "consistency", "heldout-guarded", "guarded-fallback"])
 def test_rules_are_deterministic_under_a_seed(tiny_compact, blurred, rule):
     lr, _ = blurred
     runs = [ttasr.AdaSSR(tiny_compact, stopping=rule, lr=1e-3, max_steps=6, eval_every=3, seed=5, **FAST).fit(lr)
@@ -132,11 +141,55 @@ def test_guard_vetoes_weights_that_explain_the_lr_worse_than_the_start(monkeypat
     assert picks == [1, 3] and best == 0.8  # 0.5 (evaluation 2) had back-projection 1.2 > 1.0
 
 
-def test_guarded_rule_resumes_with_the_start_as_its_limit(tiny_compact, blurred, tmp_path):
+def _scripted_picks(monkeypatch, errors, heldout, fresh_each=False):
+    """The evaluations a :class:`GuardedFallback` selects on scripted back-projection errors
+    (``begin``'s, then one per evaluation, the start's first) and held-out errors, as the loop
+    calls it; ``fresh_each``: a new rule judges every evaluation, as after a resume."""
+    errors, heldout = iter(errors), iter(heldout)
+    monkeypatch.setattr(stopping, "back_projection_error", lambda *args: next(errors))
+    monkeypatch.setattr(HeldOutPairs, "score", lambda *args: next(heldout))
+    monkeypatch.setattr(HeldOutPairs, "prepare", lambda *args: None)
+    rule = GuardedFallback(min_gain=0.01)
+    rule.prepare(None, None)
+    rule.begin(None, None, None)
+    scores = [rule.score(None, None, None)]
+    best, picks = scores[0], [0]
+    for k in itertools.count(1):
+        try:
+            scores.append(rule.score(None, None, None))
+        except StopIteration:
+            break
+        judge = GuardedFallback(min_gain=0.01) if fresh_each else rule
+        if judge.improves(scores[-1], best, scores):
+            best, picks = scores[-1], picks + [k]
+    return picks, best
+
+
+def test_guarded_fallback_takes_the_heldout_pick_only_while_the_guard_accepts_nothing(monkeypatch):
+    # every evaluation explains the LR worse than the start (1.0): the held-out rule picks, flagged as rejected
+    picks, best = _scripted_picks(monkeypatch, [1.0, 1.0, 1.1, 1.2, 1.3], [1.0, 0.9, 0.8, 0.85])
+    assert picks == [0, 1, 2] and not GuardedFallback.accepted(best)
+    assert GuardedFallback.held_out_error(best) == pytest.approx(0.8)
+    # the guard accepts evaluation 3: it wins over the fallback picks before it, and rejected weights after it
+    # cannot win even with a lower held-out error
+    picks, best = _scripted_picks(monkeypatch, [1.0, 1.0, 1.1, 1.2, 0.9, 1.3], [1.0, 0.9, 0.8, 0.85, 0.5])
+    assert picks == [0, 1, 2, 3] and GuardedFallback.accepted(best) and best == pytest.approx(0.85)
+    # accepted weights must beat the start by the margin, not the fallback pick
+    picks, _ = _scripted_picks(monkeypatch, [1.0, 1.0, 1.1, 0.9], [1.0, 0.5, 0.995])
+    assert picks == [0, 1]
+    # the verdict lives in the scores: a rule that has seen nothing before (a resumed run) judges alike
+    for errors, held in [([1.0, 1.0, 1.1, 1.2, 1.3], [1.0, 0.9, 0.8, 0.85]),
+                         ([1.0, 1.0, 1.1, 1.2, 0.9, 1.3], [1.0, 0.9, 0.8, 0.85, 0.5])]:
+        assert _scripted_picks(monkeypatch, errors, held, fresh_each=True) == _scripted_picks(monkeypatch, errors,
+                                                                                              held)
+
+
+@pytest.mark.parametrize("rule", ["heldout-guarded", "guarded-fallback"])
+def test_guarded_rule_resumes_with_the_start_as_its_limit(tiny_compact, blurred, tmp_path, rule):
     """A run continued from its saved state selects as the whole run does: the limit is the
     start's back-projection error, measured again from the starting weights on resume."""
     lr, k = blurred
-    common = dict(stopping="heldout-guarded", kernel=k, lr=3e-3, eval_every=10, seed=3, blend=1.0,
+    common = dict(stopping=rule, kernel=k, lr=3e-3, eval_every=10, seed=3, blend=1.0,
                   checkpoint_dir=str(tmp_path), checkpoint_every=10, keep_state=True, **FAST)
     whole = ttasr.AdaSSR(tiny_compact, **dict(common, checkpoint_dir=None, keep_state=False), max_steps=40).fit(lr)
     ttasr.AdaSSR(tiny_compact, **common, max_steps=20).fit(lr)

@@ -96,6 +96,8 @@ class FitResult:
     not_adapted: str | None = None
     """Why the method did not train on this group (e.g. AdaSSR on images with no gap to the
     model's training degradation); ``None`` when it trained."""
+    blend: float = 1.0
+    """The fraction of the adaptation that ``weights`` hold (the ``blend`` setting, resolved)."""
 
     @classmethod
     def from_loop(cls, r: LoopResult, group: ImageGroup) -> FitResult:
@@ -276,11 +278,12 @@ class Adapter(ABC, Generic[C]):
             self._note_kept_start(result)
         return self
 
-    def blend_fraction(self) -> float:
+    def blend_fraction(self, result: FitResult | None = None) -> float:
         """The fraction of the adaptation returned: ``config.blend``, or with ``'auto'`` the
-        method's own choice (:meth:`auto_blend`)."""
+        method's own choice (:meth:`auto_blend`), which may depend on what the selection rule
+        found in ``result`` (without one: the fraction for weights the rule accepted)."""
         blend = self.config.blend
-        return self.auto_blend() if blend == "auto" else float(blend)
+        return self.auto_blend(result) if blend == "auto" else float(blend)
 
     def stopping_rule(self) -> str:
         """The name of the selection rule: ``config.stopping``, or with ``'auto'`` the
@@ -291,20 +294,20 @@ class Adapter(ABC, Generic[C]):
         """``stopping='auto'``: the whole budget (``'fixed'``), unless a method knows better."""
         return "fixed"
 
-    def auto_blend(self) -> float:
+    def auto_blend(self, result: FitResult | None = None) -> float:
         """``blend='auto'``: the whole adaptation, unless a method knows better."""
         return 1.0
 
     def _blended(self, result: FitResult) -> FitResult:
         """``result`` with its weights (selected and final) pulled back towards the pretrained
         ones by the ``blend`` setting (:func:`~ttasr.adapters.training.blend_weights`)."""
-        blend = self.blend_fraction()
+        blend = self.blend_fraction(result)
         if blend == 1.0:
-            return result
+            return replace(result, blend=1.0)
         log.info("%s: returning %.2g of the adaptation (blend=%r)", self.name, blend, self.config.blend)
         start = self.model.module.state_dict()
         final = None if result.final_weights is None else blend_weights(start, result.final_weights, blend)
-        return replace(result, weights=blend_weights(start, result.weights, blend), final_weights=final)
+        return replace(result, weights=blend_weights(start, result.weights, blend), final_weights=final, blend=blend)
 
     def _note_kept_start(self, result: FitResult) -> None:
         """Say so when the selection rule kept the unadapted weights after training: the
@@ -407,6 +410,7 @@ class Adapter(ABC, Generic[C]):
                 "images": ",".join(str(self.records[j].name) for j in r.image_indices),
                 **self.stopping.describe(),
                 **self.describe(),
+                "blend": f"{r.blend:g}",
                 **({"not_adapted": r.not_adapted} if r.not_adapted else {}),
             }
             written.append(save_model(self.adapted_model(i), target, meta))

@@ -37,7 +37,9 @@ class AdapterConfig(PlainConfig):
                            "final weights; 'niqe-plateau' is AdaSSR's NIQE rule (Sec. IV-A-1); 'consistency' "
                            "the back-projection error of the LR; 'heldout' the error on held-out internal pairs; "
                            "'heldout-guarded' the same, where weights with a larger back-projection error than "
-                           "the start's cannot win (for a measured kernel); 'auto' the method's own choice "
+                           "the start's cannot win (for a measured kernel); 'guarded-fallback' the same, but "
+                           "while the guard accepts no weights the held-out pick stands in; 'auto' the method's "
+                           "own choice "
                            "('fixed' unless its help says otherwise).", choices=STOPPING_RULES)
     niqe_min_delta: float = option(0.05, "niqe-plateau: stop when NIQE decreased by less than this ...", low=0)
     niqe_patience: int = option(3, "... this many evaluations in a row (AdaSSR: 0.05, 3).", low=1)

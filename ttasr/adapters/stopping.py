@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from .base import Adapter, ImageGroup
 
 __all__ = ["Stopping", "FixedBudget", "NIQEPlateau", "BackProjection", "HeldOutPairs", "GuardedHeldOut",
-           "back_projection_error", "holdout_mask", "niqe_plateau", "stopping_from_config", "STOPPING_RULES"]
+           "GuardedFallback", "back_projection_error", "holdout_mask", "niqe_plateau", "stopping_from_config", "STOPPING_RULES"]
 
 
 class Stopping(ABC):
@@ -244,7 +244,52 @@ class GuardedHeldOut(HeldOutPairs):
         return {**super().describe(), "guard": "back-projection error no larger than the start's"}
 
 
-STOPPING_RULES = ("auto", "fixed", "niqe-plateau", "consistency", "heldout", "heldout-guarded")
+class GuardedFallback(GuardedHeldOut):
+    """The guarded rule (:class:`GuardedHeldOut`) with the held-out rule behind it: while the
+    guard has accepted no weights, weights it rejects can still win on the held-out error
+    alone; once it accepts some, only accepted weights can win.
+
+    Whether the guard accepted weights is kept in the score itself, so that it survives a
+    resumed run: the score of rejected weights is their held-out error plus
+    :attr:`REJECTED` (:meth:`accepted` tells them apart). A method can then return less of a
+    fallback pick than of accepted weights (AdaSSR's ``blend='auto'``).
+    """
+
+    name = "guarded-fallback"
+    REJECTED = 1000.0
+    """Added to the held-out error of weights the guard rejects (held-out errors are < 1)."""
+
+    @classmethod
+    def accepted(cls, score: float | None) -> bool:
+        """Whether weights with this score passed the guard (the start always does)."""
+        return score is None or score < cls.REJECTED
+
+    def score(self, adapter: Adapter[Any], network: nn.Module, group: ImageGroup) -> float | None:
+        held = super().score(adapter, network, group)
+        return held if held is None or self.eligible() else held + self.REJECTED
+
+    @classmethod
+    def held_out_error(cls, score: float) -> float:
+        """The held-out error in a score, accepted or not."""
+        return score if cls.accepted(score) else score - cls.REJECTED
+
+    def improves(self, score: float, best: float, scores: Sequence[float]) -> bool:
+        if self.accepted(score):  # accepted weights compete with the best accepted ones (or the start)
+            reference = best if self.accepted(best) else scores[0]
+        elif self.accepted(best) and best != scores[0]:
+            return False  # the guard has accepted weights: rejected ones can no longer win
+        else:  # a fallback: the held-out rule among all weights so far
+            reference = self.held_out_error(best)
+        ok = self.held_out_error(score) < reference - self.min_gain * abs(scores[0])
+        if ok:
+            self._best_at.append(len(scores) - 1)
+        return ok
+
+    def describe(self) -> dict[str, str]:
+        return {**super().describe(), "fallback": "the held-out pick when the guard accepts no weights"}
+
+
+STOPPING_RULES = ("auto", "fixed", "niqe-plateau", "consistency", "heldout", "heldout-guarded", "guarded-fallback")
 """Names accepted by ``AdapterConfig.stopping`` (``auto``: the method's own choice)."""
 
 
@@ -261,4 +306,6 @@ def stopping_from_config(config: Any, rule: str | None = None) -> Stopping:
         return HeldOutPairs(min_gain=config.heldout_min_gain, patience=config.heldout_patience)
     if rule == "heldout-guarded":
         return GuardedHeldOut(min_gain=config.heldout_min_gain, patience=config.heldout_patience)
+    if rule == "guarded-fallback":
+        return GuardedFallback(min_gain=config.heldout_min_gain, patience=config.heldout_patience)
     return FixedBudget()

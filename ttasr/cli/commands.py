@@ -303,8 +303,8 @@ def cmd_kernel(args: argparse.Namespace) -> int:
               f"levels (best Gaussian {p['rmse_gaussian']:.3f}, bicubic {p['rmse_bicubic']:.3f}) over "
               f"{source}, {p['jpeg']} modelled as JPEG")
         print(f"wrote {args.output}; use it with: ttasr adapt LR_DIR -m MODEL --kernel {args.output} (AdaSSR "
-              f"then selects with the guarded held-out rule and returns half of the adaptation; with --mode single "
-              f"a fifth; --blend 1 all of it)")
+              f"then selects with the guarded held-out rule and returns half of the adaptation, a fifth where the "
+              f"guard accepts nothing; with --mode single a fifth; --blend 1 all of it)")
         if p["family"] == "bicubic":
             print("this is the degradation bicubic-trained models learnt: AdaSSR keeps such a model as it is on "
                   "these images (--trained-on unknown adapts it anyway: a Real-ESRGAN model, or noisy "

@@ -23,7 +23,7 @@ from ..._config import option
 from ...adapters.base import Callback, FitResult, ImageGroup
 from ...adapters.config import AdapterConfig
 from ...adapters.loop import LoopSettings
-from ...adapters.stopping import STOPPING_RULES, GuardedHeldOut
+from ...adapters.stopping import STOPPING_RULES, GuardedFallback, GuardedHeldOut
 from ...adapters.training import snapshot
 from ...degradations import bicubic_kernel, estimate_noise_level, response_distance
 from ...errors import InputError
@@ -54,9 +54,10 @@ class AdaSSRConfig(InternalLearningConfig):
     stopping: str = option("auto", "Stopping and selection. Ours, the default 'auto': 'heldout' (one LR square in "
                            "eight is never a training target; the weights with the lowest error there win, the "
                            "unadapted ones included), and with a given (measured) kernel in multi-image mode "
-                           "'heldout-guarded' (the same, but weights whose SR output, degraded by that kernel, "
-                           "explains the LR worse than the start's cannot win; README, 'A guard from "
-                           "back-projection'). The paper (preset='paper'): 'niqe-plateau' (Sec. IV-A-1: NIQE every "
+                           "'guarded-fallback' (the same, but weights whose SR output, degraded by that kernel, "
+                           "explains the LR worse than the start's cannot win, unless the guard accepts no weights "
+                           "at all; README, 'A guard from back-projection', 'A fallback when the guard accepts "
+                           "nothing'). The paper (preset='paper'): 'niqe-plateau' (Sec. IV-A-1: NIQE every "
                            "eval_every steps, stop after three decreases below 0.05, keep the best, the unadapted "
                            "weights included; see the README). Also 'consistency' (back-projection error), "
                            "'fixed' (final weights).", choices=STOPPING_RULES)
@@ -67,8 +68,9 @@ class AdaSSRConfig(InternalLearningConfig):
         "auto", "Fraction of the adaptation returned, Θ0 + blend·(Θ − Θ0). 'auto' (ours): 0.1 with an estimated "
         "kernel, which kept every proxy photo within 0.1 dB of the unadapted model at 1,500 steps while keeping "
         "part of the gain on noisy or compressed inputs (README, 'Default vs paper'); with a given (measured) "
-        "kernel 0.5 after the 'heldout-guarded' rule in multi-image mode, else 0.2 (README, 'The kernel decides' "
-        "and 'A guard from back-projection'). The paper: 1.",
+        "kernel 0.5 of weights the guard of 'guarded-fallback' (or 'heldout-guarded' in multi-image mode) "
+        "accepted, else 0.2 (README, 'The kernel decides', 'A guard from back-projection', 'A fallback when the "
+        "guard accepts nothing'). The paper: 1.",
         low=0, high=1)
     kernel_estimator: Literal["auto", "consistency", "bicubic", "given"] = option(
         "auto", "How y_d is made: 'consistency' (ours: an anisotropic Gaussian minimising "
@@ -159,28 +161,37 @@ class AdaSSR(InternalLearning):
     blind_blend: ClassVar[float] = 0.1
     """``blend='auto'`` with an estimated kernel (README, 'Default vs paper')."""
     guarded_blend: ClassVar[float] = 0.5
-    """``blend='auto'`` with a given kernel and the guarded rule in multi-image mode (README, 'A guard
-    from back-projection')."""
+    """``blend='auto'`` with a given kernel, of weights the guard accepted (README, 'A guard from
+    back-projection')."""
     measured_blend: ClassVar[float] = 0.2
-    """``blend='auto'`` with a given kernel otherwise (README, 'The kernel decides')."""
+    """``blend='auto'`` with a given kernel otherwise, fallback picks included (README, 'The
+    kernel decides')."""
+
+    fallback_modes: ClassVar[tuple[str, ...]] = ("multi",)
+    """Modes in which ``stopping='auto'`` with a given kernel is ``guarded-fallback`` (README,
+    'A fallback when the guard accepts nothing'); ``heldout`` in the others."""
 
     def auto_stopping(self) -> str:
-        """The held-out rule; in multi-image mode with a given (measured) kernel, guarded by
-        back-projection through that kernel (only a measured kernel makes that meaningful, and
-        in single-image mode it was not safe: README)."""
-        guarded = self.config.kernel_source == "given" and self.config.mode == "multi"
-        return "heldout-guarded" if guarded else "heldout"
-
-    def auto_blend(self) -> float:
-        """A tenth of the adaptation when the kernel is estimated. With a given (measured)
-        kernel, half after the guarded rule in multi-image mode (every photo of six
-        multi-image runs within 0.1 dB of the unadapted model), else a fifth (within 0.03 dB
-        on eight photos in single-image mode, where a bicubic kernel means no training:
-        :meth:`training_gap`, README)."""
+        """The held-out rule; with a given (measured) kernel in :attr:`fallback_modes`, the
+        held-out rule guarded by back-projection through that kernel, falling back to the plain
+        held-out pick where the guard accepts no weights (only a measured kernel makes the
+        guard meaningful: README)."""
         c = self.config
+        return "guarded-fallback" if c.kernel_source == "given" and c.mode in self.fallback_modes else "heldout"
+
+    def auto_blend(self, result: FitResult | None = None) -> float:
+        """A tenth of the adaptation when the kernel is estimated. With a given (measured)
+        kernel: half of weights the guard accepted, a fifth of a fallback pick
+        (``guarded-fallback``: ``result`` says which) and of the held-out rule's pick; half
+        after ``heldout-guarded`` in multi-image mode. README, 'A fallback when the guard
+        accepts nothing'."""
+        c, rule = self.config, self.stopping
         if c.kernel_source != "given":
             return self.blind_blend
-        guarded = isinstance(self.stopping, GuardedHeldOut) and c.mode == "multi"
+        if isinstance(rule, GuardedFallback):
+            accepted = result is None or GuardedFallback.accepted(result.best_score)
+            return self.guarded_blend if accepted else self.measured_blend
+        guarded = isinstance(rule, GuardedHeldOut) and c.mode == "multi"
         return self.guarded_blend if guarded else self.measured_blend
 
     # ---------------------------------------------------------------- pairs and weights
