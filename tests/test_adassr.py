@@ -253,7 +253,7 @@ def test_noise_augmentation_only_on_noisy_inputs_by_default(tiny_compact):
 
 
 def test_no_gap_to_the_bicubic_training_degradation_means_no_adaptation(tiny_compact, photo, tmp_path, caplog):
-    from ttasr.degradations import add_gaussian_noise, bicubic_kernel, gaussian_kernel
+    from ttasr.degradations import add_gaussian_noise, bicubic_kernel, gaussian_kernel, jpeg
 
     bicubic = bicubic_kernel(2)
     cfg = dict(FAST, attention="none", kernel=bicubic)
@@ -266,7 +266,8 @@ def test_no_gap_to_the_bicubic_training_degradation_means_no_adaptation(tiny_com
     base = tiny_compact.model.state_dict()
     assert all(torch.equal(v, base[k]) for k, v in kept.adapted_model().module.state_dict().items())
     [path] = kept.save(tmp_path / "kept.safetensors")
-    assert "training degradation" in ttasr.load_model(path).metadata["not_adapted"]
+    meta = ttasr.load_model(path).metadata
+    assert "training degradation" in meta["not_adapted"] and meta["blend"] == "0" and r.blend == 0.0
 
     def trained(images, **kw):
         a = AdaSSR(tiny_compact, **{**cfg, **kw}).fit(images)
@@ -275,8 +276,10 @@ def test_no_gap_to_the_bicubic_training_degradation_means_no_adaptation(tiny_com
     assert trained(photo, trained_on="unknown")  # the user says the model was not trained on bicubic
     assert trained(photo, kernel=gaussian_kernel(7, 1.2))  # a blur the model was not trained on
     noisy = add_gaussian_noise(photo, 6 / 255, generator=torch.Generator().manual_seed(0)).clamp(0, 1)
-    assert not trained(noisy)  # noise is not checked: the kernel alone decides
+    assert not trained(noisy)  # noise is not checked
     assert trained(noisy, trained_on="unknown")
+    assert trained(jpeg(photo, 50))  # JPEG is: compressed bicubic images are a gap to adapt to
+    assert trained([photo, jpeg(photo.flip(-1), 50)])  # one compressed image in the set is enough
     assert trained(photo, kernel=None)  # an estimated kernel never skips
     single = AdaSSR(tiny_compact, **dict(cfg, mode="single")).fit([photo, photo.flip(-1)])
     assert [r.steps for r in single.results] == [0, 0]

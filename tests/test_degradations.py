@@ -113,7 +113,11 @@ def test_every_preset_gives_lr_of_hr_over_scale_and_a_true_kernel(photo256):
             assert d.lr.shape == (1, 3, 256 // scale, 256 // scale), name
             if PRESETS[name].bicubic:
                 assert d.kernel is None
-                assert torch.equal(d.lr, quantize_8bit(imresize(photo256, 1 / scale)))
+                bicubic = quantize_8bit(imresize(photo256, 1 / scale))
+                if PRESETS[name].jpeg_quality is None:
+                    assert torch.equal(d.lr, bicubic)
+                else:  # the same, then compressed
+                    assert torch.equal(d.lr, jpeg(bicubic, int(d.params["jpeg_quality"])))
                 continue
             assert d.kernel.sum().item() == pytest.approx(1.0, abs=1e-6)
             assert d.kernel.shape[0] % 2 == 1 and d.kernel.shape[0] >= 3
@@ -126,8 +130,9 @@ def test_presets_are_deterministic_per_seed_and_differ_across_seeds(photo256):
     for name in PRESETS:
         a, b, c = (degrade(photo256, 2, name, seed=s) for s in (7, 7, 8))
         assert torch.equal(a.lr, b.lr), name
-        if PRESETS[name].bicubic:  # nothing random to draw
-            assert a.kernel is None and torch.equal(a.lr, c.lr)
+        if PRESETS[name].bicubic:  # no kernel to draw; with JPEG, its quality
+            assert a.kernel is None
+            assert torch.equal(a.lr, c.lr) == (a.params["jpeg_quality"] == c.params["jpeg_quality"])
             continue
         assert torch.equal(a.kernel, b.kernel), name
         assert not torch.equal(a.lr, c.lr), name

@@ -301,6 +301,8 @@ class Adapter(ABC, Generic[C]):
     def _blended(self, result: FitResult) -> FitResult:
         """``result`` with its weights (selected and final) pulled back towards the pretrained
         ones by the ``blend`` setting (:func:`~ttasr.adapters.training.blend_weights`)."""
+        if result.not_adapted is not None:  # nothing trained: nothing to return
+            return replace(result, blend=0.0)
         blend = self.blend_fraction(result)
         if blend == 1.0:
             return replace(result, blend=1.0)

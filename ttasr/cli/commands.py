@@ -307,8 +307,8 @@ def cmd_kernel(args: argparse.Namespace) -> int:
               f"guard accepts nothing; with --mode single a fifth; --blend 1 all of it)")
         if p["family"] == "bicubic":
             print("this is the degradation bicubic-trained models learnt: AdaSSR keeps such a model as it is on "
-                  "these images (--trained-on unknown adapts it anyway: a Real-ESRGAN model, or noisy "
-                  "or compressed images)")
+                  "these images unless they show JPEG (--trained-on unknown adapts it anyway: a Real-ESRGAN "
+                  "model, or noisy images)")
     return 0
 
 

@@ -114,6 +114,12 @@ PRESETS: dict[str, CameraPreset] = {
             bicubic=True,
         ),
         CameraPreset(
+            "bicubic-jpeg",
+            "MATLAB bicubic downscaling + JPEG quality 40-60: bicubic-downscaled images shared on the web",
+            bicubic=True,
+            jpeg_quality=(40, 60),
+        ),
+        CameraPreset(
             "camera",
             "blur sigma 1.2 + Gaussian noise 2 levels + JPEG 95 (the issue's example)",
             blur_sigma=(1.2, 1.2),

@@ -104,9 +104,10 @@ class AdaSSRConfig(InternalLearningConfig):
     trained_on: Literal["bicubic", "unknown"] = option(
         "bicubic", "The degradation the pretrained model was trained on (ours). 'bicubic' (most SR checkpoints; "
         "Real-ESRGAN-style models are not): when the given kernel is MATLAB bicubic's (within gap_tolerance), the "
-        "images carry the model's own training blur and AdaSSR keeps the pretrained weights without training "
-        "(README, 'No gap, no adaptation'). Noise and JPEG are not checked (no detector tried tells them from "
-        "texture): for noisy or compressed bicubic images, set 'unknown'. 'unknown': always adapt.")
+        "images carry the model's own training blur and AdaSSR keeps the pretrained weights without training, "
+        "unless an image shows JPEG compression (ttasr.pairs.detect_jpeg; README, 'No gap, no adaptation'). "
+        "Noise is not checked (no detector tried tells it from texture): for noisy bicubic images, set "
+        "'unknown'. 'unknown': always adapt.")
     gap_tolerance: float = option(0.05, "trained_on='bicubic': the largest difference of frequency-response "
                                   "magnitude below the LR Nyquist (ttasr.degradations.response_distance) at "
                                   "which the given kernel counts as bicubic's. Gaussian blurs are >= 0.1 away.",
@@ -271,17 +272,22 @@ class AdaSSR(InternalLearning):
     def training_gap(self, group: ImageGroup) -> str | None:
         """``None`` when the images may differ from the model's training degradation; else why
         they do not: the given kernel is the bicubic downscaling the model was trained on
-        (``trained_on``). Pairs made with that kernel are the model's own training
-        distribution, so training on them can only fit these images' statistics (README, 'No
-        gap, no adaptation'). ``group`` is not read: the kernel decides for every image."""
+        (``trained_on``) and no image shows JPEG compression (:func:`ttasr.pairs.detect_jpeg`).
+        Pairs made with that kernel are then the model's own training distribution, so training
+        on them can only fit these images' statistics (README, 'No gap, no adaptation')."""
         c, s = self.config, self.model.scale
         if c.trained_on != "bicubic" or c.kernel_source != "given":
             return None
         distance = response_distance(load_kernel(c.kernel), bicubic_kernel(s), s)  # type: ignore[arg-type]
         if distance > c.gap_tolerance:
             return None
+        compressed = [group.name(i) for i, y in enumerate(group.tensors) if _jpeg_traces(y, group.name(i))]
+        if compressed:
+            log.info("%s: the kernel is bicubic's, but %s show(s) JPEG compression: adapting", self.name,
+                     ", ".join(map(str, compressed)))
+            return None
         return (f"the given kernel is bicubic x{s}'s (response difference {distance:.3f} <= gap_tolerance "
-                f"{c.gap_tolerance}), the model's own training degradation")
+                f"{c.gap_tolerance}) and no image shows JPEG compression: the model's own training degradation")
 
     def kept_pretrained(self, group: ImageGroup, reason: str) -> FitResult:
         """The result of a group that is not trained: the pretrained weights, no steps."""
@@ -335,3 +341,14 @@ class AdaSSR(InternalLearning):
             out["kernel"] = repr({k: v for k, v in self.kernel_estimates[0].params.items()
                                   if isinstance(v, (int, float, str))})
         return out
+
+
+def _jpeg_traces(y: torch.Tensor, name: str) -> bool:
+    """Whether ``y`` (1x3xHxW) shows JPEG compression in its pixels; ``False`` when it is too
+    small to tell or not 8-bit RGB/gray."""
+    from ...pairs import detect_jpeg
+
+    try:
+        return detect_jpeg(y.float().cpu(), name=name) is not None
+    except InputError:
+        return False
