@@ -196,12 +196,11 @@ class RecordedAdaSSR(ttasr.AdaSSR):
     and trains where the default would not (``gap``: why not; the report says where)."""
 
     gap: str | None = None
-    train_anyway = True
-    """Record a trajectory on images where the default keeps the pretrained weights."""
 
     def training_gap(self, group) -> str | None:
+        """``None``: a trajectory is recorded even where the default keeps the pretrained weights."""
         self.gap = super().training_gap(group)
-        return None if self.train_anyway else self.gap
+        return None
 
     def prepare(self, group, student) -> None:
         self.raw_network = student

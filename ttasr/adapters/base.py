@@ -305,7 +305,7 @@ class Adapter(ABC, Generic[C]):
             return replace(result, blend=0.0)
         blend = self.blend_fraction(result)
         if blend == 1.0:
-            return replace(result, blend=1.0)
+            return result
         log.info("%s: returning %.2g of the adaptation (blend=%r)", self.name, blend, self.config.blend)
         start = self.model.module.state_dict()
         final = None if result.final_weights is None else blend_weights(start, result.final_weights, blend)
