@@ -35,7 +35,9 @@ scores the weights pulled back towards the start, ``θ0 + λ(θ − θ0)``, so t
 rows ``final ×λ``, ``heldout+gain ×λ``, ``consistency ×λ`` and ``guarded+gain ×λ``: the
 rule's pick, shrunk. Results are
 appended to --out/results.json as each run ends (atomic), and --resume skips finished runs;
-``--report --merge DIR`` prints one table over several folders (presets run in parallel).
+``--report --merge DIR`` prints one table over several folders (presets run in parallel), and
+``--summary DIR ...`` judges the blend rules over every preset run in many folders (other
+photos, either mode): mean gain, worst photo, and the runs that break the no-harm bounds.
 """
 
 from __future__ import annotations
@@ -346,16 +348,72 @@ SHRUNK_RULES = ("final", "heldout+gain", "consistency", "guarded+gain", "guarded
 """Rules whose pick the report also shows pulled back towards the start (``--shrink``)."""
 
 
-def fallback_picks(groups: list[dict], eval_every: int) -> list[tuple[list[float], int]]:
-    """Each group's PSNR-Y as AdaSSR returns a ``guarded-fallback`` pick with ``blend='auto'``:
-    half of weights the guard accepted, a fifth of a fallback pick; and the step."""
-    rule, out = candidates()["guarded-fallback"], []
-    for grp in groups:
-        recs = grp["trajectory"]["records"]
-        k = replay_records(rule, "guarded-fallback", recs)
-        accepted = recs[k]["consistency"] <= recs[0]["consistency"]
-        out.append((recs[k]["shrink"]["0.5" if accepted else "0.2"], k * eval_every))
-    return out
+def blended_pick(records: list[dict], name: str, accepted: str, otherwise: str) -> list[float]:
+    """PSNR-Y per image of the weights rule ``name`` selects on a trajectory's ``records``,
+    returned as a blend (a recorded ``λ`` as a string; ``"1"``: whole): ``accepted`` where their
+    back-projection error is no higher than the start's (the guard's verdict), else ``otherwise``."""
+    k = replay_records(candidates()[name], name, records)
+    lam = accepted if records[k]["consistency"] <= records[0]["consistency"] else otherwise
+    return records[k]["psnr"] if lam == "1" else records[k]["shrink"][lam]
+
+
+def fallback_picks(groups: list[dict], eval_every: int, accepted: str = "0.5",
+                   fallback: str = "0.2") -> list[tuple[list[float], int]]:
+    """Each group's PSNR-Y of its ``guarded-fallback`` pick returned as AdaSSR's ``blend='auto'``
+    returns it (``accepted`` of weights the guard accepted, ``fallback`` of a fallback pick), and
+    the step."""
+    rule = candidates()["guarded-fallback"]
+    return [(blended_pick(g["trajectory"]["records"], "guarded-fallback", accepted, fallback),
+             replay_records(rule, "guarded-fallback", g["trajectory"]["records"]) * eval_every) for g in groups]
+
+
+SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"),
+                 "guarded-fallback ×1|0.2": ("guarded-fallback", "1", "0.2"),
+                 "guarded+gain ×1": ("guarded+gain", "1", "1"),
+                 "guarded+gain ×0.5": ("guarded+gain", "0.5", "0.5"),
+                 "heldout+gain ×0.2": ("heldout+gain", "0.2", "0.2"),
+                 "heldout+gain ×0.1": ("heldout+gain", "0.1", "0.1")}
+"""``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise)."""
+
+
+def summary(folders: list[Path]) -> None:
+    """Each rule of :data:`SUMMARY_RULES` over every preset run in ``folders`` (each an ``--out``
+    folder), one table per mode: the mean gain over the runs, the worst photo, and the runs where
+    it breaks the issue's no-harm bounds (a photo below −0.1 dB, a run's mean below −0.05 dB).
+    ``bicubic-clean`` is left out: with a measured kernel AdaSSR does not train there."""
+    gains: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {}
+    oracle: dict[str, list[float]] = {}
+    for folder in folders:
+        results = json.loads((folder / "results.json").read_text())
+        mode = results.get("mode", "multi")
+        for preset, rows in results.items():
+            if preset == "bicubic-clean" or not isinstance(rows, dict):
+                continue
+            groups = [g for g in groups_of(rows) if "trajectory" in g]
+            recs = [r for g in groups for r in g["trajectory"]["records"]]
+            if not groups or not all("consistency" in r and "shrink" in r for r in recs):
+                continue  # not recorded with the guard's error and blends: nothing to replay
+            base = np.concatenate([g["unadapted"] for g in groups])
+            label = folder.name if folder.name.endswith(preset) else f"{folder.name}:{preset}"
+            for name, (rule, accepted, otherwise) in SUMMARY_RULES.items():
+                got = np.concatenate([blended_pick(g["trajectory"]["records"], rule, accepted, otherwise)
+                                      for g in groups]) - base
+                gains.setdefault(mode, {}).setdefault(name, []).append((label, got))
+            if all("oracle" in g for g in groups):
+                best = [max(g["oracle"]["records"], key=lambda r: np.mean(r["psnr"]))["psnr"] for g in groups]
+                oracle.setdefault(mode, []).append(float(np.mean(np.concatenate(best) - base)))
+    for mode, rules in gains.items():
+        runs = len(next(iter(rules.values())))
+        known = f"; the oracle's mean over the {len(oracle[mode])} with one {np.mean(oracle[mode]):+.3f}" \
+            if oracle.get(mode) else ""
+        print(f"{mode}-image: {runs} preset runs{known}")
+        print(f"{'rule':<27}{'mean':>8}{'worst':>8}  runs breaking the bounds (mean / worst photo)")
+        for name, per_run in rules.items():
+            broken = [f"{label} {g.mean():+.2f}/{g.min():+.2f}" for label, g in per_run
+                      if g.min() < -0.1 or g.mean() < -0.05]
+            mean = np.mean([g.mean() for _, g in per_run])
+            worst = min(g.min() for _, g in per_run)
+            print(f"{name:<27}{mean:+8.3f}{worst:+8.2f}  {len(broken)}: {', '.join(broken)}")
 
 
 def shrink_factors(groups: list[dict]) -> list[str]:
@@ -431,6 +489,7 @@ def report(results: dict, presets: list[str], eval_every: int) -> None:
                 add(f"{name} ×{lam}", f"{cell(shrunk_picks(groups, rule, name, lam, eval_every)):>22}")
             if lam == "0.5" and "0.2" in shrink_factors(groups):
                 add("fallback ×0.5|0.2", f"{cell(fallback_picks(groups, eval_every)):>22}")
+                add("fallback ×1|0.2", f"{cell(fallback_picks(groups, eval_every, accepted='1')):>22}")
     for line in lines.values():
         print(line)
     for p in presets:
@@ -463,6 +522,9 @@ def main() -> None:
     ap.add_argument("--out", type=Path, default=Path("outputs/selection"))
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--report", action="store_true")
+    ap.add_argument("--summary", nargs="+", type=Path, default=None, metavar="DIR",
+                    help="only summarise the preset runs in these --out folders (any photos, either mode): each "
+                         "blend rule's mean gain, worst photo and the runs where it breaks the no-harm bounds")
     ap.add_argument("--merge", action="append", default=[], type=Path, metavar="DIR",
                     help="with --report: add the presets of another --out folder (repeatable), e.g. runs of "
                          "one preset each that ran in parallel")
@@ -474,6 +536,8 @@ def main() -> None:
                     metavar="L1,L2", help="also score the candidate's weights pulled back towards the start, "
                                           "θ0 + λ(θ − θ0), for each λ (rows 'RULE ×λ' in the report)")
     args = ap.parse_args()
+    if args.summary:
+        return summary(args.summary)
     if args.threads:
         torch.set_num_threads(args.threads)
     CANDIDATE.update(candidate_overrides(args.candidate))
