@@ -369,6 +369,7 @@ def fallback_picks(groups: list[dict], eval_every: int, accepted: str = "0.5",
 
 SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"),
                  "guarded-fallback ×1|0.2": ("guarded-fallback", "1", "0.2"),
+                 "guarded-fallback ×0.5|0.1": ("guarded-fallback", "0.5", "0.1"),
                  "guarded+gain ×1": ("guarded+gain", "1", "1"),
                  "guarded+gain ×0.5": ("guarded+gain", "0.5", "0.5"),
                  "heldout+gain ×0.2": ("heldout+gain", "0.2", "0.2"),
@@ -380,10 +381,13 @@ def summary(folders: list[Path]) -> None:
     """Each rule of :data:`SUMMARY_RULES` over every preset run in ``folders`` (each an ``--out``
     folder), one table per mode: the mean gain over the runs, the worst photo, and the runs where
     it breaks the issue's no-harm bounds (a photo below −0.1 dB, a run's mean below −0.05 dB).
-    ``bicubic-clean`` is left out: with a measured kernel AdaSSR does not train there."""
+    ``bicubic-clean`` is left out: with a measured kernel AdaSSR does not train there. Replays
+    only: a group the default would not train (``not_adapted``) still counts as trained."""
     gains: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {}
     oracle: dict[str, list[float]] = {}
     for folder in folders:
+        if not (folder / "results.json").is_file():
+            raise SystemExit(f"--summary: {folder} has no results.json (give --out folders, e.g. outputs/run-*/)")
         results = json.loads((folder / "results.json").read_text())
         mode = results.get("mode", "multi")
         for preset, rows in results.items():
