@@ -385,6 +385,7 @@ def summary(folders: list[Path]) -> None:
     only: a group the default would not train (``not_adapted``) still counts as trained."""
     gains: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {}
     oracle: dict[str, list[float]] = {}
+    between: dict[str, list[int]] = {}
     for folder in folders:
         if not (folder / "results.json").is_file():
             raise SystemExit(f"--summary: {folder} has no results.json (give --out folders, e.g. outputs/run-*/)")
@@ -395,10 +396,14 @@ def summary(folders: list[Path]) -> None:
                 continue
             groups = [g for g in groups_of(rows) if "trajectory" in g]
             recs = [r for g in groups for r in g["trajectory"]["records"]]
-            if not groups or not all("consistency" in r and "shrink" in r for r in recs):
-                continue  # not recorded with the guard's error and blends: nothing to replay
+            blends = {lam for _, *lams in SUMMARY_RULES.values() for lam in lams} - {"1"}
+            if not groups or not all("consistency" in r and blends <= set(r.get("shrink", {})) for r in recs):
+                continue  # not recorded with the guard's error and these blends: nothing to replay
             base = np.concatenate([g["unadapted"] for g in groups])
             label = folder.name if folder.name.endswith(preset) else f"{folder.name}:{preset}"
+            dips = dips_below_both_ends(groups)
+            counts = between.setdefault(mode, [0, 0])
+            counts[0], counts[1] = counts[0] + dips[0], counts[1] + dips[1]
             for name, (rule, accepted, otherwise) in SUMMARY_RULES.items():
                 got = np.concatenate([blended_pick(g["trajectory"]["records"], rule, accepted, otherwise)
                                       for g in groups]) - base
@@ -418,6 +423,27 @@ def summary(folders: list[Path]) -> None:
             mean = np.mean([g.mean() for _, g in per_run])
             worst = min(g.min() for _, g in per_run)
             print(f"{name:<27}{mean:+8.3f}{worst:+8.2f}  {len(broken)}: {', '.join(broken)}")
+        dips, pairs = between[mode]
+        print(f"a blend below both ends (the start, the whole weights) by > {DIP} dB: {dips} of {pairs} "
+              f"(photo, evaluation) pairs")
+
+
+DIP = 0.05
+"""dB: how far a blend must fall below both of its ends to count in :func:`dips_below_both_ends`."""
+
+
+def dips_below_both_ends(groups: list[dict]) -> tuple[int, int]:
+    """How many (photo, evaluation after the start) pairs of the groups' trajectories have a
+    recorded blend ``θ0 + λ(θ − θ0)`` more than :data:`DIP` dB below both the start and the whole
+    weights (blending in weight space is not blending the outputs), and how many there are."""
+    dips = pairs = 0
+    for g in groups:
+        for rec in g["trajectory"]["records"][1:]:
+            for i, start in enumerate(g["unadapted"]):
+                ends = min(0.0, rec["psnr"][i] - start)
+                pairs += 1
+                dips += min(v[i] - start for v in rec["shrink"].values()) < ends - DIP
+    return dips, pairs
 
 
 def shrink_factors(groups: list[dict]) -> list[str]:

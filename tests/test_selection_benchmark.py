@@ -271,6 +271,15 @@ def test_summary_counts_the_runs_where_a_blend_breaks_the_no_harm_bounds_per_mod
     assert "1: s:camera +0.40/-0.20" in out[1]
 
 
+def test_a_blend_counts_as_a_dip_only_below_both_of_its_ends(selection):
+    start = {"psnr": [30.0, 40.0]}
+    group = {"unadapted": [30.0, 40.0], "trajectory": {"records": [start, {
+        "psnr": [31.0, 39.0], "shrink": {"0.2": [29.9, 39.5], "0.5": [30.5, 38.98]}}]}}
+    # photo 0: 0.1 dB below the start at ×0.2 while the whole weights gain: a dip; photo 1: ×0.5 is
+    # 0.02 dB below the whole weights' −1.0, within 0.05 dB of the lower end: none
+    assert selection.dips_below_both_ends([group]) == (1, 2)
+
+
 def test_runs_must_name_known_runs(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "selection.py"), "--presets", "",
                            "--runs", "trajectory,orcale", "--out", str(tmp_path)],
