@@ -33,7 +33,8 @@ than it moves the output) and ``ema-agreement`` (the evaluation after the start 
 EMA and the raw weights' outputs differ least). With ``--shrink 0.2,0.5`` each evaluation also
 scores the weights pulled back towards the start, ``θ0 + λ(θ − θ0)``, so the report adds the
 rows ``final ×λ``, ``heldout+gain ×λ``, ``consistency ×λ`` and ``guarded+gain ×λ``: the
-rule's pick, shrunk. Results are
+rule's pick, shrunk; the records also hold each blend's back-projection error per image and
+its held-out error, what a rule without the HR could check the returned weights by. Results are
 appended to --out/results.json as each run ends (atomic), and --resume skips finished runs;
 ``--report --merge DIR`` prints one table over several folders (presets run in parallel), and
 ``--summary DIR ...`` judges the blend rules over every preset run in many folders (other
@@ -147,15 +148,12 @@ class Recorder(Stopping):
         srs = [enhance_tensor(current, y, device=adapter.device, progress=False) for y in group.tensors]
         rec = {"psnr": [psnr_y(sr, hr, s) for sr, hr in zip(srs, self.highs)],
                "niqe-plateau": float(np.mean([self.niqe(sr) for sr in srs]))}
-        back, smooth = [], {str(sigma): [] for sigma in SMOOTHED}
-        for i, (y, sr) in enumerate(zip(group.tensors, srs)):
-            b = adapter.pair_degradation(group, i)(sr)
-            residual = b - y[..., : b.shape[-2], : b.shape[-1]]
-            back.append(float(residual.abs().mean()))
-            for sigma in SMOOTHED:
-                smooth[str(sigma)].append(float(gaussian_blur(residual, sigma).abs().mean()))
+        residuals = back_projection_residuals(adapter, group, srs)
+        back = [float(r.abs().mean()) for r in residuals]
         rec["consistency"] = float(np.mean(back))
-        rec["consistency_smoothed"] = {k: float(np.mean(v)) for k, v in smooth.items()}
+        rec["consistency_images"] = back
+        rec["consistency_smoothed"] = {str(sigma): float(np.mean([gaussian_blur(r, sigma).abs().mean()
+                                                                  for r in residuals])) for sigma in SMOOTHED}
         if self.start is None:
             self.start = srs
         rec["change"] = float(np.mean([(sr - s0).abs().mean() for sr, s0 in zip(srs, self.start)]))
@@ -166,31 +164,52 @@ class Recorder(Stopping):
             rec["ema_gap"] = float(np.mean([(r - sr).abs().mean() for r, sr in zip(raws, srs)]))
         rec["heldout"] = rec["heldout+gain"] = self.rules["heldout"].score(adapter, network, group)
         if self.shrink:
-            rec["shrink"] = self.shrunk_psnr(adapter, network, group)
+            self.record_shrunk(rec, adapter, network, group)
         self.records.append(rec)
         return None
 
-    def shrunk_psnr(self, adapter, network, group) -> dict[str, list[float]]:
-        """PSNR-Y per image of the weights ``θ0 + λ (θ − θ0)`` for each ``λ`` of ``self.shrink``."""
+    def record_shrunk(self, rec: dict, adapter, network, group) -> None:
+        """For each ``λ`` of ``self.shrink``, the weights ``θ0 + λ (θ − θ0)``: PSNR-Y per image
+        (``shrink``), and what a rule without the HR could see of them: the back-projection error
+        per image (``shrink_consistency``) and the held-out error (``shrink_heldout``)."""
         weights = {k: v.detach().clone() for k, v in network.state_dict().items()}
         if self.start_weights is None:
             self.start_weights = weights
             self.scratch = copy.deepcopy(network)
         assert self.scratch is not None
-        return blended_psnr(adapter, self.scratch, self.start_weights, weights, self.shrink, group, self.highs)
+        rec["shrink"], rec["shrink_consistency"], rec["shrink_heldout"] = {}, {}, {}
+        for lam, model in blended_models(adapter, self.scratch, self.start_weights, weights, self.shrink):
+            srs = [enhance_tensor(model, y, device=adapter.device, progress=False) for y in group.tensors]
+            rec["shrink"][lam] = [psnr_y(sr, hr, adapter.model.scale) for sr, hr in zip(srs, self.highs)]
+            rec["shrink_consistency"][lam] = [float(r.abs().mean())
+                                              for r in back_projection_residuals(adapter, group, srs)]
+            rec["shrink_heldout"][lam] = self.rules["heldout"].score(adapter, self.scratch, group)
+
+
+def back_projection_residuals(adapter, group, srs: list[torch.Tensor]) -> list[torch.Tensor]:
+    """``D(N(y)) − y`` of each image: its SR output degraded by the adapter's pair kernel, minus the LR."""
+    out = []
+    for i, (y, sr) in enumerate(zip(group.tensors, srs)):
+        b = adapter.pair_degradation(group, i)(sr)
+        out.append(b - y[..., : b.shape[-2], : b.shape[-1]])
+    return out
+
+
+def blended_models(adapter, scratch: torch.nn.Module, start: dict[str, torch.Tensor], now: dict[str, torch.Tensor],
+                   lambdas):
+    """``(str(λ), model)`` for each ``λ``: ``start + λ (now − start)`` loaded into ``scratch`` (a
+    network of the same shape, overwritten each time) as ``adapter``'s model."""
+    for lam in lambdas:
+        scratch.load_state_dict(blend_weights(start, now, lam))
+        yield str(lam), adapter.model.with_weights(scratch)
 
 
 def blended_psnr(adapter, scratch: torch.nn.Module, start: dict[str, torch.Tensor], now: dict[str, torch.Tensor],
                  lambdas, group, highs: list[torch.Tensor]) -> dict[str, list[float]]:
-    """PSNR-Y per image of ``start + λ (now − start)`` for each ``λ`` (key ``str(λ)``), loaded
-    into ``scratch`` (a network of the same shape, overwritten) and run by ``adapter``'s model."""
-    out = {}
-    for lam in lambdas:
-        scratch.load_state_dict(blend_weights(start, now, lam))
-        model = adapter.model.with_weights(scratch)
-        out[str(lam)] = [psnr_y(enhance_tensor(model, y, device=adapter.device, progress=False), hr,
-                                adapter.model.scale) for y, hr in zip(group.tensors, highs)]
-    return out
+    """PSNR-Y per image of ``start + λ (now − start)`` for each ``λ`` (key ``str(λ)``)."""
+    return {lam: [psnr_y(enhance_tensor(model, y, device=adapter.device, progress=False), hr, adapter.model.scale)
+                  for y, hr in zip(group.tensors, highs)]
+            for lam, model in blended_models(adapter, scratch, start, now, lambdas)}
 
 
 class RecordedAdaSSR(ttasr.AdaSSR):

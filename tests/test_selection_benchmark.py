@@ -219,6 +219,23 @@ def test_recorder_trains_where_the_default_would_not_and_the_report_says_so(sele
     assert f"# bicubic-clean: the default AdaSSR would not adapt ({a.gap})" in proc.stdout
 
 
+def test_recorder_scores_each_blend_as_a_rule_without_the_hr_would_see_it(selection, tiny_compact, photo):
+    """At λ = 1 a blend is the whole weights: its PSNR, back-projection errors and held-out error
+    equal the evaluation's own; at λ = 0.5 they are the blend's, not the whole weights'."""
+    import torch.nn.functional as F
+
+    hr = F.interpolate(photo, scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
+    rec = selection.Recorder([hr], {"heldout": HeldOutPairs()}, niqe=lambda sr: 0.0, shrink=(0.5, 1.0))
+    selection.RecordedAdaSSR(tiny_compact, stopping=rec, batch_size=2, patch_size=12, max_steps=4, eval_every=2,
+                             lr=1e-2, attention="none", progress=False, seed=0).fit(photo)
+    last = rec.records[-1]
+    assert set(last["shrink"]) == set(last["shrink_consistency"]) == set(last["shrink_heldout"]) == {"0.5", "1.0"}
+    assert last["shrink"]["1.0"] == pytest.approx(last["psnr"], abs=1e-6)
+    assert last["shrink_consistency"]["1.0"] == pytest.approx(last["consistency_images"], rel=1e-5)
+    assert last["shrink_heldout"]["1.0"] == pytest.approx(last["heldout"], rel=1e-5)
+    assert last["shrink_heldout"]["0.5"] != pytest.approx(last["heldout"], rel=1e-6)  # the blend was scored
+
+
 def test_runs_of_one_preset_made_in_separate_folders_report_as_one_group(tmp_path, selection):
     records = [{"psnr": [30.0, 31.0], "heldout": 1.0}, {"psnr": [30.2, 31.1], "heldout": 0.5}]
     candidate = {"noise_augment": "always", "ema_decay": 0.99}
