@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 
 import pytest
@@ -80,6 +81,27 @@ def test_heldout_with_blend_adapts_where_training_helps_and_keeps_the_start_wher
     hurts = ttasr.AdaSSR(tiny_compact, **dict(helps, lr=0.5, max_steps=20, eval_every=10)).fit(lr)
     assert hurts.results[0].best_step == 0
     assert all(torch.equal(v, start[name]) for name, v in hurts.adapted_model().module.state_dict().items())
+
+
+def test_the_blend_check_returns_the_largest_blend_no_worse_than_the_start_on_the_held_out_pairs(
+        tiny_compact, blurred, monkeypatch):
+    lr, k = blurred
+    helps = dict(kernel=k, lr=3e-3, max_steps=60, eval_every=20, **FAST)
+    a = ttasr.AdaSSR(tiny_compact, **helps).fit(lr)
+    r = a.results[0]
+    assert r.blend_checked == r.blend == 0.5  # the accepted weights' half beats the start on the held-out pairs
+    group = ttasr.adapters.ImageGroup([None], [0], [lr])
+    start = {n: v.clone() for n, v in tiny_compact.model.state_dict().items()}
+    wrecked = {n: v + 0.5 * torch.randn_like(v) if v.is_floating_point() else v for n, v in start.items()}
+    assert a.checked_blend(dataclasses.replace(r, weights=wrecked), group) == 0.0  # no blend passes: the start
+    # the held-out error of a blend, scripted: ×0.5 worse than the start, ×0.2 no worse
+    errors = iter([1.0, 1.2, 0.9])  # the start, ×0.5, ×0.2
+    monkeypatch.setattr(stopping.HeldOutPairs, "score", lambda self, adapter, network, group: next(errors))
+    assert a.checked_blend(r, group) == 0.2
+    assert a.blend_fraction(dataclasses.replace(r, blend_checked=0.2)) == 0.2  # 'auto' takes the checked blend
+    assert ttasr.AdaSSR(tiny_compact, kernel=k, blend_check=False).checked_blend(r, group) is None
+    assert ttasr.AdaSSR(tiny_compact, kernel=k, blend=0.5).checked_blend(r, group) is None  # a blend of yours
+    assert a.checked_blend(dataclasses.replace(r, best_step=0), group) is None  # nothing selected
 
 
 def test_heldout_targets_are_never_trained_on(tiny_compact, blurred):

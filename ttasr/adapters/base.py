@@ -98,6 +98,9 @@ class FitResult:
     model's training degradation); ``None`` when it trained."""
     blend: float = 1.0
     """The fraction of the adaptation that ``weights`` hold (the ``blend`` setting, resolved)."""
+    blend_checked: float | None = None
+    """The largest blend that did no worse than the unadapted weights on the held-out pairs,
+    where the method checked it (AdaSSR's ``blend_check``); ``None`` when not checked."""
 
     @classmethod
     def from_loop(cls, r: LoopResult, group: ImageGroup) -> FitResult:

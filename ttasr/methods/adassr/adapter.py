@@ -9,6 +9,7 @@ an HR image folder. METHODS.md §1 lists every default and where it comes from.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import logging
 from collections.abc import Callable, Mapping, Sequence
@@ -23,8 +24,8 @@ from ..._config import option
 from ...adapters.base import Callback, FitResult, ImageGroup
 from ...adapters.config import AdapterConfig
 from ...adapters.loop import LoopSettings
-from ...adapters.stopping import STOPPING_RULES, GuardedFallback, GuardedHeldOut
-from ...adapters.training import snapshot
+from ...adapters.stopping import STOPPING_RULES, GuardedFallback, GuardedHeldOut, HeldOutPairs
+from ...adapters.training import blend_weights, snapshot
 from ...degradations import bicubic_kernel, estimate_noise_level, response_distance
 from ...errors import InputError
 from ...models import SRModel, load_model
@@ -112,6 +113,11 @@ class AdaSSRConfig(InternalLearningConfig):
                                   "magnitude below the LR Nyquist (ttasr.degradations.response_distance) at "
                                   "which the given kernel counts as bicubic's. Gaussian blurs are >= 0.1 away.",
                                   low=0)
+    blend_check: bool = option(
+        True, "blend='auto' with stopping 'guarded-fallback' (ours): the returned blend must do no worse than the "
+        "unadapted weights on the held-out pairs; if it does, the next smaller blend of 0.5, 0.2, 0.1 is tried, and "
+        "if none passes the unadapted weights are kept (blending in weight space can lose where the whole weights "
+        "gain, and the reverse; README, 'Checking the blend').")
     admm_rounds: int = option(1, "T_iter rounds of internal learning; rounds after the first start with "
                               "external learning on external_images (eq. 8). Paper default 1.", low=1)
     external_images: str | None = option(None, "Folder or glob of HR images for external learning (DIV2K in "
@@ -159,6 +165,9 @@ class AdaSSR(InternalLearning):
         self.attention_maps: list[torch.Tensor] = []
         self.kernel_estimates: list[KernelEstimate] = []
 
+    blend_ladder: ClassVar[tuple[float, ...]] = (0.5, 0.2, 0.1)
+    """The blends :meth:`checked_blend` tries, largest first, up to the one ``blend='auto'`` chose."""
+
     blind_blend: ClassVar[float] = 0.1
     """``blend='auto'`` with an estimated kernel (README, 'Default vs paper')."""
     guarded_blend: ClassVar[float] = 0.5
@@ -183,15 +192,17 @@ class AdaSSR(InternalLearning):
     def auto_blend(self, result: FitResult | None = None) -> float:
         """A tenth of the adaptation when the kernel is estimated. With a given (measured)
         kernel: half of weights the guard accepted, a fifth of a fallback pick
-        (``guarded-fallback``: ``result`` says which) and of the held-out rule's pick; half
-        after ``heldout-guarded`` in multi-image mode. README, 'A fallback when the guard
-        accepts nothing'."""
+        (``guarded-fallback``: ``result`` says which; less where the blend check found that
+        blend worse than the start on the held-out pairs: :meth:`checked_blend`) and of the
+        held-out rule's pick; half after ``heldout-guarded`` in multi-image mode. README, 'A
+        fallback when the guard accepts nothing'."""
         c, rule = self.config, self.stopping
         if c.kernel_source != "given":
             return self.blind_blend
         if isinstance(rule, GuardedFallback):
             accepted = result is None or GuardedFallback.accepted(result.best_score)
-            return self.guarded_blend if accepted else self.measured_blend
+            blend = self.guarded_blend if accepted else self.measured_blend
+            return blend if result is None or result.blend_checked is None else min(blend, result.blend_checked)
         guarded = isinstance(rule, GuardedHeldOut) and c.mode == "multi"
         return self.guarded_blend if guarded else self.measured_blend
 
@@ -297,17 +308,45 @@ class AdaSSR(InternalLearning):
                          stopped_early=False, interrupted=False, seconds=0.0, image_indices=list(group.indices),
                          not_adapted=reason)
 
+    # ---------------------------------------------------------------- the blend check
+    def checked_blend(self, result: FitResult, group: ImageGroup) -> float | None:
+        """The largest blend of :attr:`blend_ladder`, up to ``blend='auto'``'s, whose weights
+        ``Θ0 + blend·(Θ − Θ0)`` do no worse than the unadapted ones on the group's held-out pairs;
+        0 when none does; ``None`` when not checked (``blend_check`` off, another blend or rule,
+        nothing selected). Blending in weight space is not blending the outputs: a blend can lose
+        where the whole weights gain (README, 'Checking the blend')."""
+        c, rule = self.config, self.stopping
+        if not (c.blend_check and c.blend == "auto" and isinstance(rule, GuardedFallback)) \
+                or result.best_step == 0 or result.interrupted:
+            return None
+        start = {k: v.detach().clone() for k, v in self.model.module.state_dict().items()}
+        net = copy.deepcopy(self.model.module).to(self.device).eval()
+        limit = HeldOutPairs.score(rule, self, net, group)
+        chosen = self.auto_blend(result)
+        for blend in (b for b in self.blend_ladder if b <= chosen):
+            net.load_state_dict(blend_weights(start, result.weights, blend))
+            error = HeldOutPairs.score(rule, self, net, group)
+            if error is not None and limit is not None and error <= limit:
+                return blend
+            log.info("%s: blend %.2g scores %.5g on the held-out pairs, the unadapted weights %.5g: trying less",
+                     self.name, blend, error, limit)
+        log.warning("%s: every blend of the selected weights (step %d) does worse than the unadapted weights on "
+                    "the held-out pairs: keeping the unadapted weights (blend_check=False returns the blend)",
+                    self.name, result.best_step)
+        return 0.0
+
     # ---------------------------------------------------------------- ADMM rounds
     def adapt_group(self, group: ImageGroup, callbacks: Sequence[Callback], resume: bool) -> FitResult:
         """Round 1: internal learning; rounds 2..T: external (eq. 8), internal (eq. 10), dual (eq. 7).
-        No round at all when the images show no gap to the model's training (:meth:`training_gap`)."""
+        No round at all when the images show no gap to the model's training (:meth:`training_gap`).
+        The selected weights' blend is checked on the held-out pairs (:meth:`checked_blend`)."""
         reason = self.training_gap(group)
         if reason is not None:
             return self.kept_pretrained(group, reason)
         result = self.run_loop(group, callbacks, resume)
         c = self.config
         if c.admm_rounds <= 1 or result.interrupted:
-            return result
+            return dataclasses.replace(result, blend_checked=self.checked_blend(result, group))
         from ...io import load_images
         from .admm import dual_update, external_learning, proximal_target
 
