@@ -386,6 +386,23 @@ def fallback_picks(groups: list[dict], eval_every: int, accepted: str = "0.5",
              replay_records(rule, "guarded-fallback", g["trajectory"]["records"]) * eval_every) for g in groups]
 
 
+def checked_picks(groups: list[dict], eval_every: int) -> list[tuple[list[float], int]]:
+    """:func:`fallback_picks` as AdaSSR returns them with ``blend_check``: the largest blend of
+    its ladder, up to the rule's, whose recorded held-out error (``shrink_heldout``) is no higher
+    than the start's; the start if none is."""
+    rule, out = candidates()["guarded-fallback"], []
+    for grp in groups:
+        recs = grp["trajectory"]["records"]
+        k = replay_records(rule, "guarded-fallback", recs)
+        chosen = float(ttasr.AdaSSR.guarded_blend if recs[k]["consistency"] <= recs[0]["consistency"]
+                       else ttasr.AdaSSR.measured_blend)
+        ladder = [lam for lam in recs[k].get("shrink_heldout", {}) if float(lam) <= chosen] if k else []
+        passed = [lam for lam in sorted(ladder, key=float, reverse=True)
+                  if float(lam) in ttasr.AdaSSR.blend_ladder and recs[k]["shrink_heldout"][lam] <= recs[0]["heldout"]]
+        out.append((recs[k]["shrink"][passed[0]] if passed else recs[0]["psnr"], k * eval_every))
+    return out
+
+
 SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"),
                  "guarded-fallback ×1|0.2": ("guarded-fallback", "1", "0.2"),
                  "guarded-fallback ×0.5|0.1": ("guarded-fallback", "0.5", "0.1"),
@@ -539,6 +556,8 @@ def report(results: dict, presets: list[str], eval_every: int) -> None:
             if lam == "0.5" and "0.2" in shrink_factors(groups):
                 add("fallback ×0.5|0.2", f"{cell(fallback_picks(groups, eval_every)):>22}")
                 add("fallback ×1|0.2", f"{cell(fallback_picks(groups, eval_every, accepted='1')):>22}")
+                if all("shrink_heldout" in r for g in groups for r in g["trajectory"]["records"]):
+                    add("fallback, checked", f"{cell(checked_picks(groups, eval_every)):>22}")
     for line in lines.values():
         print(line)
     for p in presets:

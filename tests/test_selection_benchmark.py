@@ -297,6 +297,18 @@ def test_a_blend_counts_as_a_dip_only_below_both_of_its_ends(selection):
     assert selection.dips_below_both_ends([group]) == (1, 2)
 
 
+def test_checked_picks_replay_the_blend_check_on_the_recorded_held_out_errors(selection):
+    start = {"psnr": [30.0], "heldout": 1.0, "heldout+gain": 1.0, "consistency": 0.10,
+             "shrink": {"0.2": [30.0], "0.5": [30.0]}, "shrink_heldout": {"0.2": 1.0, "0.5": 1.0}}
+    accepted = {"psnr": [31.0], "heldout": 0.5, "heldout+gain": 0.5, "consistency": 0.09,
+                "shrink": {"0.2": [30.1], "0.5": [29.8]}, "shrink_heldout": {"0.2": 0.95, "0.5": 1.05}}
+    group = {"trajectory": {"records": [start, accepted]}}
+    assert selection.fallback_picks([group], 50) == [([29.8], 50)]  # half of the accepted weights
+    assert selection.checked_picks([group], 50) == [([30.1], 50)]  # half does worse held out: a fifth
+    accepted["shrink_heldout"]["0.2"] = 1.01
+    assert selection.checked_picks([group], 50) == [([30.0], 50)]  # no blend passes: the start
+
+
 def test_runs_must_name_known_runs(tmp_path):
     proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "selection.py"), "--presets", "",
                            "--runs", "trajectory,orcale", "--out", str(tmp_path)],
