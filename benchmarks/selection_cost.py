@@ -10,7 +10,9 @@ time spent in its ``score`` calls is measured directly, and so that it never sto
 time and their share; then the share extrapolated to the default budget (``max_steps`` of
 ``AdaSSRConfig``, an evaluation every ``eval_every`` steps, the start included) from the
 per-step and per-evaluation times of this run and the setup time of a fit of 0 steps
-(kernel estimation, attention maps, model copies).
+(kernel estimation, attention maps, model copies). For ``guarded-fallback`` it also times one
+held-out evaluation of the unadapted weights after the fit: AdaSSR's blend check makes two to
+four of them.
 """
 
 from __future__ import annotations
@@ -26,7 +28,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).parent))
 import ttasr  # noqa: E402
 from adassr_proxy import load_photos  # noqa: E402
-from ttasr.adapters.stopping import Stopping, stopping_from_config  # noqa: E402
+from ttasr.adapters import ImageGroup  # noqa: E402
+from ttasr.adapters.stopping import GuardedFallback, HeldOutPairs, Stopping, stopping_from_config  # noqa: E402
 from ttasr.degradations import degrade  # noqa: E402
 
 
@@ -80,6 +83,7 @@ def main() -> None:
     print(f"# setup (a fit of 0 steps): {setup:.1f} s")
     print(f"{'rule':<16}{'fit s':>9}{'evals':>7}{'eval s':>9}{'share':>8}{'s/eval':>9}{'s/step':>9}"
           f"{f'share at {default.max_steps} steps':>24}")
+    checks: list[tuple[str, float]] = []
     for name in [r for r in args.rules.split(",") if r]:
         config = default.replace(stopping=name, max_steps=args.steps, eval_every=args.eval_every, progress=False)
         timed = Timed(stopping_from_config(config))
@@ -94,6 +98,24 @@ def main() -> None:
         share = long_evals / (setup + default.max_steps * per_step + long_evals)
         print(f"{name:<16}{total:9.1f}{timed.calls:7d}{timed.seconds:9.1f}{100 * timed.seconds / total:7.1f}%"
               f"{per_eval:9.2f}{per_step:9.3f}{100 * share:23.1f}%", flush=True)
+        if isinstance(timed.rule, GuardedFallback):  # the rule AdaSSR checks the blend after
+            checks.append((name, held_out_seconds(fit, timed.rule)))
+    for name, seconds in checks:  # AdaSSR's blend check: the start and 1-3 blends on the held-out pairs
+        print(f"# {name}: one held-out evaluation {seconds:.2f} s; AdaSSR's blend check (blend_check) makes 2 to 4 "
+              f"after the fit: {2 * seconds:.2f}-{4 * seconds:.2f} s")
+
+
+def held_out_seconds(fit: Any, rule: HeldOutPairs) -> float:
+    """Seconds of one held-out evaluation of the unadapted weights on the fit's images (the unit
+    of AdaSSR's blend check), the best of three."""
+    group = ImageGroup(fit.records, list(range(len(fit.records))), [r.rgb for r in fit.records])
+    net = fit.model.module.to(fit.device).eval()
+    times = []
+    for _ in range(3):
+        t = time.perf_counter()
+        HeldOutPairs.score(rule, fit, net, group)
+        times.append(time.perf_counter() - t)
+    return min(times)
 
 
 if __name__ == "__main__":

@@ -128,6 +128,8 @@ def test_timed_guarded_rule_gets_the_start_and_selects_as_the_rule(selection_cos
     fit = ttasr.AdaSSR(tiny_compact, stopping=timed, **fast).fit(photo)
     assert rule.limit == plain.stopping.limit and timed.calls == 3 and timed.seconds > 0
     assert fit.results[0].best_step == plain.results[0].best_step
+    # the unit of AdaSSR's blend check: one held-out evaluation of the unadapted weights after the fit
+    assert 0 < selection_cost.held_out_seconds(fit, rule) < 60
 
 
 def test_single_image_report_lets_each_rule_select_per_photo_and_keeps_modes_apart(tmp_path):
