@@ -394,11 +394,11 @@ def checked_picks(groups: list[dict], eval_every: int) -> list[tuple[list[float]
     for grp in groups:
         recs = grp["trajectory"]["records"]
         k = replay_records(rule, "guarded-fallback", recs)
-        chosen = float(ttasr.AdaSSR.guarded_blend if recs[k]["consistency"] <= recs[0]["consistency"]
-                       else ttasr.AdaSSR.measured_blend)
-        ladder = [lam for lam in recs[k].get("shrink_heldout", {}) if float(lam) <= chosen] if k else []
-        passed = [lam for lam in sorted(ladder, key=float, reverse=True)
-                  if float(lam) in ttasr.AdaSSR.blend_ladder and recs[k]["shrink_heldout"][lam] <= recs[0]["heldout"]]
+        chosen = ttasr.AdaSSR.guarded_blend if recs[k]["consistency"] <= recs[0]["consistency"] \
+            else ttasr.AdaSSR.measured_blend
+        errors = recs[k].get("shrink_heldout", {}) if k else {}
+        passed = [str(b) for b in ttasr.AdaSSR.blend_ladder
+                  if b <= chosen and errors.get(str(b), np.inf) <= recs[0]["heldout"]]
         out.append((recs[k]["shrink"][passed[0]] if passed else recs[0]["psnr"], k * eval_every))
     return out
 
@@ -422,6 +422,7 @@ def summary(folders: list[Path]) -> None:
     gains: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {}
     oracle: dict[str, list[float]] = {}
     between: dict[str, list[int]] = {}
+    blends = {lam for _, *lams in SUMMARY_RULES.values() for lam in lams} - {"1"}
     for folder in folders:
         if not (folder / "results.json").is_file():
             raise SystemExit(f"--summary: {folder} has no results.json (give --out folders, e.g. outputs/run-*/)")
@@ -432,7 +433,6 @@ def summary(folders: list[Path]) -> None:
                 continue
             groups = [g for g in groups_of(rows) if "trajectory" in g]
             recs = [r for g in groups for r in g["trajectory"]["records"]]
-            blends = {lam for _, *lams in SUMMARY_RULES.values() for lam in lams} - {"1"}
             if not groups or not all("consistency" in r and blends <= set(r.get("shrink", {})) for r in recs):
                 continue  # not recorded with the guard's error and these blends: nothing to replay
             base = np.concatenate([g["unadapted"] for g in groups])

@@ -319,7 +319,7 @@ class AdaSSR(InternalLearning):
         if not (c.blend_check and c.blend == "auto" and isinstance(rule, GuardedFallback)) \
                 or result.best_step == 0 or result.interrupted:
             return None
-        start = {k: v.detach().clone() for k, v in self.model.module.state_dict().items()}
+        start = self.model.module.state_dict()  # the pretrained weights; blends are new tensors
         net = copy.deepcopy(self.model.module).to(self.device).eval()
         limit = HeldOutPairs.score(rule, self, net, group)
         chosen = self.auto_blend(result)
