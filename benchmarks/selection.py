@@ -65,6 +65,7 @@ from ttasr.cli.options import overrides_from  # noqa: E402
 from ttasr.degradations import degrade, gaussian_blur  # noqa: E402
 from ttasr.inference import enhance_tensor  # noqa: E402
 from ttasr.metrics import NIQE, psnr_y  # noqa: E402
+from ttasr.models.model import forward  # noqa: E402
 
 PRESETS = ("bicubic-clean", "optical-blur", "camera", "sensor-noise", "jpeg-heavy")
 CANDIDATE: dict[str, object] = dict(noise_augment="auto", ema_decay=0.99)
@@ -136,6 +137,8 @@ class Recorder(Stopping):
         self.start: list[torch.Tensor] | None = None
         self.start_weights: dict[str, torch.Tensor] | None = None
         self.scratch: torch.nn.Module | None = None
+        self.start_network: torch.nn.Module | None = None
+        self.start_residuals: list[torch.Tensor] | None = None
 
     def prepare(self, adapter, group) -> None:
         for rule in self.rules.values():
@@ -165,8 +168,28 @@ class Recorder(Stopping):
         rec["heldout"] = rec["heldout+gain"] = self.rules["heldout"].score(adapter, network, group)
         if self.shrink:
             self.record_shrunk(rec, adapter, network, group)
+            self.record_mixed(rec, adapter, network, group, srs, residuals)
         self.records.append(rec)
         return None
+
+    def record_mixed(self, rec: dict, adapter, network, group, srs, residuals) -> None:
+        """For each ``λ`` of ``self.shrink``, the output blend ``λ N_θ(y) + (1 − λ) N_θ0(y)``:
+        PSNR-Y per image (``mix``), its back-projection error per image (``mix_consistency``, the
+        same blend of the residuals) and its held-out error (``mix_heldout``)."""
+        if self.start_residuals is None:
+            self.start_residuals = residuals
+            self.start_network = copy.deepcopy(network)
+        assert self.start is not None and self.start_network is not None
+        s = adapter.model.scale
+        rec["mix"], rec["mix_consistency"], rec["mix_heldout"] = {}, {}, {}
+        for lam in self.shrink:
+            key = str(lam)
+            rec["mix"][key] = [psnr_y(lam * sr + (1 - lam) * s0, hr, s)
+                               for sr, s0, hr in zip(srs, self.start, self.highs)]
+            rec["mix_consistency"][key] = [float((lam * r + (1 - lam) * r0).abs().mean())
+                                           for r, r0 in zip(residuals, self.start_residuals)]
+            mixed = OutputBlend(self.start_network, network, lam)
+            rec["mix_heldout"][key] = self.rules["heldout"].score(adapter, mixed, group)
 
     def record_shrunk(self, rec: dict, adapter, network, group) -> None:
         """For each ``λ`` of ``self.shrink``, the weights ``θ0 + λ (θ − θ0)``: PSNR-Y per image
@@ -184,6 +207,17 @@ class Recorder(Stopping):
             rec["shrink_consistency"][lam] = [float(r.abs().mean())
                                               for r in back_projection_residuals(adapter, group, srs)]
             rec["shrink_heldout"][lam] = self.rules["heldout"].score(adapter, self.scratch, group)
+
+
+class OutputBlend(torch.nn.Module):
+    """``λ N_θ(x) + (1 − λ) N_θ0(x)``: two networks' outputs blended."""
+
+    def __init__(self, start: torch.nn.Module, now: torch.nn.Module, lam: float) -> None:
+        super().__init__()
+        self.start, self.now, self.lam = start, now, lam
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.lam * forward(self.now, x) + (1 - self.lam) * forward(self.start, x)
 
 
 def back_projection_residuals(adapter, group, srs: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -367,13 +401,18 @@ SHRUNK_RULES = ("final", "heldout+gain", "consistency", "guarded+gain", "guarded
 """Rules whose pick the report also shows pulled back towards the start (``--shrink``)."""
 
 
-def blended_pick(records: list[dict], name: str, accepted: str, otherwise: str) -> list[float]:
+def blended_pick(records: list[dict], name: str, accepted: str, otherwise: str, space: str = "weights") -> list[float]:
     """PSNR-Y per image of the weights rule ``name`` selects on a trajectory's ``records``,
     returned as a blend (a recorded ``λ`` as a string; ``"1"``: whole): ``accepted`` where their
-    back-projection error is no higher than the start's (the guard's verdict), else ``otherwise``."""
+    back-projection error is no higher than the start's (the guard's verdict), else ``otherwise``.
+    ``space``: ``"weights"`` blends the weights (``shrink``), ``"outputs"`` the outputs (``mix``)."""
     k = replay_records(candidates()[name], name, records)
     lam = accepted if records[k]["consistency"] <= records[0]["consistency"] else otherwise
-    return records[k]["psnr"] if lam == "1" else records[k]["shrink"][lam]
+    return records[k]["psnr"] if lam == "1" else records[k][BLEND_RECORDS[space]][lam]
+
+
+BLEND_RECORDS = {"weights": "shrink", "outputs": "mix"}
+"""Where a trajectory's records keep the PSNR-Y of each blend, by the space it blends in."""
 
 
 def fallback_picks(groups: list[dict], eval_every: int, accepted: str = "0.5",
@@ -387,30 +426,45 @@ def fallback_picks(groups: list[dict], eval_every: int, accepted: str = "0.5",
 
 
 def checked_picks(groups: list[dict], eval_every: int) -> list[tuple[list[float], int]]:
-    """:func:`fallback_picks` as AdaSSR returns them with ``blend_check``: the largest blend of
-    its ladder, up to the rule's, whose recorded held-out error (``shrink_heldout``) is no higher
-    than the start's; the start if none is."""
-    rule, out = candidates()["guarded-fallback"], []
-    for grp in groups:
-        recs = grp["trajectory"]["records"]
-        k = replay_records(rule, "guarded-fallback", recs)
-        chosen = ttasr.AdaSSR.guarded_blend if recs[k]["consistency"] <= recs[0]["consistency"] \
-            else ttasr.AdaSSR.measured_blend
-        errors = recs[k].get("shrink_heldout", {}) if k else {}
-        passed = [str(b) for b in ttasr.AdaSSR.blend_ladder
-                  if b <= chosen and errors.get(str(b), np.inf) <= recs[0]["heldout"]]
-        out.append((recs[k]["shrink"][passed[0]] if passed else recs[0]["psnr"], k * eval_every))
-    return out
+    """:func:`fallback_picks` as AdaSSR returns them with ``blend_check`` (:func:`checked_pick`)."""
+    rule = candidates()["guarded-fallback"]
+    return [(checked_pick(g["trajectory"]["records"], str(ttasr.AdaSSR.guarded_blend),
+                          str(ttasr.AdaSSR.measured_blend)),
+             replay_records(rule, "guarded-fallback", g["trajectory"]["records"]) * eval_every) for g in groups]
 
 
-SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"),
-                 "guarded-fallback ×1|0.2": ("guarded-fallback", "1", "0.2"),
-                 "guarded-fallback ×0.5|0.1": ("guarded-fallback", "0.5", "0.1"),
-                 "guarded+gain ×1": ("guarded+gain", "1", "1"),
-                 "guarded+gain ×0.5": ("guarded+gain", "0.5", "0.5"),
-                 "heldout+gain ×0.2": ("heldout+gain", "0.2", "0.2"),
-                 "heldout+gain ×0.1": ("heldout+gain", "0.1", "0.1")}
-"""``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise)."""
+def checked_pick(records: list[dict], accepted: str, otherwise: str, space: str = "weights") -> list[float]:
+    """PSNR-Y per image of the ``guarded-fallback`` pick returned with AdaSSR's ``blend_check``:
+    the largest blend of its ladder, up to the rule's (``accepted`` or ``otherwise``, as in
+    :func:`blended_pick`), whose recorded held-out error (``shrink_heldout``, or ``mix_heldout``
+    for blends of outputs) is no higher than the start's; the start if none is."""
+    k = replay_records(candidates()["guarded-fallback"], "guarded-fallback", records)
+    chosen = float(accepted if records[k]["consistency"] <= records[0]["consistency"] else otherwise)
+    key = BLEND_RECORDS[space]
+    errors = records[k].get(f"{key}_heldout", {}) if k else {}
+    passed = [str(b) for b in ttasr.AdaSSR.blend_ladder
+              if b <= chosen and errors.get(str(b), np.inf) <= records[0]["heldout"]]
+    return records[k][key][passed[0]] if passed else records[0]["psnr"]
+
+
+SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2", "weights"),
+                 "checked ×0.5|0.2 (default)": ("checked", "0.5", "0.2", "weights"),
+                 "guarded-fallback ×1|0.2": ("guarded-fallback", "1", "0.2", "weights"),
+                 "guarded-fallback ×0.5|0.1": ("guarded-fallback", "0.5", "0.1", "weights"),
+                 "guarded+gain ×1": ("guarded+gain", "1", "1", "weights"),
+                 "guarded+gain ×0.5": ("guarded+gain", "0.5", "0.5", "weights"),
+                 "heldout+gain ×0.2": ("heldout+gain", "0.2", "0.2", "weights"),
+                 "heldout+gain ×0.1": ("heldout+gain", "0.1", "0.1", "weights"),
+                 "outputs: g-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2", "outputs"),
+                 "outputs: checked ×0.5|0.2": ("checked", "0.5", "0.2", "outputs"),
+                 "outputs: checked ×0.5|0.5": ("checked", "0.5", "0.5", "outputs"),
+                 "outputs: g-fallback ×0.5|0.5": ("guarded-fallback", "0.5", "0.5", "outputs"),
+                 "outputs: heldout+gain ×0.5": ("heldout+gain", "0.5", "0.5", "outputs"),
+                 "outputs: heldout+gain ×0.2": ("heldout+gain", "0.2", "0.2", "outputs")}
+"""``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise,
+the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the blend check
+(:func:`checked_pick`). Rows that blend outputs, and checked rows, are shown where every run
+recorded what they need."""
 
 
 def summary(folders: list[Path]) -> None:
@@ -422,7 +476,8 @@ def summary(folders: list[Path]) -> None:
     gains: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {}
     oracle: dict[str, list[float]] = {}
     between: dict[str, list[int]] = {}
-    blends = {lam for _, *lams in SUMMARY_RULES.values() for lam in lams} - {"1"}
+    blends = {lam for _, *lams, space in SUMMARY_RULES.values() if space == "weights" for lam in lams} - {"1"}
+    runs: list[tuple[str, str, list[dict]]] = []
     for folder in folders:
         if not (folder / "results.json").is_file():
             raise SystemExit(f"--summary: {folder} has no results.json (give --out folders, e.g. outputs/run-*/)")
@@ -435,18 +490,28 @@ def summary(folders: list[Path]) -> None:
             recs = [r for g in groups for r in g["trajectory"]["records"]]
             if not groups or not all("consistency" in r and blends <= set(r.get("shrink", {})) for r in recs):
                 continue  # not recorded with the guard's error and these blends: nothing to replay
-            base = np.concatenate([g["unadapted"] for g in groups])
             label = folder.name if folder.name.endswith(preset) else f"{folder.name}:{preset}"
-            dips = dips_below_both_ends(groups)
-            counts = between.setdefault(mode, [0, 0])
-            counts[0], counts[1] = counts[0] + dips[0], counts[1] + dips[1]
-            for name, (rule, accepted, otherwise) in SUMMARY_RULES.items():
-                got = np.concatenate([blended_pick(g["trajectory"]["records"], rule, accepted, otherwise)
+            runs.append((mode, label, groups))
+    recorded = {key for key in ("mix", "shrink_heldout", "mix_heldout")
+                if runs and all(key in r for _, _, groups in runs for g in groups for r in g["trajectory"]["records"])}
+    shown = {name for name, (rule, _, _, space) in SUMMARY_RULES.items()
+             if (space == "weights" or "mix" in recorded)
+             and (rule != "checked" or f"{BLEND_RECORDS[space]}_heldout" in recorded)}
+    for mode, label, groups in runs:
+        base = np.concatenate([g["unadapted"] for g in groups])
+        dips = dips_below_both_ends(groups)
+        counts = between.setdefault(mode, [0, 0])
+        counts[0], counts[1] = counts[0] + dips[0], counts[1] + dips[1]
+        for name, (rule, accepted, otherwise, space) in SUMMARY_RULES.items():
+            if name in shown:
+                pick = checked_pick if rule == "checked" else \
+                    lambda recs, *blend: blended_pick(recs, rule, *blend)  # noqa: B023 - called at once
+                got = np.concatenate([pick(g["trajectory"]["records"], accepted, otherwise, space)
                                       for g in groups]) - base
                 gains.setdefault(mode, {}).setdefault(name, []).append((label, got))
-            if all("oracle" in g for g in groups):
-                best = [max(g["oracle"]["records"], key=lambda r: np.mean(r["psnr"]))["psnr"] for g in groups]
-                oracle.setdefault(mode, []).append(float(np.mean(np.concatenate(best) - base)))
+        if all("oracle" in g for g in groups):
+            best = [max(g["oracle"]["records"], key=lambda r: np.mean(r["psnr"]))["psnr"] for g in groups]
+            oracle.setdefault(mode, []).append(float(np.mean(np.concatenate(best) - base)))
     for mode, rules in gains.items():
         runs = len(next(iter(rules.values())))
         known = f"; the oracle's mean over the {len(oracle[mode])} with one {np.mean(oracle[mode]):+.3f}" \

@@ -236,6 +236,12 @@ def test_recorder_scores_each_blend_as_a_rule_without_the_hr_would_see_it(select
     assert last["shrink_consistency"]["1.0"] == pytest.approx(last["consistency_images"], rel=1e-5)
     assert last["shrink_heldout"]["1.0"] == pytest.approx(last["heldout"], rel=1e-5)
     assert last["shrink_heldout"]["0.5"] != pytest.approx(last["heldout"], rel=1e-6)  # the blend was scored
+    # the output blend: whole at λ = 1; at λ = 0.5 its back-projection error lies within the ends'
+    assert last["mix"]["1.0"] == pytest.approx(last["psnr"], abs=1e-6)
+    assert last["mix_consistency"]["1.0"] == pytest.approx(last["consistency_images"], rel=1e-5)
+    assert last["mix_heldout"]["1.0"] == pytest.approx(last["heldout"], rel=1e-5)
+    assert last["mix_heldout"]["0.5"] <= (rec.records[0]["heldout"] + last["heldout"]) / 2 + 1e-7
+    assert last["mix_heldout"]["0.5"] != pytest.approx(last["heldout"], rel=1e-6)
 
 
 def test_runs_of_one_preset_made_in_separate_folders_report_as_one_group(tmp_path, selection):

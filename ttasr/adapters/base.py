@@ -19,7 +19,7 @@ from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar, Generic, Literal, TypeVar
 
 import torch
 from torch import nn
@@ -28,6 +28,7 @@ from .._version import __version__
 from .._lookup import lookup
 from ..errors import InputError
 from ..models import SRModel, load_model
+from ..models.blending import blend_outputs
 from ..models.model import forward
 from . import checkpointing
 from .config import AdapterConfig
@@ -101,6 +102,9 @@ class FitResult:
     blend_checked: float | None = None
     """The largest blend that did no worse than the unadapted weights on the held-out pairs,
     where the method checked it (AdaSSR's ``blend_check``); ``None`` when not checked."""
+    blend_space: Literal["weights", "outputs"] = "weights"
+    """Where ``blend`` applies: ``"weights"`` (``weights`` hold the blend) or ``"outputs"``
+    (``weights`` hold the whole adaptation; the output is blended with the pretrained model's)."""
 
     @classmethod
     def from_loop(cls, r: LoopResult, group: ImageGroup) -> FitResult:
@@ -301,15 +305,32 @@ class Adapter(ABC, Generic[C]):
         """``blend='auto'``: the whole adaptation, unless a method knows better."""
         return 1.0
 
+    def blend_space(self) -> Literal["weights", "outputs"]:
+        """Where the blend applies: ``config.blend_space``, or with ``'auto'`` the method's own
+        choice (:meth:`auto_blend_space`)."""
+        space = self.config.blend_space
+        return self.auto_blend_space() if space == "auto" else space
+
+    def auto_blend_space(self) -> Literal["weights", "outputs"]:
+        """``blend_space='auto'``: one network (``'weights'``), unless a method knows better."""
+        return "weights"
+
     def _blended(self, result: FitResult) -> FitResult:
         """``result`` with its weights (selected and final) pulled back towards the pretrained
-        ones by the ``blend`` setting (:func:`~ttasr.adapters.training.blend_weights`)."""
+        ones by the ``blend`` setting (:func:`~ttasr.adapters.training.blend_weights`); in
+        ``blend_space='outputs'`` the weights stay whole and the blend is the outputs'
+        (:meth:`adapted_model`)."""
         if result.not_adapted is not None:  # nothing trained: nothing to return
             return replace(result, blend=0.0)
         blend = self.blend_fraction(result)
         if blend == 1.0:
             return result
-        log.info("%s: returning %.2g of the adaptation (blend=%r)", self.name, blend, self.config.blend)
+        # none of the adaptation, or the start selected: one network
+        space = self.blend_space() if blend > 0.0 and result.best_step > 0 else "weights"
+        log.info("%s: returning %.2g of the adaptation in %s (blend=%r)", self.name, blend, space,
+                 self.config.blend)
+        if space == "outputs":
+            return replace(result, blend=blend, blend_space="outputs")
         start = self.model.module.state_dict()
         final = None if result.final_weights is None else blend_weights(start, result.final_weights, blend)
         return replace(result, weights=blend_weights(start, result.weights, blend), final_weights=final, blend=blend)
@@ -355,13 +376,18 @@ class Adapter(ABC, Generic[C]):
         """The adapted network as an :class:`SRModel` (``index``: image, in single-image mode).
 
         ``final=True`` gives the weights of the last step instead of the selected best. Both are
-        blended towards the pretrained weights when the ``blend`` setting is below 1.
+        blended towards the pretrained weights when the ``blend`` setting is below 1; in
+        ``blend_space='outputs'`` the model runs the pretrained and the adapted network and
+        blends their outputs (:func:`~ttasr.models.blending.blend_outputs`).
         """
         if not self.results:
             raise InputError(f"{type(self).__name__} is not fitted yet: call fit(images) first")
         result = self.results[self._result_for(index)]
         weights = result.final_weights if final and result.final_weights is not None else result.weights
-        return self.model.with_weights(weights, method=self.name)
+        adapted = self.model.with_weights(weights, method=self.name)
+        if result.blend_space == "outputs":
+            return blend_outputs(self.model, adapted, result.blend)
+        return adapted
 
     def enhance(self, images: Any = None, **enhance_options: Any) -> Any:
         """Super-resolve ``images`` with the adapted weights (the fitted images by default).
@@ -416,9 +442,17 @@ class Adapter(ABC, Generic[C]):
                 **self.stopping.describe(),
                 **self.describe(),
                 "blend": f"{r.blend:g}",
+                "blend_space": r.blend_space,
                 **({"not_adapted": r.not_adapted} if r.not_adapted else {}),
             }
-            written.append(save_model(self.adapted_model(i), target, meta))
+            if r.blend_space == "outputs":  # two networks: the file holds the adapted one, whole
+                log.warning("%s: enhance() blends %.2g of the adapted network's output with the pretrained model's; "
+                            "'%s' holds the adapted network whole. ttasr.load_model('%s') restores the blend when "
+                            "it finds the pretrained model (%s); spandrel loads the whole adaptation",
+                            self.name, r.blend, target, target, self.model.source or "give blend_base=")
+                written.append(save_model(self.model.with_weights(r.weights, method=self.name), target, meta))
+            else:
+                written.append(save_model(self.adapted_model(i), target, meta))
         return written
 
     # ------------------------------------------------------------------ the engine

@@ -29,6 +29,7 @@ def load_model(
     device: torch.device | str | None = None,
     dtype: torch.dtype | None = None,
     scale: int | None = None,
+    blend_base: Any = None,
 ) -> SRModel:
     """Load a super-resolution model as an :class:`SRModel`.
 
@@ -38,11 +39,42 @@ def load_model(
 
     For every source but a plain ``nn.Module``, ``scale`` is a check: a model with another
     scale is refused with a :class:`ModelError` (for a name, before anything is downloaded).
+
+    A file that an adapter saved from an output blend (metadata ``blend_space: outputs``) holds
+    the adapted network whole; it is blended again with its pretrained model, ``blend_base``
+    or else the ``base_model_source`` of its metadata, whose weights must match the recorded
+    ``base_model_sha256`` (:func:`~ttasr.models.blending.blend_outputs`).
     """
     model = _load(source, scale)
+    if model.metadata.get("blend_space") == "outputs" and float(model.metadata.get("blend", "1")) < 1.0:
+        model = _restore_output_blend(model, blend_base)
     if device is not None or dtype is not None:
         model.to(device=device, dtype=dtype)
     return model
+
+
+def _restore_output_blend(adapted: SRModel, base_source: Any) -> SRModel:
+    """The output blend an adapter saved (``adapted`` is its adapted network): with its base
+    model, checked against the recorded hash; without one, an error that says what to pass."""
+    from .blending import blend_outputs
+
+    meta = adapted.metadata
+    recorded = meta.get("base_model_source", "")
+    base_source = base_source if base_source is not None else recorded
+    fix = f"pass the pretrained model it was adapted from: ttasr.load_model('{adapted.source}', blend_base=...)"
+    try:
+        base = _load(base_source, adapted.scale) if base_source not in ("", "module", "state dict") else None
+    except ModelError as exc:
+        raise ModelError(f"'{adapted.source}' blends its output with the pretrained model '{recorded}', which "
+                         f"cannot be loaded ({exc}); {fix}") from exc
+    if base is None:
+        raise ModelError(f"'{adapted.source}' blends its output with a pretrained model that was not loaded from "
+                         f"a file or name; {fix}")
+    expected = meta.get("base_model_sha256")
+    if expected and base.weights_hash() != expected:
+        raise ModelError(f"'{adapted.source}' was adapted from weights with sha256 {expected[:12]}…, but "
+                         f"'{base.source}' has other weights; {fix}")
+    return blend_outputs(base, adapted, float(meta["blend"]))
 
 
 def _load(source: Any, scale: int | None) -> SRModel:

@@ -28,7 +28,7 @@ from ...adapters.stopping import STOPPING_RULES, GuardedFallback, GuardedHeldOut
 from ...adapters.training import blend_weights, snapshot
 from ...degradations import bicubic_kernel, estimate_noise_level, response_distance
 from ...errors import InputError
-from ...models import SRModel, load_model
+from ...models import OutputBlend, SRModel, load_model
 from ...pairs import AugmentConfig, KernelEstimate, load_kernel
 from ..internal import InternalLearning, InternalLearningConfig
 from .attention import attention_weights, feature_attention_map, locate_attention, transformer_attention_map
@@ -314,7 +314,8 @@ class AdaSSR(InternalLearning):
         ``Θ0 + blend·(Θ − Θ0)`` do no worse than the unadapted ones on the group's held-out pairs;
         0 when none does; ``None`` when not checked (``blend_check`` off, another blend or rule,
         nothing selected). Blending in weight space is not blending the outputs: a blend can lose
-        where the whole weights gain (README, 'Checking the blend')."""
+        where the whole weights gain (README, 'Checking the blend'). With ``blend_space='outputs'``
+        the blends checked are the outputs' (:class:`~ttasr.models.blending.OutputBlend`)."""
         c, rule = self.config, self.stopping
         if not (c.blend_check and c.blend == "auto" and isinstance(rule, GuardedFallback)) \
                 or result.best_step == 0 or result.interrupted:
@@ -323,9 +324,16 @@ class AdaSSR(InternalLearning):
         net = copy.deepcopy(self.model.module).to(self.device).eval()
         limit = HeldOutPairs.score(rule, self, net, group)
         chosen = self.auto_blend(result)
+        outputs = self.blend_space() == "outputs"
+        if outputs:
+            adapted = copy.deepcopy(net)
+            adapted.load_state_dict(result.weights)
         for blend in (b for b in self.blend_ladder if b <= chosen):
-            net.load_state_dict(blend_weights(start, result.weights, blend))
-            error = HeldOutPairs.score(rule, self, net, group)
+            if outputs:
+                error = HeldOutPairs.score(rule, self, OutputBlend(net, adapted, blend), group)
+            else:
+                net.load_state_dict(blend_weights(start, result.weights, blend))
+                error = HeldOutPairs.score(rule, self, net, group)
             if error is not None and limit is not None and error <= limit:
                 return blend
             log.info("%s: blend %.2g scores %.5g on the held-out pairs, the unadapted weights %.5g: trying less",

@@ -1,0 +1,119 @@
+"""Blending outputs instead of weights: the module, the adapter's results, saving and loading back."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import spandrel
+import torch
+
+import ttasr
+from ttasr import InternalLearning
+from ttasr.errors import ModelError
+from ttasr.models import OutputBlend, blend_outputs
+from ttasr.models.saving import save_model
+
+FAST = dict(batch_size=2, patch_size=16, progress=False, max_steps=4, lr=2e-3, eval_every=2, stopping="heldout")
+
+
+def test_an_output_blend_is_the_lerp_of_the_two_outputs_and_never_below_both_ends():
+    torch.manual_seed(0)
+    a, b = torch.nn.Conv2d(3, 3, 3, padding=1), torch.nn.Conv2d(3, 3, 3, padding=1)
+    x, target = torch.rand(2, 3, 8, 8), torch.rand(2, 3, 8, 8)
+    with torch.no_grad():
+        out = OutputBlend(a, b, 0.3)(x)
+        torch.testing.assert_close(out, 0.7 * a(x) + 0.3 * b(x))
+        # squared error of the blend = the blend of the errors − λ(1 − λ)‖difference‖²: below the worse end
+        mse = [float((y - target).pow(2).sum()) for y in (a(x), b(x), out)]
+        gap = float((b(x) - a(x)).pow(2).sum())
+    assert mse[2] == pytest.approx(0.7 * mse[0] + 0.3 * mse[1] - 0.21 * gap, rel=1e-5)
+    assert mse[2] <= max(mse[0], mse[1])
+    with pytest.raises(ValueError, match=r"\[0, 1\]"):
+        OutputBlend(a, b, 1.5)
+
+
+def test_blend_outputs_refuses_two_scales_and_is_not_one_architecture(tiny_compact):
+    model = ttasr.load_model(tiny_compact)
+    blended = blend_outputs(model, model, 0.5)
+    assert not blended.spandrel_compatible and blended.metadata["blend_space"] == "outputs"
+    other = ttasr.load_model(torch.nn.Upsample(scale_factor=3), scale=3)
+    with pytest.raises(ValueError, match="x2 and a x3"):
+        blend_outputs(model, other, 0.5)
+
+
+@pytest.fixture
+def base_file(tmp_path, tiny_compact):
+    """The tiny model as a checkpoint file, so that saved adaptations can name their base."""
+    path = tmp_path / "base.safetensors"
+    save_model(ttasr.load_model(tiny_compact), path)
+    return path
+
+
+def test_an_output_blend_keeps_the_whole_adaptation_and_enhances_with_the_blend(base_file, photo):
+    model = ttasr.load_model(base_file)
+    full = InternalLearning(model, **FAST).fit(photo)
+    part = InternalLearning(model, blend=0.3, blend_space="outputs", **FAST).fit(photo)
+    r = part.results[0]
+    assert (r.blend, r.blend_space) == (0.3, "outputs")
+    whole = full.adapted_model().module.state_dict()
+    assert all(torch.equal(v, whole[k]) for k, v in r.weights.items())  # the weights stay whole
+    start, adapted = model(photo), full.adapted_model()(photo)
+    assert not torch.allclose(start, adapted)
+    torch.testing.assert_close(part.adapted_model()(photo), 0.7 * start + 0.3 * adapted, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(part.enhance(photo), part.adapted_model()(photo).clamp(0, 1), rtol=0, atol=1e-5)
+    # the start selected: one network
+    assert part._blended(dataclasses.replace(r, best_step=0, blend=1.0, blend_space="weights")).blend_space == "weights"
+    # blend 0 is no adaptation: one network, the pretrained one
+    none = InternalLearning(model, blend=0.0, blend_space="outputs", **FAST).fit(photo)
+    assert none.results[0].blend_space == "weights" and none.adapted_model().spandrel_compatible
+
+
+def test_a_saved_output_blend_loads_back_as_the_blend_and_in_spandrel_as_the_adaptation(base_file, tmp_path, photo,
+                                                                                         caplog):
+    model = ttasr.load_model(base_file)
+    part = InternalLearning(model, blend=0.3, blend_space="outputs", **FAST).fit(photo)
+    with caplog.at_level("WARNING", logger="ttasr"):
+        [path] = part.save(tmp_path / "adapted.safetensors")
+    assert "holds the adapted network whole" in caplog.text
+    loaded = ttasr.load_model(path)
+    assert isinstance(loaded.module, OutputBlend) and loaded.module.fraction == pytest.approx(0.3)
+    torch.testing.assert_close(loaded(photo), part.adapted_model()(photo), rtol=1e-5, atol=1e-6)
+    plain = spandrel.ModelLoader().load_from_file(path)  # spandrel: the adapted network, whole
+    with torch.no_grad():
+        torch.testing.assert_close(plain.model(photo), part.model.with_weights(part.results[0].weights)(photo),
+                                   rtol=1e-5, atol=1e-6)
+    # the base must be the one it was adapted from; without the file, pass it
+    other = {k: v + 0.01 for k, v in model.module.state_dict().items()}
+    wrong = tmp_path / "other.safetensors"
+    save_model(model.with_weights(other), wrong)
+    with pytest.raises(ModelError, match="other weights; pass the pretrained model"):
+        ttasr.load_model(path, blend_base=wrong)
+    base_file.unlink()
+    with pytest.raises(ModelError, match="cannot be loaded.*blend_base="):
+        ttasr.load_model(path)
+    again = ttasr.load_model(path, blend_base=model)
+    torch.testing.assert_close(again(photo), loaded(photo), rtol=0, atol=0)
+
+
+def test_adassr_checks_blends_of_outputs_in_output_space(tiny_compact, photo, monkeypatch):
+    from ttasr.adapters import stopping
+    from ttasr.degradations import gaussian_kernel
+
+    k = gaussian_kernel(7, 1.2)
+    a = ttasr.AdaSSR(tiny_compact, kernel=k, blend_space="outputs", batch_size=2, patch_size=16, progress=False,
+                     attention="none", augment=False, max_steps=4, eval_every=2, lr=3e-3).fit(photo)
+    assert ttasr.AdaSSR(tiny_compact, kernel=k).blend_space() == "weights"  # the default blends weights
+    r = a.results[0]
+    group = ttasr.adapters.ImageGroup([None], [0], [photo])
+    seen, errors = [], iter([1.0, 1.2, 0.9])  # the start, ×0.5 worse, ×0.2 no worse
+
+    def scripted(self, adapter, network, group):
+        seen.append(network)
+        return next(errors)
+
+    monkeypatch.setattr(stopping.HeldOutPairs, "score", scripted)
+    picked = dataclasses.replace(r, best_step=2, best_score=0.1)  # weights the guard accepted: 'auto' is 0.5
+    assert a.checked_blend(picked, group) == 0.2
+    assert [type(n).__name__ for n in seen[1:]] == ["OutputBlend", "OutputBlend"]
+    assert [n.fraction for n in seen[1:]] == [0.5, 0.2]
