@@ -100,10 +100,13 @@ def candidates() -> dict[str, Stopping]:
         "guarded+gain": GuardedHeldOut(min_gain=0.01),
         "guarded-s1+gain": GuardedHeldOut(min_gain=0.01),
         "guarded-fallback": GuardedFallback(min_gain=0.01),
+        "heldout-l2+gain": HeldOutPairs(min_gain=0.01, norm="l2"),
+        "guarded-fallback-l2": GuardedFallback(min_gain=0.01, norm="l2"),
     }
 
 
-RECORDED_AS = {"guarded+gain": "heldout", "guarded-s1+gain": "heldout", "guarded-fallback": "heldout"}
+RECORDED_AS = {"guarded+gain": "heldout", "guarded-s1+gain": "heldout", "guarded-fallback": "heldout",
+               "heldout-l2+gain": "heldout_l2", "guarded-fallback-l2": "heldout_l2"}
 """Rules whose score is recorded under another rule's name (the guards read ``GUARD_ERRORS``)."""
 
 GUARD_ERRORS = {"guarded-s1+gain": ("consistency_smoothed", "1.0")}
@@ -166,6 +169,7 @@ class Recorder(Stopping):
             raws = [enhance_tensor(raw_model, y, device=adapter.device, progress=False) for y in group.tensors]
             rec["ema_gap"] = float(np.mean([(r - sr).abs().mean() for r, sr in zip(raws, srs)]))
         rec["heldout"] = rec["heldout+gain"] = self.rules["heldout"].score(adapter, network, group)
+        rec["heldout_l2"] = HELDOUT_L2.score(adapter, network, group)
         if self.shrink:
             self.record_shrunk(rec, adapter, network, group)
             self.record_mixed(rec, adapter, network, group, srs, residuals)
@@ -207,6 +211,12 @@ class Recorder(Stopping):
             rec["shrink_consistency"][lam] = [float(r.abs().mean())
                                               for r in back_projection_residuals(adapter, group, srs)]
             rec["shrink_heldout"][lam] = self.rules["heldout"].score(adapter, self.scratch, group)
+            rec.setdefault("shrink_heldout_l2", {})[lam] = HELDOUT_L2.score(adapter, self.scratch, group)
+
+
+HELDOUT_L2 = HeldOutPairs(norm="l2")
+"""The held-out error as a mean squared error, recorded beside the L1 one (same squares: the
+held-out rule's ``prepare`` has set them)."""
 
 
 class OutputBlend(torch.nn.Module):
@@ -433,17 +443,20 @@ def checked_picks(groups: list[dict], eval_every: int) -> list[tuple[list[float]
              replay_records(rule, "guarded-fallback", g["trajectory"]["records"]) * eval_every) for g in groups]
 
 
-def checked_pick(records: list[dict], accepted: str, otherwise: str, space: str = "weights") -> list[float]:
+def checked_pick(records: list[dict], accepted: str, otherwise: str, space: str = "weights",
+                 norm: str = "l1") -> list[float]:
     """PSNR-Y per image of the ``guarded-fallback`` pick returned with AdaSSR's ``blend_check``:
     the largest blend of its ladder, up to the rule's (``accepted`` or ``otherwise``, as in
     :func:`blended_pick`), whose recorded held-out error (``shrink_heldout``, or ``mix_heldout``
-    for blends of outputs) is no higher than the start's; the start if none is."""
-    k = replay_records(candidates()["guarded-fallback"], "guarded-fallback", records)
+    for blends of outputs) is no higher than the start's; the start if none is. ``norm="l2"``:
+    the rule and the check on the held-out mean squared error (``heldout_l2``)."""
+    name, suffix = ("guarded-fallback", "") if norm == "l1" else ("guarded-fallback-l2", "_l2")
+    k = replay_records(candidates()[name], name, records)
     chosen = float(accepted if records[k]["consistency"] <= records[0]["consistency"] else otherwise)
     key = BLEND_RECORDS[space]
-    errors = records[k].get(f"{key}_heldout", {}) if k else {}
+    errors = records[k].get(f"{key}_heldout{suffix}", {}) if k else {}
     passed = [str(b) for b in ttasr.AdaSSR.blend_ladder
-              if b <= chosen and errors.get(str(b), np.inf) <= records[0]["heldout"]]
+              if b <= chosen and errors.get(str(b), np.inf) <= records[0][f"heldout{suffix}"]]
     return records[k][key][passed[0]] if passed else records[0]["psnr"]
 
 
@@ -455,6 +468,9 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "guarded+gain ×0.5": ("guarded+gain", "0.5", "0.5", "weights"),
                  "heldout+gain ×0.2": ("heldout+gain", "0.2", "0.2", "weights"),
                  "heldout+gain ×0.1": ("heldout+gain", "0.1", "0.1", "weights"),
+                 "L2: g-fallback ×0.5|0.2": ("guarded-fallback-l2", "0.5", "0.2", "weights"),
+                 "L2: checked ×0.5|0.2": ("checked-l2", "0.5", "0.2", "weights"),
+                 "L2: heldout+gain ×0.2": ("heldout-l2+gain", "0.2", "0.2", "weights"),
                  "outputs: g-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2", "outputs"),
                  "outputs: checked ×0.5|0.2": ("checked", "0.5", "0.2", "outputs"),
                  "outputs: checked ×0.5|0.5": ("checked", "0.5", "0.5", "outputs"),
@@ -492,11 +508,12 @@ def summary(folders: list[Path]) -> None:
                 continue  # not recorded with the guard's error and these blends: nothing to replay
             label = folder.name if folder.name.endswith(preset) else f"{folder.name}:{preset}"
             runs.append((mode, label, groups))
-    recorded = {key for key in ("mix", "shrink_heldout", "mix_heldout")
+    recorded = {key for key in ("mix", "shrink_heldout", "mix_heldout", "heldout_l2", "shrink_heldout_l2")
                 if runs and all(key in r for _, _, groups in runs for g in groups for r in g["trajectory"]["records"])}
     shown = {name for name, (rule, _, _, space) in SUMMARY_RULES.items()
              if (space == "weights" or "mix" in recorded)
-             and (rule != "checked" or f"{BLEND_RECORDS[space]}_heldout" in recorded)}
+             and (rule != "checked" or f"{BLEND_RECORDS[space]}_heldout" in recorded)
+             and ("l2" not in rule or "shrink_heldout_l2" in recorded)}
     for mode, label, groups in runs:
         base = np.concatenate([g["unadapted"] for g in groups])
         dips = dips_below_both_ends(groups)
@@ -505,6 +522,7 @@ def summary(folders: list[Path]) -> None:
         for name, (rule, accepted, otherwise, space) in SUMMARY_RULES.items():
             if name in shown:
                 pick = checked_pick if rule == "checked" else \
+                    (lambda recs, *blend: checked_pick(recs, *blend, norm="l2")) if rule == "checked-l2" else \
                     lambda recs, *blend: blended_pick(recs, rule, *blend)  # noqa: B023 - called at once
                 got = np.concatenate([pick(g["trajectory"]["records"], accepted, otherwise, space)
                                       for g in groups]) - base
@@ -606,7 +624,9 @@ def report(results: dict, presets: list[str], eval_every: int) -> None:
             label = f"live {c.get('stopping', 'default')} ×{c.get('blend', 1.0)}"
             add(label, f"{cell([(g['default']['psnr'], g['default']['best_step']) for g in groups]):>22}")
         def replayable(name: str) -> bool:
-            return all(guard_errors(name, g["trajectory"]["records"]) is not None for g in groups)
+            return all(guard_errors(name, g["trajectory"]["records"]) is not None for g in groups) and \
+                (RECORDED_AS.get(name) != "heldout_l2" or all("heldout_l2" in r for g in groups
+                                                                for r in g["trajectory"]["records"]))
 
         for name, rule in candidates().items():
             if replayable(name):

@@ -235,6 +235,8 @@ def test_recorder_scores_each_blend_as_a_rule_without_the_hr_would_see_it(select
     assert last["shrink"]["1.0"] == pytest.approx(last["psnr"], abs=1e-6)
     assert last["shrink_consistency"]["1.0"] == pytest.approx(last["consistency_images"], rel=1e-5)
     assert last["shrink_heldout"]["1.0"] == pytest.approx(last["heldout"], rel=1e-5)
+    assert last["shrink_heldout_l2"]["1.0"] == pytest.approx(last["heldout_l2"], rel=1e-5)
+    assert 0 < last["heldout_l2"] < last["heldout"]  # squares of errors < 1
     assert last["shrink_heldout"]["0.5"] != pytest.approx(last["heldout"], rel=1e-6)  # the blend was scored
     # the output blend: whole at λ = 1; at λ = 0.5 its back-projection error lies within the ends'
     assert last["mix"]["1.0"] == pytest.approx(last["psnr"], abs=1e-6)

@@ -220,3 +220,17 @@ def test_guarded_rule_resumes_with_the_start_as_its_limit(tiny_compact, blurred,
     assert resumed.stopping.limit == whole.stopping.limit
     assert resumed.results[0].best_step == whole.results[0].best_step
     assert [h.get("score") for h in resumed.results[0].history] == [h.get("score") for h in whole.results[0].history]
+
+
+def test_heldout_error_in_l2_is_the_mean_square_of_what_l1_averages(tiny_compact, blurred):
+    lr, k = blurred
+    a = ttasr.AdaSSR(tiny_compact, stopping="heldout", kernel=k, max_steps=2, eval_every=2, lr=1e-2, **FAST).fit(lr)
+    group = ttasr.adapters.ImageGroup([None], [0], [lr])
+    net = a.adapted_model().module
+    l1, l2 = HeldOutPairs().score(a, net, group), HeldOutPairs(norm="l2").score(a, net, group)
+    assert l1 ** 2 <= l2 <= l1  # Jensen; errors of images in [0, 1] are below 1
+    [(inp, target, held)] = a.validation_pairs(group)
+    with torch.no_grad():
+        out = net(inp)
+    w = held.expand_as(target)
+    assert l2 == pytest.approx(float(((out - target) ** 2 * w).sum() / w.sum()), rel=1e-5)

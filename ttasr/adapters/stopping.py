@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
 
 import torch
 from torch import nn
@@ -158,7 +158,8 @@ class BackProjection(Stopping):
 
 class HeldOutPairs(Stopping):
     """Held-out internal pairs: one ``block``×scale square of the LR images in ``every`` is
-    never a training target; the score is the L1 error of ``N(y_d)`` on those pixels.
+    never a training target; the score is the L1 error of ``N(y_d)`` on those pixels (``norm``
+    ``"l2"``: the mean squared error).
 
     A new best must beat the best so far by ``min_gain`` (relative to the start's score), so
     noise-level changes do not move the selection off the unadapted weights; with
@@ -168,8 +169,9 @@ class HeldOutPairs(Stopping):
     name = "heldout"
     scores_start = True
 
-    def __init__(self, block: int = 8, every: int = 8, min_gain: float = 0.0, patience: int | None = None) -> None:
-        self.block, self.every, self.min_gain, self.patience = block, every, min_gain, patience
+    def __init__(self, block: int = 8, every: int = 8, min_gain: float = 0.0, patience: int | None = None,
+                 norm: Literal["l1", "l2"] = "l1") -> None:
+        self.block, self.every, self.min_gain, self.patience, self.norm = block, every, min_gain, patience, norm
         self._best_at: list[int] = []
 
     def prepare(self, adapter: Adapter[Any], group: ImageGroup) -> None:
@@ -187,7 +189,8 @@ class HeldOutPairs(Stopping):
             for inp, target, weights in adapter.validation_pairs(group):
                 out = forward(network, inp.to(adapter.device)).float().cpu()
                 w = weights.expand_as(target)
-                errors.append(float(((out - target).abs() * w).sum() / w.sum().clamp_min(1)))
+                diff = (out - target).abs() if self.norm == "l1" else (out - target).square()
+                errors.append(float((diff * w).sum() / w.sum().clamp_min(1)))
         return sum(errors) / len(errors)
 
     def improves(self, score: float, best: float, scores: Sequence[float]) -> bool:
