@@ -103,7 +103,10 @@ def test_adassr_checks_blends_of_outputs_in_output_space(tiny_compact, photo, mo
     k = gaussian_kernel(7, 1.2)
     a = ttasr.AdaSSR(tiny_compact, kernel=k, blend_space="outputs", batch_size=2, patch_size=16, progress=False,
                      attention="none", augment=False, max_steps=4, eval_every=2, lr=3e-3).fit(photo)
-    assert ttasr.AdaSSR(tiny_compact, kernel=k).blend_space() == "weights"  # the default blends weights
+    # the default blends outputs with guarded-fallback (a given kernel, multi-image), weights otherwise
+    assert ttasr.AdaSSR(tiny_compact, kernel=k).blend_space() == "outputs"
+    assert ttasr.AdaSSR(tiny_compact, kernel=k, mode="single").blend_space() == "weights"
+    assert ttasr.AdaSSR(tiny_compact).blend_space() == "weights"
     r = a.results[0]
     group = ttasr.adapters.ImageGroup([None], [0], [photo])
     seen, errors = [], iter([1.0, 1.2, 0.9])  # the start, ×0.5 worse, ×0.2 no worse

@@ -72,10 +72,15 @@ def test_heldout_with_blend_adapts_where_training_helps_and_keeps_the_start_wher
     helps = dict(kernel=k, lr=3e-3, max_steps=60, eval_every=20, **FAST)
     blended = ttasr.AdaSSR(tiny_compact, **helps).fit(lr)
     assert (blended.stopping.name, blended.config.blend, blended.blend_fraction()) == ("guarded-fallback", "auto", 0.5)
-    assert blended.results[0].blend == 0.5
+    assert (blended.results[0].blend, blended.results[0].blend_space) == (0.5, "outputs")
     full = ttasr.AdaSSR(tiny_compact, **helps, blend=1.0).fit(lr)
     assert blended.results[0].best_step == full.results[0].best_step >= 40
-    adapted, part = full.adapted_model().module.state_dict(), blended.adapted_model().module.state_dict()
+    # half of the adapted network's output, half of the pretrained one's
+    pretrained = ttasr.load_model(tiny_compact)
+    torch.testing.assert_close(blended.adapted_model()(lr), 0.5 * pretrained(lr) + 0.5 * full.adapted_model()(lr),
+                               rtol=1e-5, atol=1e-6)
+    weights = ttasr.AdaSSR(tiny_compact, **helps, blend_space="weights").fit(lr)
+    adapted, part = full.adapted_model().module.state_dict(), weights.adapted_model().module.state_dict()
     for name, v in part.items():
         torch.testing.assert_close(v, start[name] + 0.5 * (adapted[name] - start[name]), rtol=1e-5, atol=1e-7)
     hurts = ttasr.AdaSSR(tiny_compact, **dict(helps, lr=0.5, max_steps=20, eval_every=10)).fit(lr)
