@@ -59,9 +59,8 @@ class AdapterConfig(PlainConfig):
         "weights", "Where blend applies (ours): 'weights' returns one network, Θ0 + blend·(Θ − Θ0); 'outputs' "
         "enhances with blend·N_Θ(y) + (1 − blend)·N_Θ0(y), two forward passes, an output that cannot fall below "
         "both ends (a weight blend can); save() then writes the adapted network Θ itself and ttasr.load_model "
-        "restores the blend from the file's metadata. Measured in the README ('Blending the outputs'): no "
-        "blend of outputs fell below both ends, but at 0.5 of a fallback pick one photo lost 0.50 dB, so no "
-        "method defaults to it. 'auto': the method's own choice (all: weights).")
+        "restores the blend from the file's metadata (README, 'Blending the outputs'). 'auto': the method's own "
+        "choice (AdaSSR: outputs with stopping 'guarded-fallback'; the others: weights).")
     seed: int = option(0, "Seed of every random choice (crops, augmentations, noise).")
     per_image_seeds: bool = option(True, "mode='single': image i of a fit draws with seed + 1000003*i (True), or "
                                    "with seed itself, as if adapted alone (False; `ttasr bench` uses this, so that "
