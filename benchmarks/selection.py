@@ -34,7 +34,10 @@ EMA and the raw weights' outputs differ least). With ``--shrink 0.2,0.5`` each e
 scores the weights pulled back towards the start, ``θ0 + λ(θ − θ0)``, so the report adds the
 rows ``final ×λ``, ``heldout+gain ×λ``, ``consistency ×λ`` and ``guarded+gain ×λ``: the
 rule's pick, shrunk; the records also hold each blend's back-projection error per image and
-its held-out error, what a rule without the HR could check the returned weights by. Results are
+its held-out error, what a rule without the HR could check the returned weights by; the same for
+each blend of the outputs, ``λ N_θ(y) + (1 − λ) N_θ0(y)`` (``mix``; report row ``outputs,
+checked``: AdaSSR's default with a given kernel in multi-image mode), and the held-out error in
+L2 (``heldout_l2``; rules ``heldout-l2+gain``, ``guarded-fallback-l2``). Results are
 appended to --out/results.json as each run ends (atomic), and --resume skips finished runs;
 ``--report --merge DIR`` prints one table over several folders (presets run in parallel), and
 ``--summary DIR ...`` judges the blend rules over every preset run in many folders (other
@@ -435,11 +438,12 @@ def fallback_picks(groups: list[dict], eval_every: int, accepted: str = "0.5",
              replay_records(rule, "guarded-fallback", g["trajectory"]["records"]) * eval_every) for g in groups]
 
 
-def checked_picks(groups: list[dict], eval_every: int) -> list[tuple[list[float], int]]:
-    """:func:`fallback_picks` as AdaSSR returns them with ``blend_check`` (:func:`checked_pick`)."""
+def checked_picks(groups: list[dict], eval_every: int, space: str = "weights") -> list[tuple[list[float], int]]:
+    """:func:`fallback_picks` as AdaSSR returns them with ``blend_check`` (:func:`checked_pick`),
+    blended in ``space`` (AdaSSR's default: ``"outputs"``)."""
     rule = candidates()["guarded-fallback"]
     return [(checked_pick(g["trajectory"]["records"], str(ttasr.AdaSSR.guarded_blend),
-                          str(ttasr.AdaSSR.measured_blend)),
+                          str(ttasr.AdaSSR.measured_blend), space),
              replay_records(rule, "guarded-fallback", g["trajectory"]["records"]) * eval_every) for g in groups]
 
 
@@ -624,9 +628,9 @@ def report(results: dict, presets: list[str], eval_every: int) -> None:
             label = f"live {c.get('stopping', 'default')} ×{c.get('blend', 1.0)}"
             add(label, f"{cell([(g['default']['psnr'], g['default']['best_step']) for g in groups]):>22}")
         def replayable(name: str) -> bool:
-            return all(guard_errors(name, g["trajectory"]["records"]) is not None for g in groups) and \
-                (RECORDED_AS.get(name) != "heldout_l2" or all("heldout_l2" in r for g in groups
-                                                                for r in g["trajectory"]["records"]))
+            recs = [g["trajectory"]["records"] for g in groups]  # noqa: B023 - called in this iteration
+            return all(guard_errors(name, r) is not None for r in recs) and \
+                (RECORDED_AS.get(name) != "heldout_l2" or all("heldout_l2" in r for rs in recs for r in rs))
 
         for name, rule in candidates().items():
             if replayable(name):
@@ -643,6 +647,8 @@ def report(results: dict, presets: list[str], eval_every: int) -> None:
                 add("fallback ×1|0.2", f"{cell(fallback_picks(groups, eval_every, accepted='1')):>22}")
                 if all("shrink_heldout" in r for g in groups for r in g["trajectory"]["records"]):
                     add("fallback, checked", f"{cell(checked_picks(groups, eval_every)):>22}")
+                if all("mix_heldout" in r for g in groups for r in g["trajectory"]["records"]):
+                    add("outputs, checked", f"{cell(checked_picks(groups, eval_every, 'outputs')):>22}")
     for line in lines.values():
         print(line)
     for p in presets:

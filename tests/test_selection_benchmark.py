@@ -317,6 +317,11 @@ def test_checked_picks_replay_the_blend_check_on_the_recorded_held_out_errors(se
     assert selection.checked_picks([group], 50) == [([30.1], 50)]  # half does worse held out: a fifth
     accepted["shrink_heldout"]["0.2"] = 1.01
     assert selection.checked_picks([group], 50) == [([30.0], 50)]  # no blend passes: the start
+    # blends of the outputs are checked on their own held-out errors (AdaSSR's default with this rule)
+    accepted.update(mix={"0.2": [30.3], "0.5": [30.6]}, mix_heldout={"0.2": 0.9, "0.5": 0.8})
+    assert selection.checked_picks([group], 50, "outputs") == [([30.6], 50)]
+    accepted["mix_heldout"]["0.5"] = 1.1
+    assert selection.checked_picks([group], 50, "outputs") == [([30.3], 50)]
 
 
 def test_runs_must_name_known_runs(tmp_path):
