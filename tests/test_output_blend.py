@@ -14,7 +14,8 @@ from ttasr.errors import ModelError
 from ttasr.models import OutputBlend, blend_outputs
 from ttasr.models.saving import save_model
 
-FAST = dict(batch_size=2, patch_size=16, progress=False, max_steps=4, lr=2e-3, eval_every=2, stopping="heldout")
+FAST = {"batch_size": 2, "patch_size": 16, "progress": False, "max_steps": 4, "lr": 2e-3, "eval_every": 2,
+        "stopping": "heldout"}
 
 
 def test_an_output_blend_is_the_lerp_of_the_two_outputs_and_never_below_both_ends():

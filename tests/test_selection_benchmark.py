@@ -13,6 +13,7 @@ import pytest
 
 import ttasr
 from ttasr.adapters.stopping import GuardedHeldOut, HeldOutPairs
+from ttasr.models import OutputBlend
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,7 +130,9 @@ def test_timed_guarded_rule_gets_the_start_and_selects_as_the_rule(selection_cos
     assert rule.limit == plain.stopping.limit and timed.calls == 3 and timed.seconds > 0
     assert fit.results[0].best_step == plain.results[0].best_step
     # the unit of AdaSSR's blend check: one held-out evaluation of the unadapted weights after the fit
-    assert 0 < selection_cost.held_out_seconds(fit, rule) < 60
+    net = fit.model.module.eval()
+    assert 0 < selection_cost.held_out_seconds(fit, rule, net) < 60
+    assert 0 < selection_cost.held_out_seconds(fit, rule, OutputBlend(net, net, 0.5)) < 60  # two networks
 
 
 def test_single_image_report_lets_each_rule_select_per_photo_and_keeps_modes_apart(tmp_path):
