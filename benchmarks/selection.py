@@ -68,7 +68,7 @@ from ttasr.cli.options import overrides_from  # noqa: E402
 from ttasr.degradations import degrade, gaussian_blur  # noqa: E402
 from ttasr.inference import enhance_tensor  # noqa: E402
 from ttasr.metrics import NIQE, psnr_y  # noqa: E402
-from ttasr.models.model import forward  # noqa: E402
+from ttasr.models import OutputBlend  # noqa: E402
 
 PRESETS = ("bicubic-clean", "optical-blur", "camera", "sensor-noise", "jpeg-heavy")
 CANDIDATE: dict[str, object] = dict(noise_augment="auto", ema_decay=0.99)
@@ -189,7 +189,7 @@ class Recorder(Stopping):
         assert self.start is not None and self.start_network is not None
         s = adapter.model.scale
         rec["mix"], rec["mix_consistency"], rec["mix_heldout"] = {}, {}, {}
-        for lam in self.shrink:
+        for lam in (x for x in self.shrink if 0 <= x <= 1):  # outputs blend only between the ends
             key = str(lam)
             rec["mix"][key] = [psnr_y(lam * sr + (1 - lam) * s0, hr, s)
                                for sr, s0, hr in zip(srs, self.start, self.highs)]
@@ -220,17 +220,6 @@ class Recorder(Stopping):
 HELDOUT_L2 = HeldOutPairs(norm="l2")
 """The held-out error as a mean squared error, recorded beside the L1 one (same squares: the
 held-out rule's ``prepare`` has set them)."""
-
-
-class OutputBlend(torch.nn.Module):
-    """``λ N_θ(x) + (1 − λ) N_θ0(x)``: two networks' outputs blended."""
-
-    def __init__(self, start: torch.nn.Module, now: torch.nn.Module, lam: float) -> None:
-        super().__init__()
-        self.start, self.now, self.lam = start, now, lam
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.lam * forward(self.now, x) + (1 - self.lam) * forward(self.start, x)
 
 
 def back_projection_residuals(adapter, group, srs: list[torch.Tensor]) -> list[torch.Tensor]:

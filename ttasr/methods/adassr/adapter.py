@@ -214,8 +214,8 @@ class AdaSSR(InternalLearning):
     def auto_blend_space(self) -> Literal["weights", "outputs"]:
         """The outputs with ``guarded-fallback`` (a given kernel in multi-image mode): at the same
         fractions, a blend of the outputs kept every photo of 45 runs within the no-harm bounds,
-        where blends of the weights lost 0.11 dB on one (README, 'Blending the outputs'); one
-        network otherwise."""
+        where blends of the weights lost 0.11–0.15 dB on one photo in 3 of them (README,
+        'Blending the outputs'); one network otherwise."""
         return "outputs" if isinstance(self.stopping, GuardedFallback) else "weights"
 
     # ---------------------------------------------------------------- pairs and weights
