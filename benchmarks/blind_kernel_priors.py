@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/blind_kernel_priors.py [--images 8] [--size 512] [--sigmas 0.8,1.0,1.2,1.4,1.6,2.0]
 
-The consistency estimate of AdaSSR's pairs reads the model, not the camera (README,
+The consistency estimate of AdaSSR's pairs reads the model, not the camera (benchmarks/RESULTS.md,
 *Selection rules*). An estimator that sees the blur needs an image prior. Two classic ones,
 each returning one isotropic width, are tried here on LR images of known blur (each proxy
 photo, ``--size`` px, blurred with an isotropic Gaussian of each ``--sigmas`` HR px and
@@ -19,7 +19,7 @@ subsampled x``--scale``, no noise) and on the proxy presets' LR (seed ``--seed``
   self-similar across scales, ``t = sqrt(3) s / scale``: about ``0.43 s`` for x4.
 
 An estimator usable for AdaSSR's pairs must rise with ``s`` on every photo, with an offset that
-does not depend on the photo (the pairs' kernel has to be right to about 0.2 HR px; README,
+does not depend on the photo (the pairs' kernel has to be right to about 0.2 HR px; benchmarks/RESULTS.md,
 *The kernel decides*). The last lines give, per ``s``, the range over the photos.
 """
 

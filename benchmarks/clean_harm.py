@@ -4,7 +4,7 @@
         [--rows bicubic/none,bicubic/paper] [--threads 1]
 
 On an input degraded as the model was trained (``bicubic-clean``) full adaptation loses up to
-2 dB (README, *Selection rules*). This script adapts one proxy photo alone for ``--steps``
+2 dB (benchmarks/RESULTS.md, *Selection rules*). This script adapts one proxy photo alone for ``--steps``
 steps with each row's pair maker (``bicubic`` pairs, the ``estimated`` kernel, the preset's
 ``true`` kernel, or a Gaussian of a set width, ``gauss:1.4``) and
 augmentations (``none``; ``paper``: the paper's, without USM and noise unless the row says

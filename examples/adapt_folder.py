@@ -13,9 +13,9 @@ held-out rule guarded by back-projection through that kernel and returns half of
 a fifth of the held-out pick where the guard accepts nothing (``stopping="auto"``,
 ``blend="auto"``; one adaptation for the whole folder). On the proxy's noisy
 and compressed presets that kept 68–72 % of the oracle's gain at 1,500 steps, against 35–42 % for
-the earlier fifth (README, *A guard from back-projection*). If the measured kernel is bicubic
+the earlier fifth (benchmarks/RESULTS.md, *A guard from back-projection*). If the measured kernel is bicubic
 downscaling's and the images show no JPEG, they carry the degradation a bicubic-trained model
-already knows and AdaSSR keeps the model as it is (a warning says so; README, *No gap, no
+already knows and AdaSSR keeps the model as it is (a warning says so; benchmarks/RESULTS.md, *No gap, no
 adaptation*).
 It writes the super-resolved images and a checkpoint that spandrel (and tools built on it) loads.
 """

@@ -1,5 +1,5 @@
 """`benchmarks/degradation_detectors.py`: its noise and JPEG detectors on images of known
-degradation (the figures on the proxy presets are in the README)."""
+degradation (the figures on the proxy presets are in benchmarks/RESULTS.md)."""
 
 from __future__ import annotations
 

@@ -53,13 +53,13 @@ class AdapterConfig(PlainConfig):
     blend: float | Literal["auto"] = option(
         1.0, "Fraction of the adaptation returned: the weights are Θ0 + blend·(Θ − Θ0), Θ the selected weights, "
         "Θ0 the pretrained ones (ours; 1 returns Θ). Near weights that were already right a loss shrinks like "
-        "blend², a gain only like blend; measured in the README ('Blending'). 'auto': the method's own choice "
+        "blend², a gain only like blend; measured in benchmarks/RESULTS.md ('Blending'). 'auto': the method's own choice "
         "(AdaSSR: by where its kernel comes from).", low=0, high=1)
     blend_space: Literal["weights", "outputs", "auto"] = option(
         "weights", "Where blend applies (ours): 'weights' returns one network, Θ0 + blend·(Θ − Θ0); 'outputs' "
         "enhances with blend·N_Θ(y) + (1 − blend)·N_Θ0(y), two forward passes, an output that cannot fall below "
         "both ends (a weight blend can); save() then writes the adapted network Θ itself and ttasr.load_model "
-        "restores the blend from the file's metadata (README, 'Blending the outputs'). 'auto': the method's own "
+        "restores the blend from the file's metadata (benchmarks/RESULTS.md, 'Blending the outputs'). 'auto': the method's own "
         "choice (AdaSSR: outputs with stopping 'guarded-fallback'; the others: weights).")
     seed: int = option(0, "Seed of every random choice (crops, augmentations, noise).")
     per_image_seeds: bool = option(True, "mode='single': image i of a fit draws with seed + 1000003*i (True), or "
@@ -78,7 +78,7 @@ class AdapterConfig(PlainConfig):
     progress: bool = option(True, "Show progress bars.", affects_result=False)
     amp: Literal["auto", "off", "bf16"] = option(
         "auto", "Mixed precision of the training forward/backward: 'bf16' autocast (weights, optimiser and "
-        "EMA stay float32), 'off', or 'auto' (off on the CPU; on CUDA, see the README's GPU table for the "
+        "EMA stay float32), 'off', or 'auto' (off on the CPU; on CUDA, see the GPU table in benchmarks/RESULTS.md for the "
         "measured choice).")
     channels_last: bool | None = option(None, "Train in the channels_last memory format (None: on CUDA, off "
                                         "on the CPU).")

@@ -24,7 +24,7 @@ __all__ = ["AMP_AUTO_CUDA", "TrainingSpeed", "training_speed"]
 log = logging.getLogger(__name__)
 
 AMP_AUTO_CUDA = "off"
-"""What ``amp="auto"`` means on CUDA. Measured with ``benchmarks/gpu.py`` on an H200 (README):
+"""What ``amp="auto"`` means on CUDA. Measured with ``benchmarks/gpu.py`` on an H200 (benchmarks/RESULTS.md, *On a GPU*):
 bf16 autocast made both the bare and the AdaSSR step slower at the paper's batch (4 x 48²),
 which is bound by kernel launches, not arithmetic; so float32."""
 

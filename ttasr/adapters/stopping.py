@@ -217,7 +217,7 @@ class GuardedHeldOut(HeldOutPairs):
     The veto is only as good as the degradation model: with a measured kernel (``kernel=``)
     it keeps the held-out rule off weights that no longer explain the real LR (on clean inputs
     and late in long runs); with the blind estimate it measures the model, not the camera
-    (README, *The kernel decides*).
+    (benchmarks/RESULTS.md, *The kernel decides*).
     """
 
     name = "heldout-guarded"

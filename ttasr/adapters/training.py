@@ -84,7 +84,7 @@ def blend_weights(start: Mapping[str, torch.Tensor], adapted: Mapping[str, torch
 
     Near a start that is already optimal, the loss of a small step grows with ``blend²``; where
     it is not, the gain grows with ``blend``. So, in theory, a fraction of the adaptation keeps
-    more of a gain than of a loss (measured, and not always so, in the README's *Blending*).
+    more of a gain than of a loss (measured, and not always so, in benchmarks/RESULTS.md, *Blending*).
     Floating-point entries are interpolated, others (integer buffers) taken from ``adapted``;
     the result lives where ``adapted`` does.
     """

@@ -107,8 +107,8 @@ def build_parser(method: str = DEFAULT_METHOD, description: str | None = None) -
                        description="Measure the blur kernel of a camera and write it as .npy for `adapt "
                                    "--kernel FILE`: on registered (HR, LR) pairs of its "
                                    "images (--hr/--lr), or on photos of the printed chart of `ttasr chart` "
-                                   "(--chart, with --scale). The blind estimate cannot see the blur (README, "
-                                   "Benchmarks); a few pairs or a chart can. The best anisotropic Gaussian "
+                                   "(--chart, with --scale). The blind estimate cannot see the blur (benchmarks/RESULTS.md, "
+                                   "'Selection rules'); a few pairs or a chart can. The best anisotropic Gaussian "
                                    "competes with bicubic downscaling.")
     k.add_argument("--hr", nargs="+", metavar="PATH", help="HR images: files, folders or globs")
     k.add_argument("--lr", nargs="+", metavar="PATH",

@@ -3,7 +3,7 @@
 A blend of outputs is not a blend of weights: the squared error of the output blend is at most
 ``λ`` times the adapted network's plus ``1 − λ`` times the pretrained one's, less
 ``λ(1 − λ)‖N_θ(x) − N_θ0(x)‖²``, so it can never fall below both ends, while a blend of the
-weights can (README, 'Blending the outputs').
+weights can (benchmarks/RESULTS.md, 'Blending the outputs').
 """
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """A camera's blur kernel measured on registered (HR, LR) pairs: not blind, but right.
 
-Blind estimation from the LR alone does not see the blur (README, *Benchmarks*): the
+Blind estimation from the LR alone does not see the blur (benchmarks/RESULTS.md): the
 consistency estimate reads the model, not the camera. A few pairs from the same camera (a
 zoom lens at two focal lengths, pairs of RealSR or DRealSR, a chart) measure it: the kernel
 ``k`` minimising ``||D_k(x) - y||`` over the most textured LR crops of every pair.

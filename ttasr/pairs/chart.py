@@ -81,7 +81,7 @@ def chart_image(size: int = 2048, *, sides: int = 6, angle_deg: float = 5.0, fil
     encoded, about 11:1 in linear light under a 2.2 gamma) keep the edges away from clipping
     and keep most of a camera's tone curve from reading as blur: a camera that blurs in linear
     light and then encodes makes an edge close to a blur of the encoded values only at a low
-    contrast. A lower one reads the tone curve less but noise and JPEG more (README, *The
+    contrast. A lower one reads the tone curve less but noise and JPEG more (benchmarks/RESULTS.md, *The
     kernel decides*)."""
     if sides < 3:
         raise InputError(f"sides must be 3 or more, got {sides}")

@@ -57,7 +57,7 @@ class AdaSSRConfig(InternalLearningConfig):
                            "unadapted ones included), and with a given (measured) kernel in multi-image mode "
                            "'guarded-fallback' (the same, but weights whose SR output, degraded by that kernel, "
                            "explains the LR worse than the start's cannot win, unless the guard accepts no weights "
-                           "at all; README, 'A guard from back-projection', 'A fallback when the guard accepts "
+                           "at all; benchmarks/RESULTS.md, 'A guard from back-projection', 'A fallback when the guard accepts "
                            "nothing'). The paper (preset='paper'): 'niqe-plateau' (Sec. IV-A-1: NIQE every "
                            "eval_every steps, stop after three decreases below 0.05, keep the best, the unadapted "
                            "weights included; see the README). Also 'consistency' (back-projection error), "
@@ -70,14 +70,14 @@ class AdaSSRConfig(InternalLearningConfig):
         "kernel, which kept every proxy photo within 0.1 dB of the unadapted model at 1,500 steps while keeping "
         "part of the gain on noisy or compressed inputs (README, 'Default vs paper'); with a given (measured) "
         "kernel 0.5 of weights the guard of 'guarded-fallback' (or 'heldout-guarded' in multi-image mode) "
-        "accepted, else 0.2 (README, 'The kernel decides', 'A guard from back-projection', 'A fallback when the "
+        "accepted, else 0.2 (benchmarks/RESULTS.md, 'The kernel decides', 'A guard from back-projection', 'A fallback when the "
         "guard accepts nothing'). The paper: 1.",
         low=0, high=1)
     blend_space: Literal["weights", "outputs", "auto"] = option(
         "auto", "Where blend applies: 'weights' (one network, Θ0 + blend·(Θ − Θ0)) or 'outputs' (blend·N_Θ(y) + "
         "(1 − blend)·N_Θ0(y): two forward passes, never below both ends; save() writes Θ and ttasr.load_model "
         "restores the blend). 'auto' (ours): outputs with stopping 'guarded-fallback' (a given kernel, "
-        "multi-image mode), weights otherwise (README, 'Blending the outputs'). The paper: blend 1.")
+        "multi-image mode), weights otherwise (benchmarks/RESULTS.md, 'Blending the outputs'). The paper: blend 1.")
     kernel_estimator: Literal["auto", "consistency", "bicubic", "given"] = option(
         "auto", "How y_d is made: 'consistency' (ours: an anisotropic Gaussian minimising "
         "||D_k(N(y)) - y||; the paper estimates k 'in a self-learning manner'), 'bicubic' (the ablation's "
@@ -111,7 +111,7 @@ class AdaSSRConfig(InternalLearningConfig):
         "bicubic", "The degradation the pretrained model was trained on (ours). 'bicubic' (most SR checkpoints; "
         "Real-ESRGAN-style models are not): when the given kernel is MATLAB bicubic's (within gap_tolerance), the "
         "images carry the model's own training blur and AdaSSR keeps the pretrained weights without training, "
-        "unless an image shows JPEG compression (ttasr.pairs.detect_jpeg; README, 'No gap, no adaptation'). "
+        "unless an image shows JPEG compression (ttasr.pairs.detect_jpeg; benchmarks/RESULTS.md, 'No gap, no adaptation'). "
         "Noise is not checked (no detector tried tells it from texture): for noisy bicubic images, set "
         "'unknown'. 'unknown': always adapt.")
     gap_tolerance: float = option(0.05, "trained_on='bicubic': the largest difference of frequency-response "
@@ -122,7 +122,7 @@ class AdaSSRConfig(InternalLearningConfig):
         True, "blend='auto' with stopping 'guarded-fallback' (ours): the returned blend must do no worse than the "
         "unadapted weights on the held-out pairs; if it does, the next smaller blend of 0.5, 0.2, 0.1 is tried, and "
         "if none passes the unadapted weights are kept (blending in weight space can lose where the whole weights "
-        "gain, and the reverse; README, 'Checking the blend').")
+        "gain, and the reverse; benchmarks/RESULTS.md, 'Checking the blend').")
     admm_rounds: int = option(1, "T_iter rounds of internal learning; rounds after the first start with "
                               "external learning on external_images (eq. 8). Paper default 1.", low=1)
     external_images: str | None = option(None, "Folder or glob of HR images for external learning (DIV2K in "
@@ -176,21 +176,21 @@ class AdaSSR(InternalLearning):
     blind_blend: ClassVar[float] = 0.1
     """``blend='auto'`` with an estimated kernel (README, 'Default vs paper')."""
     guarded_blend: ClassVar[float] = 0.5
-    """``blend='auto'`` with a given kernel, of weights the guard accepted (README, 'A guard from
+    """``blend='auto'`` with a given kernel, of weights the guard accepted (benchmarks/RESULTS.md, 'A guard from
     back-projection')."""
     measured_blend: ClassVar[float] = 0.2
-    """``blend='auto'`` with a given kernel otherwise, fallback picks included (README, 'The
+    """``blend='auto'`` with a given kernel otherwise, fallback picks included (benchmarks/RESULTS.md, 'The
     kernel decides')."""
 
     fallback_modes: ClassVar[tuple[str, ...]] = ("multi",)
-    """Modes in which ``stopping='auto'`` with a given kernel is ``guarded-fallback`` (README,
+    """Modes in which ``stopping='auto'`` with a given kernel is ``guarded-fallback`` (benchmarks/RESULTS.md,
     'A fallback when the guard accepts nothing'); ``heldout`` in the others."""
 
     def auto_stopping(self) -> str:
         """The held-out rule; with a given (measured) kernel in :attr:`fallback_modes`, the
         held-out rule guarded by back-projection through that kernel, falling back to the plain
         held-out pick where the guard accepts no weights (only a measured kernel makes the
-        guard meaningful: README)."""
+        guard meaningful: benchmarks/RESULTS.md)."""
         c = self.config
         return "guarded-fallback" if c.kernel_source == "given" and c.mode in self.fallback_modes else "heldout"
 
@@ -199,7 +199,7 @@ class AdaSSR(InternalLearning):
         kernel: half of weights the guard accepted, a fifth of a fallback pick
         (``guarded-fallback``: ``result`` says which; less where the blend check found that
         blend worse than the start on the held-out pairs: :meth:`checked_blend`) and of the
-        held-out rule's pick; half after ``heldout-guarded`` in multi-image mode. README, 'A
+        held-out rule's pick; half after ``heldout-guarded`` in multi-image mode. benchmarks/RESULTS.md, 'A
         fallback when the guard accepts nothing'."""
         c, rule = self.config, self.stopping
         if c.kernel_source != "given":
@@ -214,7 +214,7 @@ class AdaSSR(InternalLearning):
     def auto_blend_space(self) -> Literal["weights", "outputs"]:
         """The outputs with ``guarded-fallback`` (a given kernel in multi-image mode): at the same
         fractions, a blend of the outputs kept every photo of 45 runs within the no-harm bounds,
-        where blends of the weights lost 0.11–0.15 dB on one photo in 3 of them (README,
+        where blends of the weights lost 0.11–0.15 dB on one photo in 3 of them (benchmarks/RESULTS.md,
         'Blending the outputs'); one network otherwise."""
         return "outputs" if isinstance(self.stopping, GuardedFallback) else "weights"
 
@@ -297,7 +297,7 @@ class AdaSSR(InternalLearning):
         they do not: the given kernel is the bicubic downscaling the model was trained on
         (``trained_on``) and no image shows JPEG compression (:func:`ttasr.pairs.detect_jpeg`).
         Pairs made with that kernel are then the model's own training distribution, so training
-        on them can only fit these images' statistics (README, 'No gap, no adaptation')."""
+        on them can only fit these images' statistics (benchmarks/RESULTS.md, 'No gap, no adaptation')."""
         c, s = self.config, self.model.scale
         if c.trained_on != "bicubic" or c.kernel_source != "given":
             return None
@@ -326,7 +326,7 @@ class AdaSSR(InternalLearning):
         ``Θ0 + blend·(Θ − Θ0)`` do no worse than the unadapted ones on the group's held-out pairs;
         0 when none does; ``None`` when not checked (``blend_check`` off, another blend or rule,
         nothing selected). Blending in weight space is not blending the outputs: a blend can lose
-        where the whole weights gain (README, 'Checking the blend'). With ``blend_space='outputs'``
+        where the whole weights gain (benchmarks/RESULTS.md, 'Checking the blend'). With ``blend_space='outputs'``
         the blends checked are the outputs' (:class:`~ttasr.models.blending.OutputBlend`)."""
         c, rule = self.config, self.stopping
         if not (c.blend_check and c.blend == "auto" and isinstance(rule, GuardedFallback)) \

@@ -18,7 +18,7 @@ Selection: ``stopping="fixed"`` by default (paper Fig. 9: with FAR the LPIPS of 
 finetuned model does not degrade within 600 iterations, so the last weights are kept);
 every stopping rule of the engine works, e.g. ``"niqe-plateau"`` (a no-reference metric),
 except ``"heldout"``, which needs internal pairs. By default only a twentieth of the
-change is returned (``blend=0.05``; README, Fig. 9): the full fine-tuning with the CPU-built
+change is returned (``blend=0.05``; benchmarks/RESULTS.md, Fig. 9): the full fine-tuning with the CPU-built
 default reconstructor loses PSNR on every proxy preset.
 """
 
@@ -61,7 +61,7 @@ class HRAwareConfig(ReconstructionConfig):
 
     blend: float = option(0.05, "Fraction of the fine-tuning returned, Θ0 + blend·(Θ − Θ0) (ours: 0.05; the paper: "
                           "1). With the CPU-built default reconstructor the full fine-tuning loses 0.5-1.8 dB on "
-                          "every proxy preset at 500 steps, a twentieth of it stays within 0.03 dB (README, "
+                          "every proxy preset at 500 steps, a twentieth of it stays within 0.03 dB (benchmarks/RESULTS.md, "
                           "Fig. 9); with a reconstructor of the paper's scale try blend=1.", low=0, high=1)
     controller: bool = option(True, "Scale the degradation embedding by s = HQI·(1 + v) (eq. 8); False: s = 1 "
                               "(paper Tab. 2 ablation).")
@@ -71,7 +71,7 @@ class HRAwareConfig(ReconstructionConfig):
         "(ours; 1 is the paper's HQI·(1 + v)). 'auto' (default): 1 for LPIPS, as in the paper; for the encoder "
         "distance the mean pretraining control 1 − HQI the reconstructor recorded (final_control), else 0.1 (about "
         "that of the cpu-small recipe), since that distance's values are small and r = 1 puts s far outside what "
-        "the reconstructor was trained on (README, Fig. 9).", low=0, low_open=True, high=1)
+        "the reconstructor was trained on (benchmarks/RESULTS.md, Fig. 9).", low=0, low_open=True, high=1)
     far: bool = option(True, "Add the Feature-Alignment Regularizer (eq. 11). It needs the reconstructor's own "
                        "E_c; False adapts without it (paper Tab. 2 ablation).")
     far_weight: float | None = option(None, "λ of FAR in eq. 6; None: the λ the reconstructor was pretrained "
