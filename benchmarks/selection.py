@@ -476,12 +476,30 @@ the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the 
 recorded what they need."""
 
 
+def with_hr(records: list[dict], steps: str) -> list[float]:
+    """PSNR-Y per image of the blend of the outputs the HR images would choose, for comparison
+    with the rules (one fraction for the whole group, the best mean; the start and the whole
+    output count): at the step the default picks (``steps="pick"``, ``guarded-fallback``), or at
+    the best recorded step (``"any"``). It says whether the fraction or the step costs the gain."""
+    picked = [replay_records(candidates()["guarded-fallback"], "guarded-fallback", records)]
+    options = [records[0]["psnr"]]
+    for rec in (records[k] for k in (picked if steps == "pick" else range(1, len(records)))):
+        options += [rec["psnr"], *rec.get("mix", {}).values()]
+    return max(options, key=lambda psnr: float(np.mean(psnr)))
+
+
+HR_ROWS = {"HR: best blend at the pick": "pick", "HR: best step and blend": "any"}
+"""``--summary``'s rows that choose with the HR images (:func:`with_hr`), shown where blends of the
+outputs are recorded."""
+
+
 def summary(folders: list[Path]) -> None:
     """Each rule of :data:`SUMMARY_RULES` over every preset run in ``folders`` (each an ``--out``
     folder), one table per mode: the mean gain over the runs, the worst photo, and the runs where
     it breaks the issue's no-harm bounds (a photo below −0.1 dB, a run's mean below −0.05 dB).
     ``bicubic-clean`` is left out: with a measured kernel AdaSSR does not train there. Replays
-    only: a group the default would not train (``not_adapted``) still counts as trained."""
+    only: a group the default would not train (``not_adapted``) still counts as trained. The
+    last rows (:data:`HR_ROWS`) choose with the HR images: how much gain is left."""
     gains: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {}
     oracle: dict[str, list[float]] = {}
     between: dict[str, list[int]] = {}
@@ -519,6 +537,10 @@ def summary(folders: list[Path]) -> None:
                     lambda recs, *blend: blended_pick(recs, rule, *blend)  # noqa: B023 - called at once
                 got = np.concatenate([pick(g["trajectory"]["records"], accepted, otherwise, space)
                                       for g in groups]) - base
+                gains.setdefault(mode, {}).setdefault(name, []).append((label, got))
+        for name, steps in HR_ROWS.items():
+            if "mix" in recorded:
+                got = np.concatenate([with_hr(g["trajectory"]["records"], steps) for g in groups]) - base
                 gains.setdefault(mode, {}).setdefault(name, []).append((label, got))
         if all("oracle" in g for g in groups):
             best = [max(g["oracle"]["records"], key=lambda r: np.mean(r["psnr"]))["psnr"] for g in groups]

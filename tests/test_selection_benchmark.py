@@ -1,5 +1,5 @@
 """`benchmarks/selection.py`'s record-only rules and its --candidate parsing (the figures of
-the benchmark itself are in the README, not asserted here)."""
+the benchmark itself are in benchmarks/RESULTS.md, not asserted here)."""
 
 from __future__ import annotations
 
@@ -325,6 +325,20 @@ def test_checked_picks_replay_the_blend_check_on_the_recorded_held_out_errors(se
     assert selection.checked_picks([group], 50, "outputs") == [([30.6], 50)]
     accepted["mix_heldout"]["0.5"] = 1.1
     assert selection.checked_picks([group], 50, "outputs") == [([30.3], 50)]
+
+
+def test_the_hr_rows_choose_the_best_blend_of_the_outputs_at_the_pick_or_anywhere(selection):
+    def rec(psnr, heldout, consistency, mix):
+        return {"psnr": psnr, "heldout": heldout, "heldout+gain": heldout, "consistency": consistency,
+                "mix": {"0.2": mix[0], "0.5": mix[1]}}
+
+    records = [rec([30.0, 40.0], 1.0, 0.10, [[30.0, 40.0]] * 2),
+               rec([31.0, 39.0], 0.5, 0.09, [[30.2, 40.1], [30.6, 40.0]]),  # the default's pick
+               rec([33.0, 39.5], 0.9, 0.20, [[30.4, 40.0], [31.5, 40.2]])]  # held out worse: not picked
+    assert selection.with_hr(records, "pick") == [30.6, 40.0]  # ×0.5 beats ×0.2, the whole and the start
+    assert selection.with_hr(records, "any") == [33.0, 39.5]  # the whole output, later
+    worse = [records[0], rec([29.0, 39.0], 0.5, 0.09, [[29.9, 39.9], [29.5, 39.5]])]
+    assert selection.with_hr(worse, "pick") == [30.0, 40.0]  # every blend loses: the start
 
 
 def test_runs_must_name_known_runs(tmp_path):
