@@ -454,7 +454,7 @@ def checked_pick(records: list[dict], accepted: str, otherwise: str, space: str 
 
 
 SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2", "weights"),
-                 "checked ×0.5|0.2 (default)": ("checked", "0.5", "0.2", "weights"),
+                 "checked ×0.5|0.2": ("checked", "0.5", "0.2", "weights"),
                  "guarded-fallback ×1|0.2": ("guarded-fallback", "1", "0.2", "weights"),
                  "guarded-fallback ×0.5|0.1": ("guarded-fallback", "0.5", "0.1", "weights"),
                  "guarded+gain ×1": ("guarded+gain", "1", "1", "weights"),
@@ -465,7 +465,7 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "L2: checked ×0.5|0.2": ("checked-l2", "0.5", "0.2", "weights"),
                  "L2: heldout+gain ×0.2": ("heldout-l2+gain", "0.2", "0.2", "weights"),
                  "outputs: g-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2", "outputs"),
-                 "outputs: checked ×0.5|0.2": ("checked", "0.5", "0.2", "outputs"),
+                 "default: outputs ×0.5|0.2": ("checked", "0.5", "0.2", "outputs"),
                  "outputs: checked ×0.5|0.5": ("checked", "0.5", "0.5", "outputs"),
                  "outputs: g-fallback ×0.5|0.5": ("guarded-fallback", "0.5", "0.5", "outputs"),
                  "outputs: heldout+gain ×0.5": ("heldout+gain", "0.5", "0.5", "outputs"),
