@@ -53,8 +53,8 @@ FINAL = "AdaSSR (consistency), final weights"
 def load_photos(n: int, size: int, names: list[str] | None = None) -> list[tuple[str, torch.Tensor]]:
     """The proxy sets' first ``n`` HR photos, centre crops of ``size`` px, as ``(name, 1x3xHxW)``;
     for the scripts that degrade them themselves (selection.py, hraware_checks.py, ...).
-    ``names`` (wallpaper names or ``skimage:<name>``, e.g. photos never used to choose a
-    setting) replaces the proxy set's list, and then all of them are needed."""
+    ``names`` (wallpaper names, ``skimage:<name>`` or paths to image files, e.g. photos never
+    used to choose a setting) replaces the proxy set's list, and then all of them are needed."""
     n = len(names) if names else n
     out = []
     for name, path in photo_files(names).items():
@@ -69,13 +69,14 @@ def load_photos(n: int, size: int, names: list[str] | None = None) -> list[tuple
 
 
 def photo_files(names: list[str] | None) -> dict[str, Path]:
-    """``{name: file}`` of the proxy set (``names`` None) or of ``names``: wallpaper names, or
-    ``skimage:<name>`` for a photo that ships with scikit-image (``skimage:astronaut``)."""
+    """``{name: file}`` of the proxy set (``names`` None) or of ``names``: wallpaper names,
+    ``skimage:<name>`` for a photo that ships with scikit-image (``skimage:astronaut``), or the
+    path of an image file (named by its stem, e.g. another Debian package's wallpapers)."""
     if not names:
         return wallpaper_photos()
     found: dict[str, Path] = {}
-    walls = wallpaper_photos([n for n in names if not n.startswith("skimage:")]) \
-        if any(not n.startswith("skimage:") for n in names) else {}
+    wanted = [n for n in names if not n.startswith("skimage:") and not Path(n).is_file()]
+    walls = wallpaper_photos(wanted) if wanted else {}
     for name in names:
         if name.startswith("skimage:"):
             import skimage
@@ -85,6 +86,8 @@ def photo_files(names: list[str] | None) -> dict[str, Path]:
             if not files:
                 raise SystemExit(f"{name}: no such image in {data}")
             found[name] = files[0]
+        elif Path(name).is_file():
+            found[Path(name).stem] = Path(name)
         elif name in walls:
             found[name] = walls[name]
     return found

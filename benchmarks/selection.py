@@ -68,6 +68,7 @@ from ttasr.cli.options import overrides_from  # noqa: E402
 from ttasr.degradations import degrade, gaussian_blur  # noqa: E402
 from ttasr.inference import enhance_tensor  # noqa: E402
 from ttasr.metrics import NIQE, psnr_y  # noqa: E402
+from ttasr.methods.adassr.adapter import _jpeg_traces
 from ttasr.models import OutputBlend  # noqa: E402
 
 PRESETS = ("bicubic-clean", "optical-blur", "camera", "sensor-noise", "jpeg-heavy")
@@ -254,9 +255,9 @@ class RecordedAdaSSR(ttasr.AdaSSR):
 
     gap: str | None = None
 
-    def training_gap(self, group) -> str | None:
+    def training_gap(self, group, compressed=None) -> str | None:
         """``None``: a trajectory is recorded even where the default keeps the pretrained weights."""
-        self.gap = super().training_gap(group)
+        self.gap = super().training_gap(group, compressed)
         return None
 
     def prepare(self, group, student) -> None:
@@ -346,6 +347,9 @@ def run_group(model, preset, deg, highs, rows, args, niqe, results, store) -> No
     what = f"{preset} ({len(lows)} image{'s' if len(lows) > 1 else ''})"
     if "unadapted" not in rows:
         rows["unadapted"] = [psnr_y(enhance_tensor(model, lr), hr, s) for lr, hr in zip(lows, highs)]
+    if "jpeg" not in rows:  # whether JPEG shows in each LR image (the default returns whole outputs there)
+        rows["jpeg"] = [bool(_jpeg_traces(lr, f"{preset} image {i}")) for i, lr in enumerate(lows)]
+        save(store, results)
     if "default" not in rows and args.default_row:
         t = time.perf_counter()
         a = ttasr.AdaSSR(model, progress=False, seed=args.seed).fit(lows)
@@ -429,23 +433,27 @@ def fallback_picks(groups: list[dict], eval_every: int, accepted: str = "0.5",
 
 def checked_picks(groups: list[dict], eval_every: int, space: str = "weights") -> list[tuple[list[float], int]]:
     """:func:`fallback_picks` as AdaSSR returns them with ``blend_check`` (:func:`checked_pick`),
-    blended in ``space`` (AdaSSR's default: ``"outputs"``)."""
+    blended in ``space`` (AdaSSR's default: ``"outputs"``, whole where the group recorded JPEG)."""
     rule = candidates()["guarded-fallback"]
     return [(checked_pick(g["trajectory"]["records"], str(ttasr.AdaSSR.guarded_blend),
-                          str(ttasr.AdaSSR.measured_blend), space),
+                          str(ttasr.AdaSSR.measured_blend), space, compressed=any(g.get("jpeg", ()))),
              replay_records(rule, "guarded-fallback", g["trajectory"]["records"]) * eval_every) for g in groups]
 
 
 def checked_pick(records: list[dict], accepted: str, otherwise: str, space: str = "weights",
-                 norm: str = "l1") -> list[float]:
+                 norm: str = "l1", compressed: bool = False) -> list[float]:
     """PSNR-Y per image of the ``guarded-fallback`` pick returned with AdaSSR's ``blend_check``:
     the largest blend of its ladder, up to the rule's (``accepted`` or ``otherwise``, as in
     :func:`blended_pick`), whose recorded held-out error (``shrink_heldout``, or ``mix_heldout``
     for blends of outputs) is no higher than the start's; the start if none is. ``norm="l2"``:
-    the rule and the check on the held-out mean squared error (``heldout_l2``)."""
+    the rule and the check on the held-out mean squared error (``heldout_l2``). ``compressed``
+    (JPEG shows in an image of the group) with ``space="outputs"``: the whole output, checked
+    first, as AdaSSR's ``compressed_blend``."""
     name, suffix = ("guarded-fallback", "") if norm == "l1" else ("guarded-fallback-l2", "_l2")
     k = replay_records(candidates()[name], name, records)
     chosen = float(accepted if records[k]["consistency"] <= records[0]["consistency"] else otherwise)
+    if compressed and space == "outputs":
+        chosen = ttasr.AdaSSR.compressed_blend
     key = BLEND_RECORDS[space]
     errors = records[k].get(f"{key}_heldout{suffix}", {}) if k else {}
     passed = [str(b) for b in ttasr.AdaSSR.blend_ladder
@@ -465,15 +473,29 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "L2: checked ×0.5|0.2": ("checked-l2", "0.5", "0.2", "weights"),
                  "L2: heldout+gain ×0.2": ("heldout-l2+gain", "0.2", "0.2", "weights"),
                  "outputs: g-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2", "outputs"),
-                 "default: outputs ×0.5|0.2": ("checked", "0.5", "0.2", "outputs"),
+                 "outputs: checked ×0.5|0.2": ("checked", "0.5", "0.2", "outputs"),
+                 "default: ×1 JPEG, ×0.5|0.2": ("checked-jpeg", "0.5", "0.2", "outputs"),
                  "outputs: checked ×0.5|0.5": ("checked", "0.5", "0.5", "outputs"),
                  "outputs: g-fallback ×0.5|0.5": ("guarded-fallback", "0.5", "0.5", "outputs"),
                  "outputs: heldout+gain ×0.5": ("heldout+gain", "0.5", "0.5", "outputs"),
                  "outputs: heldout+gain ×0.2": ("heldout+gain", "0.2", "0.2", "outputs")}
 """``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise,
 the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the blend check
-(:func:`checked_pick`). Rows that blend outputs, and checked rows, are shown where every run
+(:func:`checked_pick`); ``checked-jpeg``: the same, whole outputs where the run recorded JPEG in
+an image (``jpeg``). Rows that blend outputs, and checked rows, are shown where every run
 recorded what they need."""
+
+
+def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: str) -> list[float]:
+    """PSNR-Y per image of what a row of :data:`SUMMARY_RULES` returns on one adaptation group."""
+    records = group["trajectory"]["records"]
+    if rule == "checked":
+        return checked_pick(records, accepted, otherwise, space)
+    if rule == "checked-jpeg":
+        return checked_pick(records, accepted, otherwise, space, compressed=any(group["jpeg"]))
+    if rule == "checked-l2":
+        return checked_pick(records, accepted, otherwise, space, norm="l2")
+    return blended_pick(records, rule, accepted, otherwise, space)
 
 
 def with_hr(records: list[dict], steps: str) -> list[float]:
@@ -523,7 +545,8 @@ def summary(folders: list[Path]) -> None:
                 if runs and all(key in r for _, _, groups in runs for g in groups for r in g["trajectory"]["records"])}
     shown = {name for name, (rule, _, _, space) in SUMMARY_RULES.items()
              if (space == "weights" or "mix" in recorded)
-             and (rule != "checked" or f"{BLEND_RECORDS[space]}_heldout" in recorded)
+             and (not rule.startswith("checked") or f"{BLEND_RECORDS[space]}_heldout" in recorded)
+             and (rule != "checked-jpeg" or all("jpeg" in g for _, _, groups in runs for g in groups))
              and ("l2" not in rule or "shrink_heldout_l2" in recorded)}
     for mode, label, groups in runs:
         base = np.concatenate([g["unadapted"] for g in groups])
@@ -532,11 +555,7 @@ def summary(folders: list[Path]) -> None:
         counts[0], counts[1] = counts[0] + dips[0], counts[1] + dips[1]
         for name, (rule, accepted, otherwise, space) in SUMMARY_RULES.items():
             if name in shown:
-                pick = checked_pick if rule == "checked" else \
-                    (lambda recs, *blend: checked_pick(recs, *blend, norm="l2")) if rule == "checked-l2" else \
-                    lambda recs, *blend: blended_pick(recs, rule, *blend)  # noqa: B023 - called at once
-                got = np.concatenate([pick(g["trajectory"]["records"], accepted, otherwise, space)
-                                      for g in groups]) - base
+                got = np.concatenate([summary_pick(g, rule, accepted, otherwise, space) for g in groups]) - base
                 gains.setdefault(mode, {}).setdefault(name, []).append((label, got))
         for name, steps in HR_ROWS.items():
             if "mix" in recorded:
@@ -676,7 +695,8 @@ def main() -> None:
     ap.add_argument("--images", type=int, default=4)
     ap.add_argument("--size", type=int, default=768)
     ap.add_argument("--photos", type=lambda v: [x for x in v.split(",") if x], default=None, metavar="A,B",
-                    help="these wallpaper photos instead of the proxy set's first --images (e.g. photos that "
+                    help="these photos instead of the proxy set's first --images: wallpaper names, skimage:<name> or "
+                         "image paths (e.g. photos that "
                          "chose nothing, to validate a setting)")
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--mode", choices=("multi", "single"), default="multi",

@@ -121,3 +121,35 @@ def test_adassr_checks_blends_of_outputs_in_output_space(tiny_compact, photo, mo
     assert a.checked_blend(picked, group) == 0.2
     assert [type(n).__name__ for n in seen[1:]] == ["OutputBlend", "OutputBlend"]
     assert [n.fraction for n in seen[1:]] == [0.5, 0.2]
+
+
+def test_adassr_returns_the_whole_output_where_jpeg_shows_and_checks_it_first(tiny_compact, photo, monkeypatch):
+    from ttasr.adapters import stopping
+    from ttasr.degradations import gaussian_kernel, jpeg
+
+    k = gaussian_kernel(7, 1.2)
+    kw = {"kernel": k, "batch_size": 2, "patch_size": 16, "progress": False, "attention": "none", "augment": False,
+          "max_steps": 4, "eval_every": 2, "lr": 3e-3}
+    compressed = jpeg(photo, 40)
+    a = ttasr.AdaSSR(tiny_compact, **kw).fit(compressed)
+    assert a.results[0].image_traces == ("jpeg",)
+    assert ttasr.AdaSSR(tiny_compact, **kw).fit(photo).results[0].image_traces == ()  # no JPEG in the photo
+    # blends of weights (single-image mode) keep their fractions: the JPEG is not looked for
+    assert ttasr.AdaSSR(tiny_compact, **kw, mode="single").fit(compressed).results[0].image_traces == ()
+    r = a.results[0]
+    for score in (0.1, 1000.0):  # accepted by the guard, or a fallback pick: the whole output either way
+        assert a.auto_blend(dataclasses.replace(r, best_score=score, blend_checked=None)) == 1.0
+        assert a.auto_blend(dataclasses.replace(r, best_score=score, blend_checked=None, image_traces=())) \
+            == (0.5 if score < 1 else 0.2)
+    weights = ttasr.AdaSSR(tiny_compact, **kw, blend_space="weights")
+    assert weights.auto_blend(dataclasses.replace(r, best_score=0.1, blend_checked=None)) == 0.5
+    group = ttasr.adapters.ImageGroup([None], [0], [compressed])
+    seen, errors = [], iter([1.0, 1.1, 0.9])  # the start, the whole output worse, ×0.5 no worse
+
+    def scripted(self, adapter, network, group):
+        seen.append(network)
+        return next(errors)
+
+    monkeypatch.setattr(stopping.HeldOutPairs, "score", scripted)
+    assert a.checked_blend(dataclasses.replace(r, best_step=2, best_score=0.1), group) == 0.5
+    assert [n.fraction for n in seen[1:]] == [1.0, 0.5]

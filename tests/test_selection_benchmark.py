@@ -325,6 +325,13 @@ def test_checked_picks_replay_the_blend_check_on_the_recorded_held_out_errors(se
     assert selection.checked_picks([group], 50, "outputs") == [([30.6], 50)]
     accepted["mix_heldout"]["0.5"] = 1.1
     assert selection.checked_picks([group], 50, "outputs") == [([30.3], 50)]
+    # where JPEG shows, the whole output is checked first (AdaSSR's compressed_blend), then the smaller ones
+    accepted["mix"]["1.0"], accepted["mix_heldout"]["1.0"] = [31.0], 0.7
+    assert selection.checked_pick([start, accepted], "0.5", "0.2", "outputs", compressed=True) == [31.0]
+    assert selection.checked_pick([start, accepted], "0.5", "0.2", "outputs") == [30.3]
+    assert selection.checked_pick([start, accepted], "0.5", "0.2", "weights", compressed=True) == [30.0]  # weights: no
+    accepted["mix_heldout"]["1.0"] = 1.2
+    assert selection.checked_pick([start, accepted], "0.5", "0.2", "outputs", compressed=True) == [30.3]
 
 
 def test_the_hr_rows_choose_the_best_blend_of_the_outputs_at_the_pick_or_anywhere(selection):
@@ -364,3 +371,5 @@ def test_named_photos_replace_the_proxy_list_and_all_are_needed(tmp_path, monkey
     assert [name for name, _ in proxy.load_photos(1, 32)] == ["Dark"]  # no names: the proxy list
     with pytest.raises(SystemExit, match="need 2 wallpaper photos of >= 48 px"):
         proxy.load_photos(1, 48, ["Light", "Small"])  # Small is under the crop
+    by_path = proxy.load_photos(1, 32, [str(files["Light"]), "Dark"])  # a path is named by its stem
+    assert [name for name, _ in by_path] == ["Light", "Dark"]

@@ -105,6 +105,9 @@ class FitResult:
     blend_space: Literal["weights", "outputs"] = "weights"
     """Where ``blend`` applies: ``"weights"`` (``weights`` hold the blend) or ``"outputs"``
     (``weights`` hold the whole adaptation; the output is blended with the pretrained model's)."""
+    image_traces: tuple[str, ...] = ()
+    """Degradations the method found in the group's images that its choices depend on (AdaSSR:
+    ``"jpeg"`` where JPEG compression shows); empty when it looked for none or found none."""
 
     @classmethod
     def from_loop(cls, r: LoopResult, group: ImageGroup) -> FitResult:
@@ -444,6 +447,7 @@ class Adapter(ABC, Generic[C]):
                 "blend": f"{r.blend:g}",
                 "blend_space": r.blend_space,
                 **({"not_adapted": r.not_adapted} if r.not_adapted else {}),
+                **({"image_traces": ",".join(r.image_traces)} if r.image_traces else {}),
             }
             if r.blend_space == "outputs":  # two networks: the file holds the adapted one, whole
                 log.warning("%s: enhance() blends %.2g of the adapted network's output with the pretrained model's; "

@@ -71,7 +71,8 @@ class AdaSSRConfig(InternalLearningConfig):
         "part of the gain on noisy or compressed inputs (README, 'Default vs paper'); with a given (measured) "
         "kernel 0.5 of weights the guard of 'guarded-fallback' (or 'heldout-guarded' in multi-image mode) "
         "accepted, else 0.2 (benchmarks/RESULTS.md, 'The kernel decides', 'A guard from back-projection', 'A fallback when the "
-        "guard accepts nothing'). The paper: 1.",
+        "guard accepts nothing'); with 'guarded-fallback' 1 (the whole output) where JPEG shows in an image "
+        "('Whole outputs where JPEG shows'). The paper: 1.",
         low=0, high=1)
     blend_space: Literal["weights", "outputs", "auto"] = option(
         "auto", "Where blend applies: 'weights' (one network, Θ0 + blend·(Θ − Θ0)) or 'outputs' (blend·N_Θ(y) + "
@@ -120,9 +121,9 @@ class AdaSSRConfig(InternalLearningConfig):
                                   low=0)
     blend_check: bool = option(
         True, "blend='auto' with stopping 'guarded-fallback' (ours): the returned blend must do no worse than the "
-        "unadapted weights on the held-out pairs; if it does, the next smaller blend of 0.5, 0.2, 0.1 is tried, and "
-        "if none passes the unadapted weights are kept (blending in weight space can lose where the whole weights "
-        "gain, and the reverse; benchmarks/RESULTS.md, 'Checking the blend').")
+        "unadapted weights on the held-out pairs; if it does, the next smaller blend of 1 (where JPEG shows), 0.5, "
+        "0.2, 0.1 is tried, and if none passes the unadapted weights are kept (blending in weight space can lose "
+        "where the whole weights gain, and the reverse; benchmarks/RESULTS.md, 'Checking the blend').")
     admm_rounds: int = option(1, "T_iter rounds of internal learning; rounds after the first start with "
                               "external learning on external_images (eq. 8). Paper default 1.", low=1)
     external_images: str | None = option(None, "Folder or glob of HR images for external learning (DIV2K in "
@@ -170,7 +171,7 @@ class AdaSSR(InternalLearning):
         self.attention_maps: list[torch.Tensor] = []
         self.kernel_estimates: list[KernelEstimate] = []
 
-    blend_ladder: ClassVar[tuple[float, ...]] = (0.5, 0.2, 0.1)
+    blend_ladder: ClassVar[tuple[float, ...]] = (1.0, 0.5, 0.2, 0.1)
     """The blends :meth:`checked_blend` tries, largest first, up to the one ``blend='auto'`` chose."""
 
     blind_blend: ClassVar[float] = 0.1
@@ -181,6 +182,11 @@ class AdaSSR(InternalLearning):
     measured_blend: ClassVar[float] = 0.2
     """``blend='auto'`` with a given kernel otherwise, fallback picks included (benchmarks/RESULTS.md, 'The
     kernel decides')."""
+    compressed_blend: ClassVar[float] = 1.0
+    """``blend='auto'`` of the outputs (``guarded-fallback``) where JPEG compression shows in one
+    of the group's images, accepted and fallback picks alike: there the whole adapted output
+    gained most, and blending kept the pretrained model's artefacts (benchmarks/RESULTS.md,
+    'Whole outputs where JPEG shows')."""
 
     fallback_modes: ClassVar[tuple[str, ...]] = ("multi",)
     """Modes in which ``stopping='auto'`` with a given kernel is ``guarded-fallback`` (benchmarks/RESULTS.md,
@@ -197,16 +203,20 @@ class AdaSSR(InternalLearning):
     def auto_blend(self, result: FitResult | None = None) -> float:
         """A tenth of the adaptation when the kernel is estimated. With a given (measured)
         kernel: half of weights the guard accepted, a fifth of a fallback pick
-        (``guarded-fallback``: ``result`` says which; less where the blend check found that
-        blend worse than the start on the held-out pairs: :meth:`checked_blend`) and of the
-        held-out rule's pick; half after ``heldout-guarded`` in multi-image mode. benchmarks/RESULTS.md, 'A
-        fallback when the guard accepts nothing'."""
+        (``guarded-fallback``: ``result`` says which), the whole output of either where ``result``
+        found JPEG in the images and the outputs are blended (:attr:`compressed_blend`); less
+        where the blend check found that blend worse than the start on the held-out pairs
+        (:meth:`checked_blend`). A fifth of the held-out rule's pick; half after
+        ``heldout-guarded`` in multi-image mode. benchmarks/RESULTS.md, 'A fallback when the guard
+        accepts nothing'."""
         c, rule = self.config, self.stopping
         if c.kernel_source != "given":
             return self.blind_blend
         if isinstance(rule, GuardedFallback):
             accepted = result is None or GuardedFallback.accepted(result.best_score)
             blend = self.guarded_blend if accepted else self.measured_blend
+            if result is not None and "jpeg" in result.image_traces and self.blend_space() == "outputs":
+                blend = self.compressed_blend
             return blend if result is None or result.blend_checked is None else min(blend, result.blend_checked)
         guarded = isinstance(rule, GuardedHeldOut) and c.mode == "multi"
         return self.guarded_blend if guarded else self.measured_blend
@@ -292,19 +302,24 @@ class AdaSSR(InternalLearning):
         super().prepare(group, student)
 
     # ---------------------------------------------------------------- no gap, no adaptation
-    def training_gap(self, group: ImageGroup) -> str | None:
+    def compressed_images(self, group: ImageGroup) -> list[str]:
+        """The names of the group's images that show JPEG compression (:func:`ttasr.pairs.detect_jpeg`)."""
+        return [str(group.name(i)) for i, y in enumerate(group.tensors) if _jpeg_traces(y, str(group.name(i)))]
+
+    def training_gap(self, group: ImageGroup, compressed: list[str] | None = None) -> str | None:
         """``None`` when the images may differ from the model's training degradation; else why
         they do not: the given kernel is the bicubic downscaling the model was trained on
         (``trained_on``) and no image shows JPEG compression (:func:`ttasr.pairs.detect_jpeg`).
         Pairs made with that kernel are then the model's own training distribution, so training
-        on them can only fit these images' statistics (benchmarks/RESULTS.md, 'No gap, no adaptation')."""
+        on them can only fit these images' statistics (benchmarks/RESULTS.md, 'No gap, no adaptation').
+        ``compressed``: :meth:`compressed_images`, where already known."""
         c, s = self.config, self.model.scale
         if c.trained_on != "bicubic" or c.kernel_source != "given":
             return None
         distance = response_distance(load_kernel(c.kernel), bicubic_kernel(s), s)  # type: ignore[arg-type]
         if distance > c.gap_tolerance:
             return None
-        compressed = [group.name(i) for i, y in enumerate(group.tensors) if _jpeg_traces(y, group.name(i))]
+        compressed = self.compressed_images(group) if compressed is None else compressed
         if compressed:
             log.info("%s: the kernel is bicubic's, but %s show(s) JPEG compression: adapting", self.name,
                      ", ".join(map(str, compressed)))
@@ -359,12 +374,20 @@ class AdaSSR(InternalLearning):
     def adapt_group(self, group: ImageGroup, callbacks: Sequence[Callback], resume: bool) -> FitResult:
         """Round 1: internal learning; rounds 2..T: external (eq. 8), internal (eq. 10), dual (eq. 7).
         No round at all when the images show no gap to the model's training (:meth:`training_gap`).
-        The selected weights' blend is checked on the held-out pairs (:meth:`checked_blend`)."""
-        reason = self.training_gap(group)
+        The selected weights' blend is checked on the held-out pairs (:meth:`checked_blend`);
+        where the outputs are blended, the result records whether JPEG shows in the images
+        (``image_traces``, which sets :meth:`auto_blend`)."""
+        c = self.config
+        looks = c.blend == "auto" and isinstance(self.stopping, GuardedFallback) and self.blend_space() == "outputs"
+        compressed = self.compressed_images(group) if looks else None
+        reason = self.training_gap(group, compressed)
         if reason is not None:
             return self.kept_pretrained(group, reason)
-        result = self.run_loop(group, callbacks, resume)
-        c = self.config
+        traces = ("jpeg",) if looks and compressed else ()
+        if traces:
+            log.info("%s: JPEG shows in %s: the whole adapted output is returned where the blend check allows",
+                     self.name, ", ".join(map(str, compressed or ())))
+        result = dataclasses.replace(self.run_loop(group, callbacks, resume), image_traces=traces)
         if c.admm_rounds <= 1 or result.interrupted:
             return dataclasses.replace(result, blend_checked=self.checked_blend(result, group))
         from ...io import load_images
@@ -392,7 +415,7 @@ class AdaSSR(InternalLearning):
             u = dual_update(u, theta, theta_e)
             if later.interrupted:
                 break
-        return result
+        return dataclasses.replace(result, image_traces=traces)
 
     def describe(self) -> dict[str, str]:
         out: dict[str, str] = {"attention": self.config.attention}
