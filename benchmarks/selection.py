@@ -696,8 +696,7 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=768)
     ap.add_argument("--photos", type=lambda v: [x for x in v.split(",") if x], default=None, metavar="A,B",
                     help="these photos instead of the proxy set's first --images: wallpaper names, skimage:<name> or "
-                         "image paths (e.g. photos that "
-                         "chose nothing, to validate a setting)")
+                         "image paths (e.g. photos that chose nothing, to validate a setting)")
     ap.add_argument("--presets", default=",".join(PRESETS))
     ap.add_argument("--mode", choices=("multi", "single"), default="multi",
                     help="multi: one adaptation over all photos of a preset (one camera); single: one per photo, "
