@@ -478,12 +478,15 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "outputs: checked ×0.5|0.5": ("checked", "0.5", "0.5", "outputs"),
                  "outputs: g-fallback ×0.5|0.5": ("guarded-fallback", "0.5", "0.5", "outputs"),
                  "outputs: heldout+gain ×0.5": ("heldout+gain", "0.5", "0.5", "outputs"),
-                 "outputs: heldout+gain ×0.2": ("heldout+gain", "0.2", "0.2", "outputs")}
+                 "outputs: heldout+gain ×0.2": ("heldout+gain", "0.2", "0.2", "outputs"),
+                 "single: ×1 JPEG, ×0.2 (JS)": ("heldout+gain-jpeg", "1", "0.2", "weights"),
+                 "single default: ×0.5 JPEG|0.2": ("heldout+gain-jpeg", "0.5", "0.2", "weights")}
 """``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise,
 the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the blend check
 (:func:`checked_pick`); ``checked-jpeg``: the same, whole outputs where the run recorded JPEG in
-an image (``jpeg``). Rows that blend outputs, and checked rows, are shown where every run
-recorded what they need."""
+an image (``jpeg``); ``heldout+gain-jpeg``: the held-out pick, the first blend where JPEG shows in
+the image (single-image mode: one image per group), the second otherwise. Rows that blend outputs, checked rows and
+rows that need ``jpeg`` are shown where every run recorded what they need."""
 
 
 def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: str) -> list[float]:
@@ -495,6 +498,9 @@ def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: s
         return checked_pick(records, accepted, otherwise, space, compressed=any(group["jpeg"]))
     if rule == "checked-l2":
         return checked_pick(records, accepted, otherwise, space, norm="l2")
+    if rule.endswith("-jpeg"):
+        lam = accepted if any(group["jpeg"]) else otherwise
+        return blended_pick(records, rule.removesuffix("-jpeg"), lam, lam, space)
     return blended_pick(records, rule, accepted, otherwise, space)
 
 
@@ -546,7 +552,7 @@ def summary(folders: list[Path]) -> None:
     shown = {name for name, (rule, _, _, space) in SUMMARY_RULES.items()
              if (space == "weights" or "mix" in recorded)
              and (not rule.startswith("checked") or f"{BLEND_RECORDS[space]}_heldout" in recorded)
-             and (rule != "checked-jpeg" or all("jpeg" in g for _, _, groups in runs for g in groups))
+             and (not rule.endswith("-jpeg") or all("jpeg" in g for _, _, groups in runs for g in groups))
              and ("l2" not in rule or "shrink_heldout_l2" in recorded)}
     for mode, label, groups in runs:
         base = np.concatenate([g["unadapted"] for g in groups])

@@ -134,8 +134,8 @@ def test_adassr_returns_the_whole_output_where_jpeg_shows_and_checks_it_first(ti
     a = ttasr.AdaSSR(tiny_compact, **kw).fit(compressed)
     assert a.results[0].image_traces == ("jpeg",)
     assert ttasr.AdaSSR(tiny_compact, **kw).fit(photo).results[0].image_traces == ()  # no JPEG in the photo
-    # blends of weights (single-image mode) keep their fractions: the JPEG is not looked for
-    assert ttasr.AdaSSR(tiny_compact, **kw, mode="single").fit(compressed).results[0].image_traces == ()
+    # the weights' blends of another rule keep their fractions: the JPEG is not looked for
+    assert ttasr.AdaSSR(tiny_compact, **kw, stopping="heldout-guarded").fit(compressed).results[0].image_traces == ()
     r = a.results[0]
     for score in (0.1, 1000.0):  # accepted by the guard, or a fallback pick: the whole output either way
         assert a.auto_blend(dataclasses.replace(r, best_score=score, blend_checked=None)) == 1.0
@@ -153,3 +153,21 @@ def test_adassr_returns_the_whole_output_where_jpeg_shows_and_checks_it_first(ti
     monkeypatch.setattr(stopping.HeldOutPairs, "score", scripted)
     assert a.checked_blend(dataclasses.replace(r, best_step=2, best_score=0.1), group) == 0.5
     assert [n.fraction for n in seen[1:]] == [1.0, 0.5]
+
+
+def test_single_image_mode_returns_half_the_pick_where_jpeg_shows_in_that_image(tiny_compact, photo):
+    from ttasr.degradations import gaussian_kernel, jpeg
+
+    kw = {"kernel": gaussian_kernel(7, 1.2), "batch_size": 2, "patch_size": 16, "progress": False,
+          "attention": "none", "augment": False, "max_steps": 4, "eval_every": 2, "lr": 3e-3, "mode": "single"}
+    a = ttasr.AdaSSR(tiny_compact, **kw)
+    assert a.stopping_rule() == "heldout"
+    a.fit([jpeg(photo, 40), photo])
+    first, second = a.results
+    assert (first.image_traces, second.image_traces) == (("jpeg",), ())
+    assert (a.auto_blend(first), a.auto_blend(second)) == (0.5, 0.2)
+    assert (first.blend_checked, second.blend_checked) == (None, None)  # the held-out pick already beat the start
+    # blind (estimated kernel): the JPEG is not looked for, a tenth as before
+    blind = {k: v for k, v in kw.items() if k != "kernel"}
+    b = ttasr.AdaSSR(tiny_compact, **blind).fit(jpeg(photo, 40))
+    assert b.results[0].image_traces == () and b.auto_blend(b.results[0]) == 0.1

@@ -334,6 +334,18 @@ def test_checked_picks_replay_the_blend_check_on_the_recorded_held_out_errors(se
     assert selection.checked_pick([start, accepted], "0.5", "0.2", "outputs", compressed=True) == [30.3]
 
 
+def test_the_single_image_rows_return_more_of_the_held_out_pick_where_the_image_shows_jpeg(selection):
+    start = {"psnr": [30.0], "heldout": 1.0, "heldout+gain": 1.0, "consistency": 0.1, "shrink": {"0.2": [30.0]}}
+    pick = {"psnr": [31.0], "heldout": 0.9, "heldout+gain": 0.9, "consistency": 0.2, "shrink": {"0.2": [30.3]}}
+    late = {"psnr": [32.0], "heldout": 0.895, "heldout+gain": 0.895, "consistency": 0.3, "shrink": {"0.2": [30.5]}}
+    group = {"jpeg": [True], "trajectory": {"records": [start, pick, late]}}  # late: under 1 % better, not picked
+    pick["shrink"]["0.5"] = [30.6]
+    whole, half = selection.SUMMARY_RULES["single: ×1 JPEG, ×0.2 (JS)"], \
+        selection.SUMMARY_RULES["single default: ×0.5 JPEG|0.2"]
+    assert (selection.summary_pick(group, *whole), selection.summary_pick(group, *half)) == ([31.0], [30.6])
+    assert selection.summary_pick({**group, "jpeg": [False]}, *half) == [30.3]
+
+
 def test_the_hr_rows_choose_the_best_blend_of_the_outputs_at_the_pick_or_anywhere(selection):
     def rec(psnr, heldout, consistency, mix):
         return {"psnr": psnr, "heldout": heldout, "heldout+gain": heldout, "consistency": consistency,
