@@ -396,8 +396,8 @@ class AdaSSR(InternalLearning):
         """Round 1: internal learning; rounds 2..T: external (eq. 8), internal (eq. 10), dual (eq. 7).
         No round at all when the images show no gap to the model's training (:meth:`training_gap`).
         The selected weights' blend is checked on the held-out pairs (:meth:`checked_blend`);
-        where the outputs are blended, the result records whether JPEG shows in the images
-        (``image_traces``, which sets :meth:`auto_blend`)."""
+        where ``blend='auto'`` depends on it (:meth:`looks_for_jpeg`), the result records whether
+        JPEG shows in the images (``image_traces``, which :meth:`auto_blend` reads)."""
         c = self.config
         looks = self.looks_for_jpeg()
         compressed = self.compressed_images(group) if looks else None
