@@ -65,7 +65,7 @@ from ttasr.adapters.stopping import (  # noqa: E402
     BackProjection, FixedBudget, GuardedFallback, GuardedHeldOut, HeldOutPairs, NIQEPlateau, Stopping)
 from ttasr.adapters.training import blend_weights  # noqa: E402
 from ttasr.cli.options import overrides_from  # noqa: E402
-from ttasr.degradations import degrade, gaussian_blur  # noqa: E402
+from ttasr.degradations import degrade, estimate_chroma_noise, gaussian_blur  # noqa: E402
 from ttasr.inference import enhance_tensor  # noqa: E402
 from ttasr.metrics import NIQE, psnr_y  # noqa: E402
 from ttasr.methods.adassr.adapter import _jpeg_traces
@@ -350,6 +350,9 @@ def run_group(model, preset, deg, highs, rows, args, niqe, results, store) -> No
     if "jpeg" not in rows:  # whether JPEG shows in each LR image (the default returns whole outputs there)
         rows["jpeg"] = [bool(_jpeg_traces(lr, f"{preset} image {i}")) for i, lr in enumerate(lows)]
         save(store, results)
+    if "chroma_noise" not in rows:  # each LR image's chroma noise (the default keeps the final weights where noisy)
+        rows["chroma_noise"] = [estimate_chroma_noise(lr) for lr in lows]
+        save(store, results)
     if "default" not in rows and args.default_row:
         t = time.perf_counter()
         a = ttasr.AdaSSR(model, progress=False, seed=args.seed).fit(lows)
@@ -480,18 +483,33 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "outputs: heldout+gain ×0.5": ("heldout+gain", "0.5", "0.5", "outputs"),
                  "outputs: heldout+gain ×0.2": ("heldout+gain", "0.2", "0.2", "outputs"),
                  "single: ×1 JPEG, ×0.2 (JS)": ("heldout+gain-jpeg", "1", "0.2", "weights"),
-                 "single default: ×0.5 JPEG|0.2": ("heldout+gain-jpeg", "0.5", "0.2", "weights")}
+                 "single default: ×0.5 JPEG|0.2": ("heldout+gain-jpeg", "0.5", "0.2", "weights"),
+                 "default: + ½ final if noisy": ("checked-jpeg+noise", "0.5", "0.2", "outputs"),
+                 "single default: + ½ final": ("heldout+gain-jpeg+noise", "0.5", "0.2", "weights")}
 """``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise,
 the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the blend check
 (:func:`checked_pick`); ``checked-jpeg``: the same, whole outputs where the run recorded JPEG in
 an image (``jpeg``); ``heldout+gain-jpeg``: the held-out pick, the first blend where JPEG shows in
-the image (single-image mode: one image per group), the second otherwise. Rows that blend outputs, checked rows and
-rows that need ``jpeg`` are shown where every run recorded what they need."""
+the image (single-image mode: one image per group), the second otherwise; ``+noise``: the final
+weights at AdaSSR's ``noisy_blend`` (in the row's space) where every image of the group shows
+chroma noise and none JPEG (``noisy_final``), else the rule before it. Rows that blend outputs, checked rows and rows that
+need ``jpeg`` or ``chroma_noise`` are shown where every run recorded what they need."""
+
+
+def noisy(group: dict) -> bool:
+    """Whether AdaSSR's default keeps a group's final weights (``noisy_final``): every image's
+    recorded chroma noise reaches the threshold, and no image shows JPEG."""
+    threshold = ttasr.AdaSSRConfig().chroma_noise_threshold
+    return not any(group["jpeg"]) and all(level >= threshold for level in group["chroma_noise"])
 
 
 def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: str) -> list[float]:
     """PSNR-Y per image of what a row of :data:`SUMMARY_RULES` returns on one adaptation group."""
     records = group["trajectory"]["records"]
+    if rule.endswith("+noise"):
+        if noisy(group):
+            return records[-1][BLEND_RECORDS[space]][str(ttasr.AdaSSR.noisy_blend)]
+        rule = rule.removesuffix("+noise")
     if rule == "checked":
         return checked_pick(records, accepted, otherwise, space)
     if rule == "checked-jpeg":
@@ -552,7 +570,8 @@ def summary(folders: list[Path]) -> None:
     shown = {name for name, (rule, _, _, space) in SUMMARY_RULES.items()
              if (space == "weights" or "mix" in recorded)
              and (not rule.startswith("checked") or f"{BLEND_RECORDS[space]}_heldout" in recorded)
-             and (not rule.endswith("-jpeg") or all("jpeg" in g for _, _, groups in runs for g in groups))
+             and ("jpeg" not in rule or all("jpeg" in g for _, _, groups in runs for g in groups))
+             and (not rule.endswith("+noise") or all("chroma_noise" in g for _, _, groups in runs for g in groups))
              and ("l2" not in rule or "shrink_heldout_l2" in recorded)}
     for mode, label, groups in runs:
         base = np.concatenate([g["unadapted"] for g in groups])

@@ -220,6 +220,24 @@ def test_realesrgan_degradation_shape_determinism_and_usm(photo256):
         degrade_realesrgan(x[..., :8, :8], 4, seed=0)
 
 
+def test_chroma_noise_recovers_colour_noise_and_ignores_texture_and_grey_noise(photo256):
+    from ttasr.degradations import add_gaussian_noise, estimate_chroma_noise, estimate_noise_level
+
+    g = torch.Generator().manual_seed(0)
+    for level in (2.0, 5.0):
+        noisy = add_gaussian_noise(photo256, level / 255, generator=g)
+        assert estimate_chroma_noise(noisy) == pytest.approx(level, rel=0.2)
+    # texture that moves the channels together: the flattest-tile estimate sees "noise", this one does not
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 256), torch.linspace(0, 1, 256), indexing="ij")
+    stripes = 0.5 + 0.3 * torch.sign(torch.sin(400 * xx + 300 * yy))
+    texture = (stripes * torch.tensor([1.0, 0.8, 0.6]).view(3, 1, 1))[None]
+    assert estimate_noise_level(texture) > 10 and estimate_chroma_noise(texture) < 0.5
+    clean = estimate_chroma_noise(photo256)  # about 1: the photo's own colour noise
+    assert estimate_chroma_noise(add_gaussian_noise(photo256, 5 / 255, gray=True, generator=g)) < clean + 0.3
+    assert estimate_chroma_noise(photo256.mean(dim=1, keepdim=True)) == 0.0  # grey: no chroma to tell
+    assert estimate_chroma_noise(photo256[..., :3, :3]) == 0.0  # too small for one tile
+
+
 def test_jpeg_heavy_draws_its_quality_range(photo256):
     qualities = {degrade(photo256, 4, "jpeg-heavy", seed=s).params["jpeg_quality"] for s in range(12)}
     assert min(qualities) >= 40 and max(qualities) <= 60 and len(qualities) > 3

@@ -155,6 +155,34 @@ def test_adassr_returns_the_whole_output_where_jpeg_shows_and_checks_it_first(ti
     assert [n.fraction for n in seen[1:]] == [1.0, 0.5]
 
 
+def test_where_every_image_shows_colour_noise_half_of_the_final_change_is_returned(tiny_compact, photo):
+    from ttasr.adapters.training import blend_weights
+    from ttasr.degradations import add_gaussian_noise, gaussian_kernel
+
+    g = torch.Generator().manual_seed(0)
+    noisy, noisy2 = (add_gaussian_noise(photo, 8 / 255, generator=g) for _ in range(2))
+    kw = {"kernel": gaussian_kernel(7, 1.2), "batch_size": 2, "patch_size": 16, "progress": False, "seed": 0,
+          "attention": "none", "augment": False, "max_steps": 4, "eval_every": 2, "lr": 3e-3, "mode": "single"}
+    plain = ttasr.AdaSSR(tiny_compact, **kw, noisy_final=False, blend=1.0).fit(noisy).results[0]
+    a = ttasr.AdaSSR(tiny_compact, **kw)
+    a.fit([noisy, photo])
+    first, second = a.results
+    assert (first.image_traces, second.image_traces) == (("noise",), ())
+    assert (first.best_step, first.final_weights, a.auto_blend(first), first.blend) == (4, None, 0.5, 0.5)
+    final = plain.weights if plain.final_weights is None else plain.final_weights  # the same run's last weights
+    half = blend_weights(a.model.module.state_dict(), final, 0.5)
+    assert all(torch.allclose(first.weights[k], half[k]) for k in half)
+    assert a.auto_blend(second) == 0.2
+    # multi-image mode: every image must be noisy; the blend check is skipped (its targets are noisy)
+    multi = {**kw, "mode": "multi"}
+    both = ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, noisy2]).results[0]
+    assert (both.image_traces, both.best_step, both.blend_checked) == (("noise",), 4, None)
+    assert (both.blend, both.blend_space) == (0.5, "outputs")  # as the multi-image default blends
+    assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, photo]).results[0].image_traces == ()
+    # a rule the user chose is kept
+    assert ttasr.AdaSSR(tiny_compact, **kw, stopping="heldout").fit(noisy).results[0].image_traces == ()
+
+
 def test_single_image_mode_returns_half_the_pick_where_jpeg_shows_in_that_image(tiny_compact, photo):
     from ttasr.degradations import gaussian_kernel, jpeg
 

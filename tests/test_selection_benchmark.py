@@ -346,6 +346,20 @@ def test_the_single_image_rows_return_more_of_the_held_out_pick_where_the_image_
     assert selection.summary_pick({**group, "jpeg": [False]}, *half) == [30.3]
 
 
+def test_the_noise_rows_return_half_of_the_final_change_only_where_every_image_is_noisy(selection):
+    start = {"psnr": [30.0], "heldout": 1.0, "heldout+gain": 1.0, "consistency": 0.1, "shrink": {"0.2": [30.0]}}
+    pick = {"psnr": [31.0], "heldout": 0.9, "heldout+gain": 0.9, "consistency": 0.2,
+            "shrink": {"0.2": [30.3], "0.5": [30.6]}}
+    last = {"psnr": [34.0], "heldout": 0.95, "heldout+gain": 0.95, "consistency": 0.3,
+            "shrink": {"0.2": [30.8], "0.5": [32.0]}}
+    noisy = {"jpeg": [False], "chroma_noise": [3.0], "trajectory": {"records": [start, pick, last]}}
+    row = selection.SUMMARY_RULES["single default: + ½ final"]
+    assert selection.summary_pick(noisy, *row) == [32.0]  # the last record, half
+    assert selection.summary_pick({**noisy, "chroma_noise": [2.4]}, *row) == [30.3]  # below 2.5: the default
+    assert selection.summary_pick({**noisy, "jpeg": [True]}, *row) == [30.6]  # JPEG: half of the pick
+    assert not selection.noisy({"jpeg": [False, False], "chroma_noise": [3.0, 1.0]})  # every image must be
+
+
 def test_the_hr_rows_choose_the_best_blend_of_the_outputs_at_the_pick_or_anywhere(selection):
     def rec(psnr, heldout, consistency, mix):
         return {"psnr": psnr, "heldout": heldout, "heldout+gain": heldout, "consistency": consistency,

@@ -18,7 +18,14 @@ from .kernels import (
     subsample,
     unsharp_mask,
 )
-from .noise import add_gaussian_noise, add_poisson_noise, estimate_noise_level, jpeg, quantize_8bit
+from .noise import (
+    add_gaussian_noise,
+    add_poisson_noise,
+    estimate_chroma_noise,
+    estimate_noise_level,
+    jpeg,
+    quantize_8bit,
+)
 from .random_noise import random_noise
 from .realesrgan import (
     RealESRGANConfig,
@@ -46,6 +53,7 @@ __all__ = [
     "degrade_realesrgan",
     "degrade_realesrgan_batch",
     "degrade_with_kernel",
+    "estimate_chroma_noise",
     "gaussian_blur",
     "gaussian_kernel",
     "gaussian_kernels",

@@ -21,7 +21,8 @@ from PIL import Image
 from ..errors import InputError
 from .kernels import device_constant, upload_async
 
-__all__ = ["add_gaussian_noise", "add_poisson_noise", "estimate_noise_level", "jpeg", "quantize_8bit"]
+__all__ = ["add_gaussian_noise", "add_poisson_noise", "estimate_chroma_noise", "estimate_noise_level", "jpeg",
+           "quantize_8bit"]
 
 # ITU-R BT.601 luma, the grey used for "gray" (channel-shared) noise, as in Real-ESRGAN.
 _GRAY = (0.299, 0.587, 0.114)
@@ -179,3 +180,33 @@ def estimate_noise_level(img: torch.Tensor, block: int = 8, quantile: float = 0.
     b = max(1, min(block, hh.shape[1], hh.shape[2]))
     rms = torch.nn.functional.avg_pool2d(hh[:, None] ** 2, b, stride=b).flatten(1).sqrt()
     return float(torch.quantile(rms, quantile, dim=1).mean()) * 255.0
+
+
+def estimate_chroma_noise(img: torch.Tensor, block: int = 8) -> float:
+    """Std. dev. of noise drawn independently in each colour channel of ``img`` (1x3xHxW in
+    [0, 1]), in 8-bit levels; 0 for a grey image.
+
+    Texture moves the channels together (mostly in brightness), such noise does not. In each
+    ``block`` x ``block`` tile of the diagonal Haar detail ``HH`` (:func:`estimate_noise_level`), the
+    3x3 covariance between the channels has texture in its largest eigenvalue and the noise's
+    variance in the other two; the estimate is the median over tiles of the square root of the
+    smallest. Unlike the flattest-tile estimate, photos without flat regions do not raise it
+    (benchmarks/RESULTS.md, 'Noise in the colours'); noise shared by the channels (grey noise) and
+    noise that chroma subsampling removed (most JPEGs) do not show.
+    """
+    _check(img, "image")
+    g = img.double()[0] * 255.0
+    if g.shape[0] != 3:
+        return 0.0
+    h, w = g.shape[1] // 2 * 2, g.shape[2] // 2 * 2
+    g = g[:, :h, :w]
+    hh = (g[:, 0::2, 0::2] - g[:, 0::2, 1::2] - g[:, 1::2, 0::2] + g[:, 1::2, 1::2]) / 2
+    b = max(2, min(block, hh.shape[1], hh.shape[2]))
+    rows, cols = hh.shape[1] // b, hh.shape[2] // b
+    if rows == 0 or cols == 0:
+        return 0.0
+    tiles = hh[:, :rows * b, :cols * b].reshape(3, rows, b, cols, b).permute(1, 3, 0, 2, 4).reshape(-1, 3, b * b)
+    tiles = tiles - tiles.mean(dim=2, keepdim=True)
+    cov = tiles @ tiles.transpose(1, 2) / (b * b - 1)
+    smallest = torch.linalg.eigvalsh(cov)[:, 0].clamp_min(0).sqrt()
+    return float(smallest.median())

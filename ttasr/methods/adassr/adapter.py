@@ -26,7 +26,7 @@ from ...adapters.config import AdapterConfig
 from ...adapters.loop import LoopSettings
 from ...adapters.stopping import STOPPING_RULES, GuardedFallback, GuardedHeldOut, HeldOutPairs
 from ...adapters.training import blend_weights, snapshot
-from ...degradations import bicubic_kernel, estimate_noise_level, response_distance
+from ...degradations import bicubic_kernel, estimate_chroma_noise, estimate_noise_level, response_distance
 from ...errors import InputError
 from ...models import OutputBlend, SRModel, load_model
 from ...pairs import AugmentConfig, KernelEstimate, load_kernel
@@ -114,12 +114,21 @@ class AdaSSRConfig(InternalLearningConfig):
         "Real-ESRGAN-style models are not): when the given kernel is MATLAB bicubic's (within gap_tolerance), the "
         "images carry the model's own training blur and AdaSSR keeps the pretrained weights without training, "
         "unless an image shows JPEG compression (ttasr.pairs.detect_jpeg; benchmarks/RESULTS.md, 'No gap, no adaptation'). "
-        "Noise is not checked (no detector tried tells it from texture): for noisy bicubic images, set "
-        "'unknown'. 'unknown': always adapt.")
+        "Noise is not checked (estimate_chroma_noise tells colour noise from texture, but this gate was not "
+        "measured with it): for noisy bicubic images, set 'unknown'. 'unknown': always adapt.")
     gap_tolerance: float = option(0.05, "trained_on='bicubic': the largest difference of frequency-response "
                                   "magnitude below the LR Nyquist (ttasr.degradations.response_distance) at "
                                   "which the given kernel counts as bicubic's. Gaussian blurs are >= 0.1 away.",
                                   low=0)
+    noisy_final: bool = option(
+        True, "stopping='auto' and blend='auto' with a given (measured) kernel (ours): where every image shows noise "
+        "drawn independently in each colour channel (ttasr.degradations.estimate_chroma_noise >= "
+        "chroma_noise_threshold) and none shows JPEG, half of the final weights' change is returned (noisy_blend). "
+        "The noise augmentations teach the model to denoise, which the held-out error cannot see: its targets are "
+        "the noisy LR (benchmarks/RESULTS.md, 'Noise in the colours').")
+    chroma_noise_threshold: float = option(2.5, "noisy_final: the chroma noise level (8-bit levels) from which an "
+                                           "image counts as noisy (noise-free photos measured at most 2.37).",
+                                           low=0)
     blend_check: bool = option(
         True, "blend='auto' with stopping 'guarded-fallback' (ours): the returned blend must do no worse than the "
         "unadapted weights on the held-out pairs; if it does, the next smaller blend of 1 (where JPEG shows), 0.5, "
@@ -194,6 +203,11 @@ class AdaSSR(InternalLearning):
     shows in the image (weights). The whole pick gained most there but lost 0.10 dB on one photo
     of 27 (benchmarks/RESULTS.md, 'Single images: half where JPEG shows')."""
 
+    noisy_blend: ClassVar[float] = 0.5
+    """``blend='auto'`` of the final weights where every image shows chroma noise
+    (:meth:`noisy_images`): the whole final weights lost 2.5 dB on one pattern photo of 26, half
+    of them gained on every photo (benchmarks/RESULTS.md, 'Noise in the colours')."""
+
     fallback_modes: ClassVar[tuple[str, ...]] = ("multi",)
     """Modes in which ``stopping='auto'`` with a given kernel is ``guarded-fallback`` (benchmarks/RESULTS.md,
     'A fallback when the guard accepts nothing'); ``heldout`` in the others."""
@@ -214,11 +228,14 @@ class AdaSSR(InternalLearning):
         where the blend check found that blend worse than the start on the held-out pairs
         (:meth:`checked_blend`). A fifth of the held-out rule's pick, half of it in single-image
         mode where JPEG shows in the image (:attr:`single_compressed_blend`); half after
-        ``heldout-guarded`` in multi-image mode. benchmarks/RESULTS.md, 'A fallback when the guard
-        accepts nothing'."""
+        ``heldout-guarded`` in multi-image mode. Where every image is noisy (:meth:`noisy_images`),
+        half of the final weights' change (:attr:`noisy_blend`). benchmarks/RESULTS.md, 'A fallback
+        when the guard accepts nothing'."""
         c, rule = self.config, self.stopping
         if c.kernel_source != "given":
             return self.blind_blend
+        if result is not None and "noise" in result.image_traces:
+            return self.noisy_blend
         compressed = result is not None and "jpeg" in result.image_traces
         if isinstance(rule, GuardedFallback):
             accepted = result is None or GuardedFallback.accepted(result.best_score)
@@ -327,6 +344,29 @@ class AdaSSR(InternalLearning):
         """The names of the group's images that show JPEG compression (:func:`ttasr.pairs.detect_jpeg`)."""
         return [str(group.name(i)) for i, y in enumerate(group.tensors) if _jpeg_traces(y, str(group.name(i)))]
 
+    def looks_for_noise(self) -> bool:
+        """Whether the default rules depend on noise in the images (:attr:`AdaSSRConfig.noisy_final`):
+        ``stopping`` and ``blend`` 'auto' with a given kernel."""
+        c = self.config
+        return c.noisy_final and c.stopping == "auto" and c.blend == "auto" and c.kernel_source == "given"
+
+    def noisy_images(self, group: ImageGroup) -> list[str]:
+        """The names of the group's images whose chroma noise (:func:`ttasr.degradations.estimate_chroma_noise`)
+        reaches ``chroma_noise_threshold``."""
+        levels = {str(group.name(i)): estimate_chroma_noise(y.float().cpu()) for i, y in enumerate(group.tensors)}
+        log.info("%s: chroma noise (8-bit levels): %s", self.name,
+                 ", ".join(f"{name} {level:.2f}" for name, level in levels.items()))
+        return [name for name, level in levels.items() if level >= self.config.chroma_noise_threshold]
+
+    def final_weights(self, result: FitResult) -> FitResult:
+        """``result`` with its last weights selected (:meth:`noisy_images`): the held-out error
+        cannot see denoising, its targets being the noisy LR images."""
+        if result.final_weights is None:
+            return result
+        last = [h for h in result.history if h.get("step") == result.steps and "score" in h]
+        return dataclasses.replace(result, weights=result.final_weights, final_weights=None, best_step=result.steps,
+                                   best_score=last[-1]["score"] if last else None)
+
     def training_gap(self, group: ImageGroup, compressed: list[str] | None = None) -> str | None:
         """``None`` when the images may differ from the model's training degradation; else why
         they do not: the given kernel is the bicubic downscaling the model was trained on
@@ -366,7 +406,7 @@ class AdaSSR(InternalLearning):
         the blends checked are the outputs' (:class:`~ttasr.models.blending.OutputBlend`)."""
         c, rule = self.config, self.stopping
         if not (c.blend_check and c.blend == "auto" and isinstance(rule, GuardedFallback)) \
-                or result.best_step == 0 or result.interrupted:
+                or result.best_step == 0 or result.interrupted or "noise" in result.image_traces:
             return None
         start = self.model.module.state_dict()  # the pretrained weights; blends are new tensors
         net = copy.deepcopy(self.model.module).to(self.device).eval()
@@ -410,7 +450,13 @@ class AdaSSR(InternalLearning):
                      "the whole adapted output is returned where the blend check allows"
                      if isinstance(self.stopping, GuardedFallback) else
                      f"{self.single_compressed_blend:g} of the selected change is returned")
+        elif self.looks_for_noise() and len(self.noisy_images(group)) == len(group.tensors):
+            traces = ("noise",)
+            log.info("%s: every image shows chroma noise: %g of the final weights' change is returned", self.name,
+                     self.noisy_blend)
         result = dataclasses.replace(self.run_loop(group, callbacks, resume), image_traces=traces)
+        if traces == ("noise",):
+            result = self.final_weights(result)
         if c.admm_rounds <= 1 or result.interrupted:
             return dataclasses.replace(result, blend_checked=self.checked_blend(result, group))
         from ...io import load_images
@@ -438,7 +484,8 @@ class AdaSSR(InternalLearning):
             u = dual_update(u, theta, theta_e)
             if later.interrupted:
                 break
-        return dataclasses.replace(result, image_traces=traces)
+        result = dataclasses.replace(result, image_traces=traces)
+        return self.final_weights(result) if traces == ("noise",) else result
 
     def describe(self) -> dict[str, str]:
         out: dict[str, str] = {"attention": self.config.attention}
