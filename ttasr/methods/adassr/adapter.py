@@ -127,7 +127,7 @@ class AdaSSRConfig(InternalLearningConfig):
         "The noise augmentations teach the model to denoise, which the held-out error cannot see: its targets are "
         "the noisy LR (benchmarks/RESULTS.md, 'Noise in the colours').")
     chroma_noise_threshold: float = option(2.5, "noisy_final: the chroma noise level (8-bit levels) from which an "
-                                           "image counts as noisy (noise-free photos measured at most 2.37).",
+                                           "image counts as noisy (noise-free photos measured at most 2.33).",
                                            low=0)
     blend_check: bool = option(
         True, "blend='auto' with stopping 'guarded-fallback' (ours): the returned blend must do no worse than the "
@@ -450,7 +450,8 @@ class AdaSSR(InternalLearning):
                      "the whole adapted output is returned where the blend check allows"
                      if isinstance(self.stopping, GuardedFallback) else
                      f"{self.single_compressed_blend:g} of the selected change is returned")
-        elif self.looks_for_noise() and len(self.noisy_images(group)) == len(group.tensors):
+        elif self.looks_for_noise() and len(self.noisy_images(group)) == len(group.tensors) \
+                and not (self.compressed_images(group) if compressed is None else compressed):
             traces = ("noise",)
             log.info("%s: every image shows chroma noise: %g of the final weights' change is returned", self.name,
                      self.noisy_blend)
