@@ -2,9 +2,9 @@
 
     .venv/bin/python benchmarks/chroma_noise.py [--photos A,B] [--seeds 0,1,2,3] [--threshold 2.5]
 
-AdaSSR returns its final weights whole where every LR image shows noise drawn independently in
-each colour channel (``noisy_final``): :func:`ttasr.degradations.estimate_chroma_noise` at or
-above ``chroma_noise_threshold``. A false alarm on a noise-free photo would return training
+With a measured kernel, AdaSSR returns half of its final weights' change where every LR image
+shows noise drawn independently in each colour channel (``noisy_final``):
+:func:`ttasr.degradations.estimate_chroma_noise` at or above ``chroma_noise_threshold``. A false alarm on a noise-free photo would return training
 that can only smooth it, so this script degrades each photo (centre crop of ``--size`` HR px,
 x4) with every proxy preset at each seed (one seed, one camera: its blur, noise levels and
 JPEG quality) and prints, per preset and seed, the detector's smallest, median and largest

@@ -497,7 +497,7 @@ need ``jpeg`` or ``chroma_noise`` are shown where every run recorded what they n
 
 
 def noisy(group: dict) -> bool:
-    """Whether AdaSSR's default keeps a group's final weights (``noisy_final``): every image's
+    """Whether AdaSSR's default returns part of a group's final weights (``noisy_final``): every image's
     recorded chroma noise reaches the threshold, and no image shows JPEG."""
     threshold = ttasr.AdaSSRConfig().chroma_noise_threshold
     return not any(group["jpeg"]) and all(level >= threshold for level in group["chroma_noise"])

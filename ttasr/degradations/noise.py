@@ -163,6 +163,12 @@ def jpeg(img: torch.Tensor, quality: int | Sequence[int] | torch.Tensor) -> torc
     return res.to(img.device)
 
 
+def _haar_diagonal(g: torch.Tensor) -> torch.Tensor:
+    """``HH = (a - b - c + d) / 2`` of each 2x2 block of ``g`` (CxHxW; an odd last row or column is dropped)."""
+    g = g[:, :g.shape[1] // 2 * 2, :g.shape[2] // 2 * 2]
+    return (g[:, 0::2, 0::2] - g[:, 0::2, 1::2] - g[:, 1::2, 0::2] + g[:, 1::2, 1::2]) / 2
+
+
 def estimate_noise_level(img: torch.Tensor, block: int = 8, quantile: float = 0.1) -> float:
     """Std. dev. of white noise in ``img`` (1xCxHxW in [0, 1]), in 8-bit levels.
 
@@ -173,10 +179,7 @@ def estimate_noise_level(img: torch.Tensor, block: int = 8, quantile: float = 0.
     detailed images; 8-bit quantisation alone gives about 0.3 levels.
     """
     _check(img, "image")
-    g = img.float()[0]
-    h, w = g.shape[1] // 2 * 2, g.shape[2] // 2 * 2
-    g = g[:, :h, :w]
-    hh = (g[:, 0::2, 0::2] - g[:, 0::2, 1::2] - g[:, 1::2, 0::2] + g[:, 1::2, 1::2]) / 2
+    hh = _haar_diagonal(img.float()[0])
     b = max(1, min(block, hh.shape[1], hh.shape[2]))
     rms = torch.nn.functional.avg_pool2d(hh[:, None] ** 2, b, stride=b).flatten(1).sqrt()
     return float(torch.quantile(rms, quantile, dim=1).mean()) * 255.0
@@ -195,12 +198,9 @@ def estimate_chroma_noise(img: torch.Tensor, block: int = 8) -> float:
     noise that chroma subsampling removed (most JPEGs) do not show.
     """
     _check(img, "image")
-    g = img.double()[0] * 255.0
-    if g.shape[0] != 3:
+    if img.shape[1] != 3:
         return 0.0
-    h, w = g.shape[1] // 2 * 2, g.shape[2] // 2 * 2
-    g = g[:, :h, :w]
-    hh = (g[:, 0::2, 0::2] - g[:, 0::2, 1::2] - g[:, 1::2, 0::2] + g[:, 1::2, 1::2]) / 2
+    hh = _haar_diagonal(img.double()[0] * 255.0)
     b = max(2, min(block, hh.shape[1], hh.shape[2]))
     rows, cols = hh.shape[1] // b, hh.shape[2] // b
     if rows == 0 or cols == 0:
