@@ -485,15 +485,20 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "single: ×1 JPEG, ×0.2 (JS)": ("heldout+gain-jpeg", "1", "0.2", "weights"),
                  "single default: ×0.5 JPEG|0.2": ("heldout+gain-jpeg", "0.5", "0.2", "weights"),
                  "default: + ½ final if noisy": ("checked-jpeg+noise", "0.5", "0.2", "outputs"),
-                 "single default: + ½ final": ("heldout+gain-jpeg+noise", "0.5", "0.2", "weights")}
+                 "single default: + ½ final": ("heldout+gain-jpeg+noise", "0.5", "0.2", "weights"),
+                 "blind: ½ out if JPEG|noise": ("heldout+gain-traces", "0.5", "0.1", "outputs"),
+                 "blind: ×1 JPEG, ½ noise": ("heldout+gain-traces", "1", "0.1", "outputs")}
 """``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise,
 the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the blend check
 (:func:`checked_pick`); ``checked-jpeg``: the same, whole outputs where the run recorded JPEG in
 an image (``jpeg``); ``heldout+gain-jpeg``: the held-out pick, the first blend where JPEG shows in
 the image (single-image mode: one image per group), the second otherwise; ``+noise``: the final
 weights at AdaSSR's ``noisy_blend`` (in the row's space) where every image of the group shows
-chroma noise and none JPEG (``noisy_final``), else the rule before it. Rows that blend outputs, checked rows and rows that
-need ``jpeg`` or ``chroma_noise`` are shown where every run recorded what they need."""
+chroma noise and none JPEG (``noisy_final``), else the rule before it; ``-traces`` (the blind
+default's rule, shown for runs with an estimated kernel): the final weights' ``noisy_blend`` of
+the outputs where the group is noisy, else the first blend of the held-out pick's outputs where
+JPEG shows in an image, else the second blend of its weights. Rows that blend outputs, checked
+rows and rows that need ``jpeg`` or ``chroma_noise`` are shown where every run recorded what they need."""
 
 
 def noisy(group: dict) -> bool:
@@ -506,6 +511,12 @@ def noisy(group: dict) -> bool:
 def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: str) -> list[float]:
     """PSNR-Y per image of what a row of :data:`SUMMARY_RULES` returns on one adaptation group."""
     records = group["trajectory"]["records"]
+    if rule.endswith("-traces"):
+        if noisy(group):
+            return records[-1]["mix"][str(ttasr.AdaSSR.noisy_blend)]
+        if any(group["jpeg"]):
+            return blended_pick(records, rule.removesuffix("-traces"), accepted, accepted, "outputs")
+        return blended_pick(records, rule.removesuffix("-traces"), otherwise, otherwise, "weights")
     if rule.endswith("+noise"):
         if noisy(group):
             return records[-1][BLEND_RECORDS[space]][str(ttasr.AdaSSR.noisy_blend)]
@@ -551,6 +562,7 @@ def summary(folders: list[Path]) -> None:
     between: dict[str, list[int]] = {}
     blends = {lam for _, *lams, space in SUMMARY_RULES.values() if space == "weights" for lam in lams} - {"1"}
     runs: list[tuple[str, str, list[dict]]] = []
+    blind = True  # every run with an estimated kernel: the blind default's rows apply
     for folder in folders:
         if not (folder / "results.json").is_file():
             raise SystemExit(f"--summary: {folder} has no results.json (give --out folders, e.g. outputs/run-*/)")
@@ -565,13 +577,17 @@ def summary(folders: list[Path]) -> None:
                 continue  # not recorded with the guard's error and these blends: nothing to replay
             label = folder.name if folder.name.endswith(preset) else f"{folder.name}:{preset}"
             runs.append((mode, label, groups))
+            blind = blind and results.get("candidate", {}).get("kernel_estimator", "auto") != "given"
     recorded = {key for key in ("mix", "shrink_heldout", "mix_heldout", "heldout_l2", "shrink_heldout_l2")
                 if runs and all(key in r for _, _, groups in runs for g in groups for r in g["trajectory"]["records"])}
     shown = {name for name, (rule, _, _, space) in SUMMARY_RULES.items()
              if (space == "weights" or "mix" in recorded)
              and (not rule.startswith("checked") or f"{BLEND_RECORDS[space]}_heldout" in recorded)
-             and ("jpeg" not in rule or all("jpeg" in g for _, _, groups in runs for g in groups))
-             and (not rule.endswith("+noise") or all("chroma_noise" in g for _, _, groups in runs for g in groups))
+             and (not rule.endswith("-traces") or blind)
+             and (("jpeg" not in rule and not rule.endswith("-traces"))
+                  or all("jpeg" in g for _, _, groups in runs for g in groups))
+             and (not rule.endswith(("+noise", "-traces"))
+                  or all("chroma_noise" in g for _, _, groups in runs for g in groups))
              and ("l2" not in rule or "shrink_heldout_l2" in recorded)}
     for mode, label, groups in runs:
         base = np.concatenate([g["unadapted"] for g in groups])

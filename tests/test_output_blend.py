@@ -11,6 +11,7 @@ import torch
 import ttasr
 from ttasr import InternalLearning
 from ttasr.errors import ModelError
+from ttasr.inference import enhance_tensor
 from ttasr.models import OutputBlend, blend_outputs
 from ttasr.models.saving import save_model
 
@@ -195,7 +196,33 @@ def test_single_image_mode_returns_half_the_pick_where_jpeg_shows_in_that_image(
     assert (first.image_traces, second.image_traces) == (("jpeg",), ())
     assert (a.auto_blend(first), a.auto_blend(second)) == (0.5, 0.2)
     assert (first.blend_checked, second.blend_checked) == (None, None)  # the held-out pick already beat the start
-    # blind (estimated kernel): the JPEG is not looked for, a tenth as before
-    blind = {k: v for k, v in kw.items() if k != "kernel"}
-    b = ttasr.AdaSSR(tiny_compact, **blind).fit(jpeg(photo, 40))
-    assert b.results[0].image_traces == () and b.auto_blend(b.results[0]) == 0.1
+
+
+def test_without_a_kernel_half_of_the_output_is_returned_where_jpeg_or_colour_noise_shows(tiny_compact, photo):
+    from ttasr.degradations import add_gaussian_noise, jpeg
+
+    g = torch.Generator().manual_seed(0)
+    noisy, noisy2 = (add_gaussian_noise(photo, 8 / 255, generator=g) for _ in range(2))
+    kw = {"batch_size": 2, "patch_size": 16, "progress": False, "seed": 0, "attention": "none", "augment": False,
+          "max_steps": 4, "eval_every": 2, "lr": 3e-3, "mode": "single"}
+    a = ttasr.AdaSSR(tiny_compact, **kw)
+    assert (a.config.kernel_source, a.stopping_rule()) == ("consistency", "heldout")
+    images = [jpeg(photo, 40), noisy, photo]
+    sr = a.fit(images).enhance()
+    compressed, grainy, clean = a.results
+    assert [r.image_traces for r in a.results] == [("jpeg",), ("noise",), ()]
+    assert [r.blend for r in a.results] == [0.5, 0.5, 0.1]
+    assert (compressed.best_step, compressed.blend_space) == (4, "outputs")  # the held-out pick (here the last step)
+    assert (grainy.best_step, grainy.blend_space, clean.blend_space) == (4, "outputs", "weights")
+    # the noisy image's output is half of the final weights' output and half of the pretrained one
+    whole = a.model.with_weights(grainy.weights)
+    half = 0.5 * enhance_tensor(whole, noisy) + 0.5 * enhance_tensor(a.model, noisy)
+    torch.testing.assert_close(sr[1], half, atol=1e-3, rtol=0)  # each output clamped to [0, 1] before the blend
+    # multi-image mode: every image must show it; a space or blend the user chose is kept
+    multi = {**kw, "mode": "multi"}
+    both = ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, noisy2]).results[0]
+    assert (both.image_traces, both.best_step, both.blend, both.blend_space) == (("noise",), 4, 0.5, "outputs")
+    assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, photo]).results[0].image_traces == ()
+    mine = ttasr.AdaSSR(tiny_compact, **multi, blend_space="weights").fit([noisy, noisy2]).results[0]
+    assert (mine.image_traces, mine.blend, mine.blend_space) == (("noise",), 0.5, "weights")
+    assert ttasr.AdaSSR(tiny_compact, **multi, blend=0.3).fit([noisy, noisy2]).results[0].image_traces == ()

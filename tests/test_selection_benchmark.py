@@ -360,6 +360,21 @@ def test_the_noise_rows_return_half_of_the_final_change_only_where_every_image_i
     assert not selection.noisy({"jpeg": [False, False], "chroma_noise": [3.0, 1.0]})  # every image must be
 
 
+def test_the_blind_rows_blend_outputs_where_a_trace_shows_and_a_tenth_of_the_weights_elsewhere(selection):
+    start = {"psnr": [30.0], "heldout": 1.0, "heldout+gain": 1.0, "consistency": 0.1,
+             "shrink": {"0.1": [30.0]}, "mix": {"0.5": [30.0]}}
+    pick = {"psnr": [31.0], "heldout": 0.9, "heldout+gain": 0.9, "consistency": 0.2,
+            "shrink": {"0.1": [29.9]}, "mix": {"0.5": [30.7]}}
+    last = {"psnr": [34.0], "heldout": 0.95, "heldout+gain": 0.95, "consistency": 0.3,
+            "shrink": {"0.1": [30.1]}, "mix": {"0.5": [32.5]}}
+    group = {"jpeg": [False], "chroma_noise": [1.0], "trajectory": {"records": [start, pick, last]}}
+    half, whole = (selection.SUMMARY_RULES[k] for k in ("blind: ½ out if JPEG|noise", "blind: ×1 JPEG, ½ noise"))
+    assert selection.summary_pick(group, *half) == [29.9]  # no trace: a tenth of the pick's weights
+    assert selection.summary_pick({**group, "jpeg": [True]}, *half) == [30.7]  # half of the pick's outputs
+    assert selection.summary_pick({**group, "jpeg": [True]}, *whole) == [31.0]
+    assert selection.summary_pick({**group, "chroma_noise": [3.0]}, *whole) == [32.5]  # half of the last outputs
+
+
 def test_the_hr_rows_choose_the_best_blend_of_the_outputs_at_the_pick_or_anywhere(selection):
     def rec(psnr, heldout, consistency, mix):
         return {"psnr": psnr, "heldout": heldout, "heldout+gain": heldout, "consistency": consistency,

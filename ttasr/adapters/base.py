@@ -308,13 +308,13 @@ class Adapter(ABC, Generic[C]):
         """``blend='auto'``: the whole adaptation, unless a method knows better."""
         return 1.0
 
-    def blend_space(self) -> Literal["weights", "outputs"]:
+    def blend_space(self, result: FitResult | None = None) -> Literal["weights", "outputs"]:
         """Where the blend applies: ``config.blend_space``, or with ``'auto'`` the method's own
-        choice (:meth:`auto_blend_space`)."""
+        choice (:meth:`auto_blend_space`), which may depend on what ``result`` found."""
         space = self.config.blend_space
-        return self.auto_blend_space() if space == "auto" else space
+        return self.auto_blend_space(result) if space == "auto" else space
 
-    def auto_blend_space(self) -> Literal["weights", "outputs"]:
+    def auto_blend_space(self, result: FitResult | None = None) -> Literal["weights", "outputs"]:
         """``blend_space='auto'``: one network (``'weights'``), unless a method knows better."""
         return "weights"
 
@@ -329,7 +329,7 @@ class Adapter(ABC, Generic[C]):
         if blend == 1.0:
             return result
         # none of the adaptation, or the start selected: one network
-        space = self.blend_space() if blend > 0.0 and result.best_step > 0 else "weights"
+        space = self.blend_space(result) if blend > 0.0 and result.best_step > 0 else "weights"
         log.info("%s: returning %.2g of the adaptation in %s (blend=%r)", self.name, blend, space,
                  self.config.blend)
         if space == "outputs":

@@ -73,13 +73,15 @@ class AdaSSRConfig(InternalLearningConfig):
         "accepted, else 0.2 (benchmarks/RESULTS.md, 'The kernel decides', 'A guard from back-projection', 'A fallback when the "
         "guard accepts nothing'); with 'guarded-fallback' 1 (the whole output) where JPEG shows in an image "
         "('Whole outputs where JPEG shows'); in single-image mode 0.5 of the held-out pick where JPEG shows in "
-        "the image ('Single images: half where JPEG shows'). The paper: 1.",
+        "the image ('Single images: half where JPEG shows'). With an estimated kernel, 0.5 of the held-out pick's "
+        "outputs where JPEG shows in an image ('Traces without a kernel'). The paper: 1.",
         low=0, high=1)
     blend_space: Literal["weights", "outputs", "auto"] = option(
         "auto", "Where blend applies: 'weights' (one network, Θ0 + blend·(Θ − Θ0)) or 'outputs' (blend·N_Θ(y) + "
         "(1 − blend)·N_Θ0(y): two forward passes, never below both ends; save() writes Θ and ttasr.load_model "
         "restores the blend). 'auto' (ours): outputs with stopping 'guarded-fallback' (a given kernel, "
-        "multi-image mode), weights otherwise (benchmarks/RESULTS.md, 'Blending the outputs'). The paper: blend 1.")
+        "multi-image mode) and, with an estimated kernel, where JPEG or colour noise shows (image_traces); weights "
+        "otherwise (benchmarks/RESULTS.md, 'Blending the outputs', 'Traces without a kernel'). The paper: blend 1.")
     kernel_estimator: Literal["auto", "consistency", "bicubic", "given"] = option(
         "auto", "How y_d is made: 'consistency' (ours: an anisotropic Gaussian minimising "
         "||D_k(N(y)) - y||; the paper estimates k 'in a self-learning manner'), 'bicubic' (the ablation's "
@@ -121,11 +123,11 @@ class AdaSSRConfig(InternalLearningConfig):
                                   "which the given kernel counts as bicubic's. Gaussian blurs are >= 0.1 away.",
                                   low=0)
     noisy_final: bool = option(
-        True, "stopping='auto' and blend='auto' with a given (measured) kernel (ours): where every image shows noise "
-        "drawn independently in each colour channel (ttasr.degradations.estimate_chroma_noise >= "
-        "chroma_noise_threshold) and none shows JPEG, half of the final weights' change is returned (noisy_blend). "
+        True, "stopping='auto' and blend='auto' (ours): where every image shows noise drawn independently in each "
+        "colour channel (ttasr.degradations.estimate_chroma_noise >= chroma_noise_threshold) and none shows JPEG, "
+        "half of the final weights' change is returned (noisy_blend; with an estimated kernel, of their outputs). "
         "The noise augmentations teach the model to denoise, which the held-out error cannot see: its targets are "
-        "the noisy LR (benchmarks/RESULTS.md, 'Noise in the colours').")
+        "the noisy LR (benchmarks/RESULTS.md, 'Noise in the colours', 'Traces without a kernel').")
     chroma_noise_threshold: float = option(2.5, "noisy_final: the chroma noise level (8-bit levels) from which an "
                                            "image counts as noisy (noise-free photos measured at most 2.33).",
                                            low=0)
@@ -186,6 +188,9 @@ class AdaSSR(InternalLearning):
 
     blind_blend: ClassVar[float] = 0.1
     """``blend='auto'`` with an estimated kernel (README, 'Default vs paper')."""
+    blind_compressed_blend: ClassVar[float] = 0.5
+    """``blend='auto'`` of the held-out pick's outputs with an estimated kernel, where JPEG shows
+    in an image of the group (benchmarks/RESULTS.md, 'Traces without a kernel')."""
     guarded_blend: ClassVar[float] = 0.5
     """``blend='auto'`` with a given kernel, of weights the guard accepted (benchmarks/RESULTS.md, 'A guard from
     back-projection')."""
@@ -221,7 +226,9 @@ class AdaSSR(InternalLearning):
         return "guarded-fallback" if c.kernel_source == "given" and c.mode in self.fallback_modes else "heldout"
 
     def auto_blend(self, result: FitResult | None = None) -> float:
-        """A tenth of the adaptation when the kernel is estimated. With a given (measured)
+        """A tenth of the adaptation when the kernel is estimated, half of the pick where JPEG
+        shows in an image (:attr:`blind_compressed_blend`; both blends of the outputs where a
+        trace shows, :meth:`auto_blend_space`). With a given (measured)
         kernel: half of weights the guard accepted, a fifth of a fallback pick
         (``guarded-fallback``: ``result`` says which), the whole output of either where ``result``
         found JPEG in the images and the outputs are blended (:attr:`compressed_blend`); less
@@ -232,11 +239,11 @@ class AdaSSR(InternalLearning):
         half of the final weights' change (:attr:`noisy_blend`). benchmarks/RESULTS.md, 'A fallback
         when the guard accepts nothing'."""
         c, rule = self.config, self.stopping
-        if c.kernel_source != "given":
-            return self.blind_blend
         if result is not None and "noise" in result.image_traces:
             return self.noisy_blend
         compressed = result is not None and "jpeg" in result.image_traces
+        if c.kernel_source != "given":
+            return self.blind_compressed_blend if compressed else self.blind_blend
         if isinstance(rule, GuardedFallback):
             accepted = result is None or GuardedFallback.accepted(result.best_score)
             blend = self.guarded_blend if accepted else self.measured_blend
@@ -248,12 +255,17 @@ class AdaSSR(InternalLearning):
         guarded = isinstance(rule, GuardedHeldOut) and c.mode == "multi"
         return self.guarded_blend if guarded else self.measured_blend
 
-    def auto_blend_space(self) -> Literal["weights", "outputs"]:
+    def auto_blend_space(self, result: FitResult | None = None) -> Literal["weights", "outputs"]:
         """The outputs with ``guarded-fallback`` (a given kernel in multi-image mode): at the same
         fractions, a blend of the outputs kept every photo of 45 runs within the no-harm bounds,
         where blends of the weights lost 0.11–0.15 dB on one photo in 3 of them (benchmarks/RESULTS.md,
-        'Blending the outputs'); one network otherwise."""
-        return "outputs" if isinstance(self.stopping, GuardedFallback) else "weights"
+        'Blending the outputs'). With an estimated kernel, the outputs where ``result`` found JPEG
+        or noise in the images (:meth:`adapt_group`; half of a weight blend lost 0.19 dB on a photo
+        where the whole weights gained 0.5: 'Traces without a kernel'). One network otherwise."""
+        if isinstance(self.stopping, GuardedFallback):
+            return "outputs"
+        blind = self.config.kernel_source != "given"
+        return "outputs" if blind and result is not None and result.image_traces else "weights"
 
     # ---------------------------------------------------------------- pairs and weights
     def augment_config(self, group: ImageGroup) -> AugmentConfig:
@@ -332,10 +344,13 @@ class AdaSSR(InternalLearning):
     def looks_for_jpeg(self) -> bool:
         """Whether ``blend='auto'`` depends on JPEG in the images: with a given kernel, where the
         outputs of ``guarded-fallback`` are blended (multi-image mode, :attr:`compressed_blend`),
-        and for the plain held-out pick in single-image mode (:attr:`single_compressed_blend`)."""
+        and for the plain held-out pick in single-image mode (:attr:`single_compressed_blend`);
+        with an estimated kernel and ``stopping='auto'`` (:attr:`blind_compressed_blend`)."""
         c, rule = self.config, self.stopping
-        if c.blend != "auto" or c.kernel_source != "given":
+        if c.blend != "auto":
             return False
+        if c.kernel_source != "given":  # the blind default: the held-out pick, any mode
+            return c.stopping == "auto"
         if isinstance(rule, GuardedFallback):
             return self.blend_space() == "outputs"
         return c.mode == "single" and type(rule) is HeldOutPairs
@@ -346,9 +361,9 @@ class AdaSSR(InternalLearning):
 
     def looks_for_noise(self) -> bool:
         """Whether the default rules depend on noise in the images (:attr:`AdaSSRConfig.noisy_final`):
-        ``stopping`` and ``blend`` 'auto' with a given kernel."""
+        ``stopping`` and ``blend`` 'auto'."""
         c = self.config
-        return c.noisy_final and c.stopping == "auto" and c.blend == "auto" and c.kernel_source == "given"
+        return c.noisy_final and c.stopping == "auto" and c.blend == "auto"
 
     def noisy_images(self, group: ImageGroup) -> list[str]:
         """The names of the group's images whose chroma noise (:func:`ttasr.degradations.estimate_chroma_noise`)
@@ -449,12 +464,14 @@ class AdaSSR(InternalLearning):
             log.info("%s: JPEG shows in %s: %s", self.name, ", ".join(map(str, compressed or ())),
                      "the whole adapted output is returned where the blend check allows"
                      if isinstance(self.stopping, GuardedFallback) else
-                     f"{self.single_compressed_blend:g} of the selected change is returned")
+                     f"{self.single_compressed_blend:g} of the selected change is returned"
+                     if c.kernel_source == "given" else
+                     f"{self.blind_compressed_blend:g} of the selected change's output is returned")
         elif self.looks_for_noise() and len(self.noisy_images(group)) == len(group.tensors) \
                 and not (self.compressed_images(group) if compressed is None else compressed):
             traces = ("noise",)
-            log.info("%s: every image shows chroma noise: %g of the final weights' change is returned", self.name,
-                     self.noisy_blend)
+            log.info("%s: every image shows chroma noise: %g of the final weights' change%s is returned", self.name,
+                     self.noisy_blend, "" if c.kernel_source == "given" else "'s output")
         result = dataclasses.replace(self.run_loop(group, callbacks, resume), image_traces=traces)
         if traces == ("noise",):
             result = self.final_weights(result)
