@@ -153,6 +153,7 @@ def test_demo_runs_offline_on_a_real_checkpoint(tmp_path, capsys):
     assert main(["-q", "demo", "-o", str(out), "--method", "internal", "--steps", "2", "--images", "1"]) == 0
     report = capsys.readouterr().out
     assert "| astronaut |" in report and "mean" in report
+    assert "blend=1 of the change is returned, blending the weights." in report  # what the result says
     assert (out / "comparison.png").is_file() and (out / "adapted.safetensors").is_file()
     assert Image.open(out / "astronaut_adapted.png").size == (384, 384)
 

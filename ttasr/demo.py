@@ -147,10 +147,13 @@ def run_demo(
     t = totals / len(photos)
     lines.append(f"| **mean** | {t[0]:.2f} / {t[1]:.4f} | {t[2]:.2f} / {t[3]:.4f} | {t[4]:.2f} / {t[5]:.4f} "
                  f"| {t[8]:+.2f} | {t[6]:.2f} / {t[7]:.4f} |")
-    lines += ["", "'adapted' is the method's result (AdaSSR by default keeps the weights with the lowest error "
-              "on held-out internal pairs, the unadapted ones included, and returns a tenth of their change: "
-              "blend=0.1; best at step 0 means the rule preferred the pretrained model); 'final weights' are "
-              "those of the last step, without that selection, blended the same way."]
+    r = adapter.results[0]
+    found = f", as {' and '.join(r.image_traces)} shows in the images" if r.image_traces else ""
+    lines += ["", f"'adapted' is the method's result: the weights its selection rule ({adapter.stopping.name}) kept, "
+              "the unadapted ones included (best at step 0: the rule preferred the pretrained model), of which "
+              f"blend={r.blend:g} of the change is returned, blending the {r.blend_space}{found}. AdaSSR by default "
+              "returns a tenth, and half of the outputs where JPEG or colour noise shows (README, 'How much it "
+              "helps'). 'final weights' are those of the last step, without that selection, blended the same way."]
     _side_by_side(rows, out / "comparison.png")
     adapter.save(out / "adapted.safetensors")
     table = "\n".join(lines) + "\n"
