@@ -487,7 +487,8 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "default: + ½ final if noisy": ("checked-jpeg+noise", "0.5", "0.2", "outputs"),
                  "single default: + ½ final": ("heldout+gain-jpeg+noise", "0.5", "0.2", "weights"),
                  "blind: ½ out if JPEG|noise": ("heldout+gain-traces", "0.5", "0.1", "outputs"),
-                 "blind: ×1 JPEG, ½ noise": ("heldout+gain-traces", "1", "0.1", "outputs")}
+                 "blind: ×1 JPEG, ½ noise": ("heldout+gain-traces", "1", "0.1", "outputs"),
+                 "blind default": ("heldout+gain-blind", "0.5", "0.1", "outputs")}
 """``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise,
 the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the blend check
 (:func:`checked_pick`); ``checked-jpeg``: the same, whole outputs where the run recorded JPEG in
@@ -495,9 +496,10 @@ an image (``jpeg``); ``heldout+gain-jpeg``: the held-out pick, the first blend w
 the image (single-image mode: one image per group), the second otherwise; ``+noise``: the final
 weights at AdaSSR's ``noisy_blend`` (in the row's space) where every image of the group shows
 chroma noise and none JPEG (``noisy_final``), else the rule before it; ``-traces`` (the blind
-default's rule, shown for runs with an estimated kernel): the final weights' ``noisy_blend`` of
-the outputs where the group is noisy, else the first blend of the held-out pick's outputs where
-JPEG shows in an image, else the second blend of its weights. Rows that blend outputs, checked
+rule, shown for runs with an estimated kernel): the final weights' ``noisy_blend`` of the outputs
+where the group is noisy, else the first blend of the held-out pick's outputs where JPEG shows in
+an image, else the second blend of its weights (claim B of 'Traces without a kernel'); ``-blind``
+(AdaSSR's blind default since): the same without the noise part, which was withdrawn. Rows that blend outputs, checked
 rows and rows that need ``jpeg`` or ``chroma_noise`` are shown where every run recorded what they need."""
 
 
@@ -511,6 +513,9 @@ def noisy(group: dict) -> bool:
 def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: str) -> list[float]:
     """PSNR-Y per image of what a row of :data:`SUMMARY_RULES` returns on one adaptation group."""
     records = group["trajectory"]["records"]
+    if rule.endswith("-blind"):  # the noise part off
+        rule = rule.removesuffix("-blind") + "-traces"
+        group = {**group, "chroma_noise": [0.0] * len(group["chroma_noise"])}
     if rule.endswith("-traces"):
         if noisy(group):
             return records[-1]["mix"][str(ttasr.AdaSSR.noisy_blend)]
@@ -583,10 +588,10 @@ def summary(folders: list[Path]) -> None:
     shown = {name for name, (rule, _, _, space) in SUMMARY_RULES.items()
              if (space == "weights" or "mix" in recorded)
              and (not rule.startswith("checked") or f"{BLEND_RECORDS[space]}_heldout" in recorded)
-             and (not rule.endswith("-traces") or blind)
-             and (("jpeg" not in rule and not rule.endswith("-traces"))
+             and (not rule.endswith(("-traces", "-blind")) or blind)
+             and (("jpeg" not in rule and not rule.endswith(("-traces", "-blind")))
                   or all("jpeg" in g for _, _, groups in runs for g in groups))
-             and (not rule.endswith(("+noise", "-traces"))
+             and (not rule.endswith(("+noise", "-traces", "-blind"))
                   or all("chroma_noise" in g for _, _, groups in runs for g in groups))
              and ("l2" not in rule or "shrink_heldout_l2" in recorded)}
     for mode, label, groups in runs:

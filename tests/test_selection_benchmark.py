@@ -373,6 +373,9 @@ def test_the_blind_rows_blend_outputs_where_a_trace_shows_and_a_tenth_of_the_wei
     assert selection.summary_pick({**group, "jpeg": [True]}, *half) == [30.7]  # half of the pick's outputs
     assert selection.summary_pick({**group, "jpeg": [True]}, *whole) == [31.0]
     assert selection.summary_pick({**group, "chroma_noise": [3.0]}, *whole) == [32.5]  # half of the last outputs
+    shipped = selection.SUMMARY_RULES["blind default"]  # the noise part withdrawn
+    assert selection.summary_pick({**group, "chroma_noise": [3.0]}, *shipped) == [29.9]
+    assert selection.summary_pick({**group, "jpeg": [True]}, *shipped) == [30.7]
 
 
 def test_the_hr_rows_choose_the_best_blend_of_the_outputs_at_the_pick_or_anywhere(selection):
