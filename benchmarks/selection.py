@@ -484,7 +484,7 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "outputs: heldout+gain ×0.2": ("heldout+gain", "0.2", "0.2", "outputs"),
                  "single: ×1 JPEG, ×0.2 (JS)": ("heldout+gain-jpeg", "1", "0.2", "weights"),
                  "single default: ×0.5 JPEG|0.2": ("heldout+gain-jpeg", "0.5", "0.2", "weights"),
-                 "default: + ½ final if noisy": ("checked-jpeg+noise", "0.5", "0.2", "outputs"),
+                 "multi: + ½ final if noisy": ("checked-jpeg+noise", "0.5", "0.2", "outputs"),
                  "single default: + ½ final": ("heldout+gain-jpeg+noise", "0.5", "0.2", "weights"),
                  "blind: ½ out if JPEG|noise": ("heldout+gain-traces", "0.5", "0.1", "outputs"),
                  "blind: ×1 JPEG, ½ noise": ("heldout+gain-traces", "1", "0.1", "outputs"),
@@ -504,7 +504,8 @@ rows and rows that need ``jpeg`` or ``chroma_noise`` are shown where every run r
 
 
 def noisy(group: dict) -> bool:
-    """Whether AdaSSR's default returns part of a group's final weights (``noisy_final``): every image's
+    """Whether AdaSSR's noise rule would return part of a group's final weights (``noisy_final``; since
+    2026-12-05 in single-image mode only, ``AdaSSR.noisy_modes``): every image's
     recorded chroma noise reaches the threshold, and no image shows JPEG."""
     threshold = ttasr.AdaSSRConfig().chroma_noise_threshold
     return not any(group["jpeg"]) and all(level >= threshold for level in group["chroma_noise"])

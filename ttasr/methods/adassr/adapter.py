@@ -123,12 +123,13 @@ class AdaSSRConfig(InternalLearningConfig):
                                   "which the given kernel counts as bicubic's. Gaussian blurs are >= 0.1 away.",
                                   low=0)
     noisy_final: bool = option(
-        True, "stopping='auto' and blend='auto' with a given (measured) kernel (ours): where every image shows "
-        "noise drawn independently in each colour channel (ttasr.degradations.estimate_chroma_noise >= "
-        "chroma_noise_threshold) and none shows JPEG, half of the final weights' change is returned (noisy_blend). "
+        True, "stopping='auto' and blend='auto' with a given (measured) kernel, single-image mode (ours): where the "
+        "image shows noise drawn independently in each colour channel (ttasr.degradations.estimate_chroma_noise >= "
+        "chroma_noise_threshold) and no JPEG, half of the final weights' change is returned (noisy_blend). "
         "The noise augmentations teach the model to denoise, which the held-out error cannot see: its targets are "
-        "the noisy LR (benchmarks/RESULTS.md, 'Noise in the colours'). Not with an estimated kernel: there half of "
-        "the final output lost 0.66 dB on a pattern photo at 1,500 steps ('Traces without a kernel').")
+        "the noisy LR (benchmarks/RESULTS.md, 'Noise in the colours'). Not in multi-image mode, nor with an "
+        "estimated kernel: there half of the final output lost 0.97 and 0.66 dB on a pattern photo at 1,500 steps "
+        "('Traces without a kernel').")
     chroma_noise_threshold: float = option(2.5, "noisy_final: the chroma noise level (8-bit levels) from which an "
                                            "image counts as noisy (noise-free photos measured at most 2.33).",
                                            low=0)
@@ -214,6 +215,10 @@ class AdaSSR(InternalLearning):
     (:meth:`noisy_images`): the whole final weights lost 2.5 dB on one pattern photo of 26, half
     of them gained on every photo (benchmarks/RESULTS.md, 'Noise in the colours')."""
 
+    noisy_modes: ClassVar[tuple[str, ...]] = ("single",)
+    """Modes in which ``noisy_final`` applies: in multi-image mode, half of the final output lost
+    0.97 dB on a grainy pattern photo at 1,500 steps (benchmarks/RESULTS.md, 'Traces without a kernel')."""
+
     fallback_modes: ClassVar[tuple[str, ...]] = ("multi",)
     """Modes in which ``stopping='auto'`` with a given kernel is ``guarded-fallback`` (benchmarks/RESULTS.md,
     'A fallback when the guard accepts nothing'); ``heldout`` in the others."""
@@ -236,8 +241,8 @@ class AdaSSR(InternalLearning):
         where the blend check found that blend worse than the start on the held-out pairs
         (:meth:`checked_blend`). A fifth of the held-out rule's pick, half of it in single-image
         mode where JPEG shows in the image (:attr:`single_compressed_blend`); half after
-        ``heldout-guarded`` in multi-image mode. Where every image is noisy (:meth:`noisy_images`),
-        half of the final weights' change (:attr:`noisy_blend`). benchmarks/RESULTS.md, 'A fallback
+        ``heldout-guarded`` in multi-image mode. Where the image is noisy (:meth:`noisy_images`,
+        :meth:`looks_for_noise`), half of the final weights' change (:attr:`noisy_blend`). benchmarks/RESULTS.md, 'A fallback
         when the guard accepts nothing'."""
         c, rule = self.config, self.stopping
         if result is not None and "noise" in result.image_traces:
@@ -362,11 +367,12 @@ class AdaSSR(InternalLearning):
 
     def looks_for_noise(self) -> bool:
         """Whether the default rules depend on noise in the images (:attr:`AdaSSRConfig.noisy_final`):
-        ``stopping`` and ``blend`` 'auto' with a given kernel. Not with an estimated one: there, half
-        of the final output lost 0.66 and 0.46 dB on a grainy pattern photo at 1,500 steps
-        (benchmarks/RESULTS.md, 'Traces without a kernel')."""
+        ``stopping`` and ``blend`` 'auto' with a given kernel, in :attr:`noisy_modes`. Not with an
+        estimated kernel: there, half of the final output lost 0.66 and 0.46 dB on a grainy pattern
+        photo at 1,500 steps (benchmarks/RESULTS.md, 'Traces without a kernel')."""
         c = self.config
-        return c.noisy_final and c.stopping == "auto" and c.blend == "auto" and c.kernel_source == "given"
+        return c.noisy_final and c.stopping == "auto" and c.blend == "auto" and c.kernel_source == "given" \
+            and c.mode in self.noisy_modes
 
     def noisy_images(self, group: ImageGroup) -> list[str]:
         """The names of the group's images whose chroma noise (:func:`ttasr.degradations.estimate_chroma_noise`)
