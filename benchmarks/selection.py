@@ -514,15 +514,13 @@ def noisy(group: dict) -> bool:
 def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: str) -> list[float]:
     """PSNR-Y per image of what a row of :data:`SUMMARY_RULES` returns on one adaptation group."""
     records = group["trajectory"]["records"]
-    if rule.endswith("-blind"):  # the noise part off
-        rule = rule.removesuffix("-blind") + "-traces"
-        group = {**group, "chroma_noise": [0.0] * len(group["chroma_noise"])}
-    if rule.endswith("-traces"):
-        if noisy(group):
+    if rule.endswith(("-traces", "-blind")):
+        picked = rule.rsplit("-", 1)[0]
+        if rule.endswith("-traces") and noisy(group):  # the noise part: claim B only
             return records[-1]["mix"][str(ttasr.AdaSSR.noisy_blend)]
         if any(group["jpeg"]):
-            return blended_pick(records, rule.removesuffix("-traces"), accepted, accepted, "outputs")
-        return blended_pick(records, rule.removesuffix("-traces"), otherwise, otherwise, "weights")
+            return blended_pick(records, picked, accepted, accepted, "outputs")
+        return blended_pick(records, picked, otherwise, otherwise, "weights")
     if rule.endswith("+noise"):
         if noisy(group):
             return records[-1][BLEND_RECORDS[space]][str(ttasr.AdaSSR.noisy_blend)]
