@@ -488,7 +488,10 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "single default: + ½ final": ("heldout+gain-jpeg+noise", "0.5", "0.2", "weights"),
                  "blind: ½ out if JPEG|noise": ("heldout+gain-traces", "0.5", "0.1", "outputs"),
                  "blind: ×1 JPEG, ½ noise": ("heldout+gain-traces", "1", "0.1", "outputs"),
-                 "blind default": ("heldout+gain-blind", "0.5", "0.1", "outputs")}
+                 "blind: JPEG only": ("heldout+gain-blind", "0.5", "0.1", "outputs"),
+                 "single: ½ at 300 if noisy": ("heldout+gain-jpeg+noise@300", "0.5", "0.2", "weights"),
+                 "multi default: + ½ at 300": ("checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
+                 "blind default": ("heldout+gain-traces@300", "0.5", "0.1", "outputs")}
 """``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise,
 the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the blend check
 (:func:`checked_pick`); ``checked-jpeg``: the same, whole outputs where the run recorded JPEG in
@@ -499,31 +502,38 @@ chroma noise and none JPEG (``noisy_final``), else the rule before it; ``-traces
 rule, shown for runs with an estimated kernel): the final weights' ``noisy_blend`` of the outputs
 where the group is noisy, else the first blend of the held-out pick's outputs where JPEG shows in
 an image, else the second blend of its weights (claim B of 'Traces without a kernel'); ``-blind``
-(AdaSSR's blind default since): the same without the noise part, which was withdrawn. Rows that blend outputs, checked
+(row ``blind: JPEG only``, AdaSSR's blind default until claim C): the same without the noise part;
+``@300``: the noise part at step 300 instead of the final step (training stops there where the
+rule fires, ``AdaSSR.noisy_max_steps``; claim C, 'The noise rules capped at 300 steps': rows
+``blind default`` and ``multi default: + ½ at 300`` are AdaSSR's defaults since, and
+``single default: + ½ final`` stays the single-image one). Rows that blend outputs, checked
 rows and rows that need ``jpeg`` or ``chroma_noise`` are shown where every run recorded what they need."""
 
 
 def noisy(group: dict) -> bool:
-    """Whether AdaSSR's noise rule would return part of a group's final weights (``noisy_final``; since
-    2026-12-05 in single-image mode only, ``AdaSSR.noisy_modes``): every image's
-    recorded chroma noise reaches the threshold, and no image shows JPEG."""
+    """Whether AdaSSR's noise rule would return part of a group's last weights (``noisy_final``):
+    every image's recorded chroma noise reaches the threshold, and no image shows JPEG."""
     threshold = ttasr.AdaSSRConfig().chroma_noise_threshold
     return not any(group["jpeg"]) and all(level >= threshold for level in group["chroma_noise"])
 
 
-def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: str) -> list[float]:
-    """PSNR-Y per image of what a row of :data:`SUMMARY_RULES` returns on one adaptation group."""
+def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: str,
+                 eval_every: int = 50) -> list[float]:
+    """PSNR-Y per image of what a row of :data:`SUMMARY_RULES` returns on one adaptation group
+    whose records were taken every ``eval_every`` steps."""
     records = group["trajectory"]["records"]
+    rule, _, cap = rule.partition("@")
+    last = records[min(len(records) - 1, int(cap) // eval_every)] if cap else records[-1]  # the noise rule's step
     if rule.endswith(("-traces", "-blind")):
         picked = rule.rsplit("-", 1)[0]
-        if rule.endswith("-traces") and noisy(group):  # the noise part: claim B only
-            return records[-1]["mix"][str(ttasr.AdaSSR.noisy_blend)]
+        if rule.endswith("-traces") and noisy(group):  # the noise part: claims B and C only
+            return last["mix"][str(ttasr.AdaSSR.noisy_blend)]
         if any(group["jpeg"]):
             return blended_pick(records, picked, accepted, accepted, "outputs")
         return blended_pick(records, picked, otherwise, otherwise, "weights")
     if rule.endswith("+noise"):
         if noisy(group):
-            return records[-1][BLEND_RECORDS[space]][str(ttasr.AdaSSR.noisy_blend)]
+            return last[BLEND_RECORDS[space]][str(ttasr.AdaSSR.noisy_blend)]
         rule = rule.removesuffix("+noise")
     if rule == "checked":
         return checked_pick(records, accepted, otherwise, space)
@@ -554,18 +564,19 @@ HR_ROWS = {"HR: best blend at the pick": "pick", "HR: best step and blend": "any
 outputs are recorded."""
 
 
-def summary(folders: list[Path]) -> None:
+def summary(folders: list[Path], eval_every: int = 50) -> None:
     """Each rule of :data:`SUMMARY_RULES` over every preset run in ``folders`` (each an ``--out``
     folder), one table per mode: the mean gain over the runs, the worst photo, and the runs where
     it breaks the issue's no-harm bounds (a photo below −0.1 dB, a run's mean below −0.05 dB).
     ``bicubic-clean`` is left out: with a measured kernel AdaSSR does not train there. Replays
     only: a group the default would not train (``not_adapted``) still counts as trained. The
-    last rows (:data:`HR_ROWS`) choose with the HR images: how much gain is left."""
+    last rows (:data:`HR_ROWS`) choose with the HR images: how much gain is left. ``eval_every``:
+    the evaluation interval of runs whose results do not record theirs (before 2026-12-05)."""
     gains: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {}
     oracle: dict[str, list[float]] = {}
     between: dict[str, list[int]] = {}
     blends = {lam for _, *lams, space in SUMMARY_RULES.values() if space == "weights" for lam in lams} - {"1"}
-    runs: list[tuple[str, str, list[dict]]] = []
+    runs: list[tuple[str, str, list[dict], int]] = []
     blind = True  # every run with an estimated kernel: the blind default's rows apply
     for folder in folders:
         if not (folder / "results.json").is_file():
@@ -580,27 +591,28 @@ def summary(folders: list[Path]) -> None:
             if not groups or not all("consistency" in r and blends <= set(r.get("shrink", {})) for r in recs):
                 continue  # not recorded with the guard's error and these blends: nothing to replay
             label = folder.name if folder.name.endswith(preset) else f"{folder.name}:{preset}"
-            runs.append((mode, label, groups))
+            runs.append((mode, label, groups, results.get("eval_every", eval_every)))
             blind = blind and results.get("candidate", {}).get("kernel_estimator", "auto") != "given"
     recorded = {key for key in ("mix", "shrink_heldout", "mix_heldout", "heldout_l2", "shrink_heldout_l2")
-                if runs and all(key in r for _, _, groups in runs for g in groups for r in g["trajectory"]["records"])}
-    shown = {name for name, (rule, _, _, space) in SUMMARY_RULES.items()
+                if runs and all(key in r for _, _, groups, _ in runs for g in groups for r in g["trajectory"]["records"])}
+    shown = {name for name, (full, _, _, space) in SUMMARY_RULES.items()
+             for rule in [full.partition("@")[0]]
              if (space == "weights" or "mix" in recorded)
              and (not rule.startswith("checked") or f"{BLEND_RECORDS[space]}_heldout" in recorded)
              and (not rule.endswith(("-traces", "-blind")) or blind)
              and (("jpeg" not in rule and not rule.endswith(("-traces", "-blind")))
-                  or all("jpeg" in g for _, _, groups in runs for g in groups))
+                  or all("jpeg" in g for _, _, groups, _ in runs for g in groups))
              and (not rule.endswith(("+noise", "-traces", "-blind"))
-                  or all("chroma_noise" in g for _, _, groups in runs for g in groups))
+                  or all("chroma_noise" in g for _, _, groups, _ in runs for g in groups))
              and ("l2" not in rule or "shrink_heldout_l2" in recorded)}
-    for mode, label, groups in runs:
+    for mode, label, groups, every in runs:
         base = np.concatenate([g["unadapted"] for g in groups])
         dips = dips_below_both_ends(groups)
         counts = between.setdefault(mode, [0, 0])
         counts[0], counts[1] = counts[0] + dips[0], counts[1] + dips[1]
         for name, (rule, accepted, otherwise, space) in SUMMARY_RULES.items():
             if name in shown:
-                got = np.concatenate([summary_pick(g, rule, accepted, otherwise, space) for g in groups]) - base
+                got = np.concatenate([summary_pick(g, rule, accepted, otherwise, space, every) for g in groups]) - base
                 gains.setdefault(mode, {}).setdefault(name, []).append((label, got))
         for name, steps in HR_ROWS.items():
             if "mix" in recorded:
@@ -771,7 +783,7 @@ def main() -> None:
                                           "θ0 + λ(θ − θ0), for each λ (rows 'RULE ×λ' in the report)")
     args = ap.parse_args()
     if args.summary:
-        return summary(args.summary)
+        return summary(args.summary, args.eval_every)
     if args.threads:
         torch.set_num_threads(args.threads)
     CANDIDATE.update(candidate_overrides(args.candidate))
@@ -807,6 +819,7 @@ def main() -> None:
         niqe = NIQE()
         results["candidate"] = recorded(CANDIDATE)
         results["mode"] = args.mode
+        results["eval_every"] = args.eval_every
         print(f"# candidate configuration: {CANDIDATE}", file=sys.stderr)
         names = ", ".join(n for n, _ in photos)
         print(f"# {args.model}, {args.mode}-image: {len(photos)} photos {args.size} px ({names}), "

@@ -164,24 +164,35 @@ def test_where_the_image_shows_colour_noise_half_of_the_final_change_is_returned
     noisy, noisy2 = (add_gaussian_noise(photo, 8 / 255, generator=g) for _ in range(2))
     kw = {"kernel": gaussian_kernel(7, 1.2), "batch_size": 2, "patch_size": 16, "progress": False, "seed": 0,
           "attention": "none", "augment": False, "max_steps": 4, "eval_every": 2, "lr": 3e-3, "mode": "single"}
+    monkeypatch.setattr(ttasr.AdaSSR, "noisy_max_steps", 2)  # 300 by default; the budget is 1,500
     plain = ttasr.AdaSSR(tiny_compact, **kw, noisy_final=False, blend=1.0).fit(noisy).results[0]
     a = ttasr.AdaSSR(tiny_compact, **kw)
     a.fit([noisy, photo])
     first, second = a.results
     assert (first.image_traces, second.image_traces) == (("noise",), ())
-    assert (first.best_step, first.final_weights, a.auto_blend(first), first.blend) == (4, None, 0.5, 0.5)
+    # a given kernel, one image at a time: half of the final weights' change, the whole budget (noisy_uncapped)
+    assert a.noisy_budget() is None
+    assert (first.steps, first.best_step, first.final_weights, a.auto_blend(first), first.blend) == (4, 4, None, 0.5,
+                                                                                                    0.5)
     final = plain.weights if plain.final_weights is None else plain.final_weights  # the same run's last weights
     half = blend_weights(a.model.module.state_dict(), final, 0.5)
     assert all(torch.allclose(first.weights[k], half[k]) for k in half)
-    assert a.auto_blend(second) == 0.2
-    # multi-image mode: off by default (half of the final output lost 0.97 dB on a pattern photo at 1,500 steps)
+    assert (second.steps, a.auto_blend(second)) == (4, 0.2)
+    # multi-image mode: every image must be noisy; training stops at noisy_max_steps, half of that step's
+    # output is returned (at 1,500 steps the final output lost 0.97 dB on a pattern photo), unchecked
     multi = {**kw, "mode": "multi"}
-    assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, noisy2]).results[0].image_traces == ()
-    # where it is switched on: every image must be noisy; the blend check is skipped (its targets are noisy)
-    monkeypatch.setattr(ttasr.AdaSSR, "noisy_modes", ("single", "multi"))
-    both = ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, noisy2]).results[0]
-    assert (both.image_traces, both.best_step, both.blend_checked) == (("noise",), 4, None)
+    m = ttasr.AdaSSR(tiny_compact, **multi)
+    both = m.fit([noisy, noisy2]).results[0]
+    assert m.noisy_budget() == 2
+    assert (both.image_traces, both.steps, both.best_step, both.blend_checked) == (("noise",), 2, 2, None)
     assert (both.blend, both.blend_space) == (0.5, "outputs")  # as the multi-image default blends
+    # the 2-step run's last weights, and the steps up to the cap are those of the longer budget
+    shorter, longer = (ttasr.AdaSSR(tiny_compact, **{**multi, "max_steps": n}, noisy_final=False, blend=1.0)
+                       .fit([noisy, noisy2]).results[0] for n in (2, 4))
+    last = shorter.weights if shorter.final_weights is None else shorter.final_weights
+    assert all(torch.equal(both.weights[k], last[k]) for k in last)
+    at2 = [[h["score"] for h in r.history if h.get("step") == 2 and "score" in h] for r in (longer, shorter)]
+    assert at2[0] == at2[1] != [] and longer.steps == 4
     assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, photo]).results[0].image_traces == ()
     # a rule the user chose is kept
     assert ttasr.AdaSSR(tiny_compact, **kw, stopping="heldout").fit(noisy).results[0].image_traces == ()
@@ -201,7 +212,7 @@ def test_single_image_mode_returns_half_the_pick_where_jpeg_shows_in_that_image(
     assert (first.blend_checked, second.blend_checked) == (None, None)  # the held-out pick already beat the start
 
 
-def test_without_a_kernel_half_of_the_output_is_returned_where_jpeg_shows(tiny_compact, photo):
+def test_without_a_kernel_half_of_the_output_is_returned_where_jpeg_or_colour_noise_shows(tiny_compact, photo):
     from ttasr.degradations import add_gaussian_noise, jpeg
 
     g = torch.Generator().manual_seed(0)
@@ -213,21 +224,23 @@ def test_without_a_kernel_half_of_the_output_is_returned_where_jpeg_shows(tiny_c
     compressed = jpeg(photo, 40)
     sr = a.fit([compressed, noisy, photo]).enhance()
     first, grainy, clean = a.results
-    # colour noise is not acted on without a kernel: half of the final output lost 0.66 dB at 1,500 steps
-    assert [r.image_traces for r in a.results] == [("jpeg",), (), ()]
-    assert [r.blend for r in a.results] == [0.5, 0.1, 0.1]
+    # colour noise: half of the final output, training stopped at noisy_max_steps (300, above this budget)
+    assert [r.image_traces for r in a.results] == [("jpeg",), ("noise",), ()]
+    assert [r.blend for r in a.results] == [0.5, 0.5, 0.1]
     assert (first.best_step, first.blend_space) == (4, "outputs")  # the held-out pick (here the last step)
-    assert (grainy.blend_space, clean.blend_space) == ("weights", "weights")
+    assert (grainy.steps, grainy.best_step, grainy.blend_space, clean.blend_space) == (4, 4, "outputs", "weights")
     # the JPEG image's output is half of the pick's output and half of the pretrained one
     whole = a.model.with_weights(first.weights)
     half = 0.5 * enhance_tensor(whole, compressed) + 0.5 * enhance_tensor(a.model, compressed)
     torch.testing.assert_close(sr[0], half, atol=1 / 255, rtol=0)  # one 8-bit level: here each end is clamped first
-    # multi-image mode: JPEG in one image of the set is enough; noise alone changes nothing
+    # multi-image mode: JPEG in one image of the set is enough; noise must show in every image
     multi = {**kw, "mode": "multi"}
     both = ttasr.AdaSSR(tiny_compact, **multi).fit([compressed, photo]).results[0]
     assert (both.image_traces, both.blend) == (("jpeg",), 0.5)
     assert both.blend_space == ("outputs" if both.best_step else "weights")
-    assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, noisy2]).results[0].image_traces == ()
+    grain = ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, noisy2]).results[0]
+    assert (grain.image_traces, grain.blend, grain.blend_space) == (("noise",), 0.5, "outputs")
+    assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, photo]).results[0].image_traces == ()
     # a space or blend the user chose is kept
     mine = ttasr.AdaSSR(tiny_compact, **kw, blend_space="weights").fit(compressed).results[0]
     assert (mine.image_traces, mine.blend, mine.blend_space) == (("jpeg",), 0.5, "weights")

@@ -373,9 +373,30 @@ def test_the_blind_rows_blend_outputs_where_a_trace_shows_and_a_tenth_of_the_wei
     assert selection.summary_pick({**group, "jpeg": [True]}, *half) == [30.7]  # half of the pick's outputs
     assert selection.summary_pick({**group, "jpeg": [True]}, *whole) == [31.0]
     assert selection.summary_pick({**group, "chroma_noise": [3.0]}, *whole) == [32.5]  # half of the last outputs
-    shipped = selection.SUMMARY_RULES["blind default"]  # the noise part withdrawn
-    assert selection.summary_pick({**group, "chroma_noise": [3.0]}, *shipped) == [29.9]
-    assert selection.summary_pick({**group, "jpeg": [True]}, *shipped) == [30.7]
+    before = selection.SUMMARY_RULES["blind: JPEG only"]  # the noise part withdrawn (until claim C)
+    assert selection.summary_pick({**group, "chroma_noise": [3.0]}, *before) == [29.9]
+    assert selection.summary_pick({**group, "jpeg": [True]}, *before) == [30.7]
+    shipped = selection.SUMMARY_RULES["blind default"]  # the noise part at step 300: here the last record
+    assert selection.summary_pick({**group, "chroma_noise": [3.0]}, *shipped) == [32.5]
+    assert selection.summary_pick({**group, "chroma_noise": [3.0]}, *shipped, 300) == [30.7]  # record 1: step 300
+
+
+def test_the_capped_noise_rows_take_the_record_of_step_300_and_the_last_one_before_it(selection):
+    def rec(psnr, mix, shrink):
+        return {"psnr": [psnr], "heldout": 1.0, "heldout+gain": 1.0, "consistency": 0.1,
+                "mix": {"0.5": [mix]}, "shrink": {"0.1": [30.0], "0.2": [30.0], "0.5": [shrink]}}
+
+    records = [rec(30.0, 30.0, 30.0)] + [rec(30.0 + k, 30.0 + k / 2, 30.0 + k / 3) for k in range(1, 16)]
+    group = {"jpeg": [False], "chroma_noise": [3.0], "trajectory": {"records": records}}
+    blind, single = (selection.SUMMARY_RULES[k] for k in ("blind default", "single: ½ at 300 if noisy"))
+    assert selection.summary_pick(group, *blind, 100) == [31.5]  # step 300 of 1,500: record 3, half of its output
+    assert selection.summary_pick(group, *single, 100) == [31.0]  # half of its weights
+    assert selection.summary_pick(group, *single, 50) == [32.0]  # every 50 steps: record 6
+    assert selection.summary_pick(group, *single, 1000) == [30.0]  # no record at step 300: the start's
+    short = {**group, "trajectory": {"records": records[:3]}}
+    assert selection.summary_pick(short, *single, 100) == [30.0 + 2 / 3]  # a 200-step run: its last record
+    uncapped = selection.SUMMARY_RULES["single default: + ½ final"]
+    assert selection.summary_pick(group, *uncapped, 100) == [35.0]
 
 
 def test_the_hr_rows_choose_the_best_blend_of_the_outputs_at_the_pick_or_anywhere(selection):

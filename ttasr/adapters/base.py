@@ -469,12 +469,15 @@ class Adapter(ABC, Generic[C]):
         start: Weights | None = None,
         anchor: Weights | None = None,
         tag: str = "",
+        max_steps: int | None = None,
     ) -> FitResult:
         """Adapt a fresh copy of the model on ``group`` through :class:`TrainingLoop`.
 
         ``start``: initial weights (default: the pretrained ones); ``anchor``: Θ̃ of the
         proximal term μ‖Θ − Θ̃‖² (default: the initial weights); ``tag`` separates the
-        resumable states of several runs over the same images (e.g. ADMM rounds).
+        resumable states of several runs over the same images (e.g. ADMM rounds);
+        ``max_steps``: a smaller budget than the config's (the steps taken are the same, as
+        with a shorter ``max_steps``).
         """
         cfg = self.config
         rank, world = data_parallel_world() if cfg.mode == "multi" else (0, 1)
@@ -514,8 +517,9 @@ class Adapter(ABC, Generic[C]):
             for cb in callbacks:
                 cb.on_eval(self, step, score)
 
+        budget = {} if max_steps is None else {"max_steps": min(max_steps, cfg.max_steps)}
         loop = TrainingLoop(
-            student, loss_fn, LoopSettings.from_config(cfg, desc=self.name), generator=generator, anchor=anchor,
+            student, loss_fn, LoopSettings.from_config(cfg, desc=self.name, **budget), generator=generator, anchor=anchor,
             optimizer=self.make_optimizer, scheduler=self.make_scheduler,
             evaluate=lambda net: self.stopping.score(self, net, group), score_start=self.stopping.scores_start,
             should_stop=self.stopping.should_stop, improves=self.stopping.improves, on_step=on_step, on_eval=on_eval,
