@@ -10,6 +10,7 @@ import torch
 
 import ttasr
 from ttasr import InternalLearning
+from ttasr.adapters.stopping import HeldOutPairs
 from ttasr.errors import ModelError
 from ttasr.inference import enhance_tensor
 from ttasr.models import OutputBlend, blend_outputs
@@ -194,8 +195,10 @@ def test_where_the_image_shows_colour_noise_half_of_the_final_change_is_returned
     at2 = [[h["score"] for h in r.history if h.get("step") == 2 and "score" in h] for r in (longer, shorter)]
     assert at2[0] == at2[1] != [] and longer.steps == 4
     assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, photo]).results[0].image_traces == ()
-    # a rule the user chose is kept
+    # a rule the user chose is kept, by name or as an object (which trains the whole budget)
     assert ttasr.AdaSSR(tiny_compact, **kw, stopping="heldout").fit(noisy).results[0].image_traces == ()
+    mine = ttasr.AdaSSR(tiny_compact, **multi, stopping=HeldOutPairs()).fit([noisy, noisy2]).results[0]
+    assert (mine.image_traces, mine.steps) == ((), 4)
 
 
 def test_single_image_mode_returns_half_the_pick_where_jpeg_shows_in_that_image(tiny_compact, photo):

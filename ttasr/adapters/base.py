@@ -159,6 +159,8 @@ class Adapter(ABC, Generic[C]):
         self.config: C = base.replace(**overrides) if overrides else base  # type: ignore[assignment]
         self.stopping: Stopping = stopping if stopping is not None else \
             stopping_from_config(self.config, self.stopping_rule())
+        self.stopping_given = stopping is not None
+        """Whether the caller passed a :class:`Stopping` object (a rule of its own, whatever ``config.stopping`` says)."""
         self.device = torch.device(self.config.device or ("cuda" if torch.cuda.is_available() else "cpu"))
         self.results: list[FitResult] = []
         self.interrupted = False

@@ -385,11 +385,13 @@ class AdaSSR(InternalLearning):
 
     def looks_for_noise(self) -> bool:
         """Whether the default rules depend on noise in the images (:attr:`AdaSSRConfig.noisy_final`):
-        ``stopping`` and ``blend`` 'auto', in :attr:`noisy_modes` (a given kernel) or
+        ``stopping`` and ``blend`` 'auto' (no :class:`Stopping` object passed: the rule replaces the
+        selection and shortens the training), in :attr:`noisy_modes` (a given kernel) or
         :attr:`blind_noisy_modes` (an estimated one)."""
         c = self.config
         modes = self.noisy_modes if c.kernel_source == "given" else self.blind_noisy_modes
-        return c.noisy_final and c.stopping == "auto" and c.blend == "auto" and c.mode in modes
+        return c.noisy_final and c.stopping == "auto" and not self.stopping_given and c.blend == "auto" \
+            and c.mode in modes
 
     def noisy_budget(self) -> int | None:
         """The steps the noise rule trains for, where it fires: :attr:`noisy_max_steps`, or
