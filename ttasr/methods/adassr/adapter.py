@@ -216,14 +216,6 @@ class AdaSSR(InternalLearning):
     2.5 dB on one pattern photo of 26, half of them gained on every photo (benchmarks/RESULTS.md,
     'Noise in the colours')."""
 
-    noisy_modes: ClassVar[tuple[str, ...]] = ("single", "multi")
-    """Modes in which ``noisy_final`` applies with a given kernel (multi-image mode: half of the
-    outputs, as ``guarded-fallback`` blends)."""
-
-    blind_noisy_modes: ClassVar[tuple[str, ...]] = ("single", "multi")
-    """Modes in which ``noisy_final`` applies with an estimated kernel (half of the outputs, as
-    :meth:`auto_blend_space` blends where a trace shows)."""
-
     noisy_max_steps: ClassVar[int] = 300
     """Where the noise rule fires, training stops at this step (or at ``max_steps``, if fewer),
     except in :attr:`noisy_uncapped`. The rule was validated at 300 steps; at 1,500, half of the
@@ -386,12 +378,9 @@ class AdaSSR(InternalLearning):
     def looks_for_noise(self) -> bool:
         """Whether the default rules depend on noise in the images (:attr:`AdaSSRConfig.noisy_final`):
         ``stopping`` and ``blend`` 'auto' (no :class:`Stopping` object passed: the rule replaces the
-        selection and shortens the training), in :attr:`noisy_modes` (a given kernel) or
-        :attr:`blind_noisy_modes` (an estimated one)."""
+        selection and shortens the training), in every mode, with a given or an estimated kernel."""
         c = self.config
-        modes = self.noisy_modes if c.kernel_source == "given" else self.blind_noisy_modes
-        return c.noisy_final and c.stopping == "auto" and not self.stopping_given and c.blend == "auto" \
-            and c.mode in modes
+        return c.noisy_final and c.stopping == "auto" and not self.stopping_given and c.blend == "auto"
 
     def noisy_budget(self) -> int | None:
         """The steps the noise rule trains for, where it fires: :attr:`noisy_max_steps`, or
@@ -495,6 +484,7 @@ class AdaSSR(InternalLearning):
         if reason is not None:
             return self.kept_pretrained(group, reason)
         traces = ("jpeg",) if looks and compressed else ()
+        budget: int | None = None  # the steps to train where the noise rule fires (noisy_budget)
         if traces:
             log.info("%s: JPEG shows in %s: %s", self.name, ", ".join(map(str, compressed or ())),
                      "the whole adapted output is returned where the blend check allows"
@@ -504,10 +494,9 @@ class AdaSSR(InternalLearning):
                      f"{self.blind_compressed_blend:g} of the selected change's output is returned")
         elif self.looks_for_noise() and len(self.noisy_images(group)) == len(group.tensors) \
                 and not (self.compressed_images(group) if compressed is None else compressed):
-            traces = ("noise",)
+            traces, budget = ("noise",), self.noisy_budget()
             log.info("%s: every image shows chroma noise: training stops at step %d, and %g of that step's change "
-                     "is returned", self.name, min(c.max_steps, self.noisy_budget() or c.max_steps), self.noisy_blend)
-        budget = self.noisy_budget() if traces == ("noise",) else None
+                     "is returned", self.name, min(c.max_steps, budget or c.max_steps), self.noisy_blend)
         result = dataclasses.replace(self.run_loop(group, callbacks, resume, max_steps=budget), image_traces=traces)
         if traces == ("noise",):
             result = self.final_weights(result)
