@@ -491,7 +491,9 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "blind: JPEG only": ("heldout+gain-blind", "0.5", "0.1", "outputs"),
                  "single: ½ at 300 if noisy": ("heldout+gain-jpeg+noise@300", "0.5", "0.2", "weights"),
                  "multi default: + ½ at 300": ("checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
-                 "blind default": ("heldout+gain-traces@300", "0.5", "0.1", "outputs")}
+                 "blind default": ("heldout+gain-traces@300", "0.5", "0.1", "outputs"),
+                 "blind: ×1 out if JPEG (W)": ("heldout+gain-traces@300", "1", "0.1", "outputs"),
+                 "blind: + ½ at 300 if start (K)": ("heldout+gain+start-traces@300", "0.5", "0.1", "outputs")}
 """``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise,
 the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the blend check
 (:func:`checked_pick`); ``checked-jpeg``: the same, whole outputs where the run recorded JPEG in
@@ -506,7 +508,11 @@ an image, else the second blend of its weights (claim B of 'Traces without a ker
 ``@300``: the noise part at step 300 instead of the final step (training stops there where the
 rule fires, ``AdaSSR.noisy_max_steps``; claim C, 'The noise rules capped at 300 steps': rows
 ``blind default`` and ``multi default: + ½ at 300`` are AdaSSR's defaults since, and
-``single default: + ½ final`` stays the single-image one). Rows that blend outputs, checked
+``single default: + ½ final`` stays the single-image one); rows ``(W)`` and ``(K)``: claims W
+and K of 'Where JPEG shows without a kernel: the whole pick, and the start kept', neither
+adopted: the blind default with the whole pick where JPEG shows (W), and with ``+start`` (K):
+where JPEG shows and the rule keeps the start, the blend of the outputs at the noise part's step
+(``@``) instead of the start. Rows that blend outputs, checked
 rows and rows that need ``jpeg`` or ``chroma_noise`` are shown where every run recorded what they need."""
 
 
@@ -526,9 +532,12 @@ def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: s
     last = records[min(len(records) - 1, int(cap) // eval_every)] if cap else records[-1]  # the noise rule's step
     if rule.endswith(("-traces", "-blind")):
         picked = rule.rsplit("-", 1)[0]
+        start, picked = picked.endswith("+start"), picked.removesuffix("+start")
         if rule.endswith("-traces") and noisy(group):  # the noise part: claims B and C only
             return last["mix"][str(ttasr.AdaSSR.noisy_blend)]
         if any(group["jpeg"]):
+            if start and replay_records(candidates()[picked], picked, records) == 0:  # claim K
+                return last["mix"][accepted]
             return blended_pick(records, picked, accepted, accepted, "outputs")
         return blended_pick(records, picked, otherwise, otherwise, "weights")
     if rule.endswith("+noise"):

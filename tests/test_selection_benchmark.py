@@ -379,6 +379,17 @@ def test_the_blind_rows_blend_outputs_where_a_trace_shows_and_a_tenth_of_the_wei
     shipped = selection.SUMMARY_RULES["blind default"]  # the noise part at step 300: here the last record
     assert selection.summary_pick({**group, "chroma_noise": [3.0]}, *shipped) == [32.5]
     assert selection.summary_pick({**group, "chroma_noise": [3.0]}, *shipped, 300) == [30.7]  # record 1: step 300
+    w = selection.SUMMARY_RULES["blind: ×1 out if JPEG (W)"]  # the whole pick where JPEG shows, else the same
+    assert selection.summary_pick({**group, "jpeg": [True]}, *w) == [31.0]
+    assert selection.summary_pick(group, *w) == selection.summary_pick(group, *shipped) == [29.9]
+    assert selection.summary_pick({**group, "chroma_noise": [3.0]}, *w, 300) == [30.7]
+    k = selection.SUMMARY_RULES["blind: + ½ at 300 if start (K)"]  # JPEG and the start kept: half at step 300
+    assert selection.summary_pick({**group, "jpeg": [True]}, *k, 300) == [30.7]  # the pick is later: as shipped
+    kept = {**group, "jpeg": [True], "trajectory": {"records": [start, {**pick, "heldout+gain": 1.0},
+                                                                         {**last, "heldout+gain": 1.0}]}}
+    assert selection.summary_pick(kept, *k, 300) == [30.7]  # record 1 (step 300), half of its output
+    assert selection.summary_pick(kept, *k, 100) == [32.5]  # a budget below 300: the last record
+    assert selection.summary_pick(kept, *shipped, 100) == [30.0]  # what ships: the start
 
 
 def test_the_capped_noise_rows_take_the_record_of_step_300_and_the_last_one_before_it(selection):
