@@ -42,6 +42,9 @@ appended to --out/results.json as each run ends (atomic), and --resume skips fin
 ``--report --merge DIR`` prints one table over several folders (presets run in parallel), and
 ``--summary DIR ...`` judges the blend rules over every preset run in many folders (other
 photos, either mode): mean gain, worst photo, and the runs that break the no-harm bounds.
+``--keep-outputs`` also writes the trajectory's SR output at every evaluation (float16, with the
+LR and HR images) under --out/outputs/<preset>/<group>/, so that blends the records do not hold
+can be scored offline (``benchmarks/flat_blend.py``).
 """
 
 from __future__ import annotations
@@ -138,8 +141,8 @@ class Recorder(Stopping):
     scores_start = True
 
     def __init__(self, highs: list[torch.Tensor], rules: dict[str, Stopping], niqe: NIQE,
-                 shrink: tuple[float, ...] = ()) -> None:
-        self.highs, self.rules, self.niqe, self.shrink = highs, rules, niqe, shrink
+                 shrink: tuple[float, ...] = (), keep: Path | None = None) -> None:
+        self.highs, self.rules, self.niqe, self.shrink, self.keep = highs, rules, niqe, shrink, keep
         self.records: list[dict] = []
         self.start: list[torch.Tensor] | None = None
         self.start_weights: dict[str, torch.Tensor] | None = None
@@ -166,6 +169,8 @@ class Recorder(Stopping):
                                                                   for r in residuals])) for sigma in SMOOTHED}
         if self.start is None:
             self.start = srs
+        if self.keep is not None:
+            keep_outputs(self.keep, len(self.records), srs, group.tensors, self.highs)
         rec["change"] = float(np.mean([(sr - s0).abs().mean() for sr, s0 in zip(srs, self.start)]))
         raw = getattr(adapter, "raw_network", None)
         if raw is not None and raw is not network:
@@ -216,6 +221,18 @@ class Recorder(Stopping):
                                               for r in back_projection_residuals(adapter, group, srs)]
             rec["shrink_heldout"][lam] = self.rules["heldout"].score(adapter, self.scratch, group)
             rec.setdefault("shrink_heldout_l2", {})[lam] = HELDOUT_L2.score(adapter, self.scratch, group)
+
+
+def keep_outputs(folder: Path, index: int, srs: list[torch.Tensor], lows: list[torch.Tensor],
+                 highs: list[torch.Tensor]) -> None:
+    """Write evaluation ``index``'s SR outputs to ``folder`` (``eval<index>_img<i>.pt``, float16),
+    and at the first evaluation the LR and HR images too, for scoring blends offline."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for i, sr in enumerate(srs):
+        torch.save(sr.detach().to(torch.float16).clone(), folder / f"eval{index:03d}_img{i}.pt")
+        if index == 0:
+            torch.save(lows[i].detach().clone(), folder / f"lr_img{i}.pt")
+            torch.save(highs[i].detach().clone(), folder / f"hr_img{i}.pt")
 
 
 HELDOUT_L2 = HeldOutPairs(norm="l2")
@@ -331,15 +348,15 @@ def run_preset(model, preset, photos, args, niqe, results, store) -> None:
     s = model.scale
     deg = [degrade(hr, s, preset, seed=args.seed) for _, hr in photos]
     if args.mode == "multi":
-        groups = [(results.setdefault(preset, {}), deg, [hr for _, hr in photos])]
+        groups = [("all", results.setdefault(preset, {}), deg, [hr for _, hr in photos])]
     else:
         per_image = results.setdefault(preset, {}).setdefault("images", {})
-        groups = [(per_image.setdefault(name, {}), [d], [hr]) for (name, hr), d in zip(photos, deg)]
-    for rows, group_deg, highs in groups:
-        run_group(model, preset, group_deg, highs, rows, args, niqe, results, store)
+        groups = [(name, per_image.setdefault(name, {}), [d], [hr]) for (name, hr), d in zip(photos, deg)]
+    for group_name, rows, group_deg, highs in groups:
+        run_group(model, preset, group_deg, highs, rows, args, niqe, results, store, group_name)
 
 
-def run_group(model, preset, deg, highs, rows, args, niqe, results, store) -> None:
+def run_group(model, preset, deg, highs, rows, args, niqe, results, store, group_name: str = "all") -> None:
     """Candidate trajectory, oracle and paper preset on one adaptation group (records in ``rows``)."""
     s = model.scale
     lows = [d.lr for d in deg]
@@ -365,7 +382,8 @@ def run_group(model, preset, deg, highs, rows, args, niqe, results, store) -> No
         print(f"# {what}: default {rows['default']['seconds']:.0f} s", file=sys.stderr, flush=True)
     if "trajectory" not in rows and "trajectory" in args.runs:
         t = time.perf_counter()
-        rec = Recorder(highs, candidates(), niqe, shrink=tuple(args.shrink))
+        keep = args.out / "outputs" / preset / group_name if args.keep_outputs else None
+        rec = Recorder(highs, candidates(), niqe, shrink=tuple(args.shrink), keep=keep)
         a = RecordedAdaSSR(model, stopping=rec, **base, **CANDIDATE).fit(lows)
         rows["trajectory"] = {"records": rec.records, "seconds": time.perf_counter() - t,
                               "noise_level": getattr(a, "noise_level", None), "not_adapted": a.gap,
@@ -787,6 +805,9 @@ def main() -> None:
                     help="override a setting of the candidate configuration (repeatable), e.g. "
                          "kernel_estimator=bicubic; the oracle gets the same overrides, its kernel excepted")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's)")
+    ap.add_argument("--keep-outputs", action="store_true",
+                    help="write the candidate trajectory's SR output at each evaluation (float16, with the LR and "
+                         "HR) under --out/outputs/<preset>/<group>/, to score blends offline")
     ap.add_argument("--shrink", type=lambda v: [float(x) for x in v.split(",") if x], default=[],
                     metavar="L1,L2", help="also score the candidate's weights pulled back towards the start, "
                                           "θ0 + λ(θ − θ0), for each λ (rows 'RULE ×λ' in the report)")

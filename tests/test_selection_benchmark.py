@@ -249,6 +249,51 @@ def test_recorder_scores_each_blend_as_a_rule_without_the_hr_would_see_it(select
     assert last["mix_heldout"]["0.5"] != pytest.approx(last["heldout"], rel=1e-6)
 
 
+def test_kept_outputs_let_flat_blend_score_the_blind_jpeg_pick_offline(selection, tiny_compact, photo, tmp_path):
+    """The recorder keeps each evaluation's output (float16) with the LR and HR; flat_blend.py
+    recomputes half of the held-out pick from them as the records have it, and the flat gate
+    returns the whole pick only where every image is flat enough."""
+    import torch
+    import torch.nn.functional as F
+
+    flat_blend = _benchmark("flat_blend", "flat_blend.py")
+    hr = F.interpolate(photo, scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
+    kept = tmp_path / "run" / "outputs" / "camera" / "all"
+    rec = selection.Recorder([hr], {"heldout": HeldOutPairs(), "heldout+gain": HeldOutPairs(min_gain=0.01)},
+                             niqe=lambda sr: 0.0, shrink=(0.5, 1.0), keep=kept)
+    selection.RecordedAdaSSR(tiny_compact, stopping=rec, batch_size=2, patch_size=12, max_steps=4, eval_every=2,
+                             lr=1e-2, attention="none", progress=False, seed=0).fit(photo)
+    assert sorted(p.name for p in kept.iterdir()) == ["eval000_img0.pt", "eval001_img0.pt", "eval002_img0.pt",
+                                                       "hr_img0.pt", "lr_img0.pt"]
+    assert torch.load(kept / "eval002_img0.pt").dtype == torch.float16
+    rows = {"unadapted": rec.records[0]["psnr"], "jpeg": [True], "trajectory": {"records": rec.records}}
+    k = selection.replay_records(selection.candidates()["heldout+gain"], "heldout+gain", rec.records)
+    got = flat_blend.score_group(rows, kept, [(4.0, 5.0, 1.0)], [0.0, 1.01], scale=2)
+    assert got["step"] == k > 0
+    assert got["half, recomputed"] == pytest.approx(got["what ships"], abs=0.02)  # float16 outputs
+    assert list(got["whole if every m ≥ 0"]) == list(got["whole pick"])
+    assert list(got["whole if every m ≥ 1.01"]) == list(got["what ships"])
+    assert 0 < got["m"][0] < 1
+    assert flat_blend.score_group({**rows, "jpeg": [False]}, kept, [], [0.7]) == {}
+
+
+def test_the_flat_region_map_is_one_on_flat_ground_and_falls_on_texture():
+    import torch
+
+    flat_blend = _benchmark("flat_blend", "flat_blend.py")
+    flat = torch.full((1, 3, 32, 64), 0.5)
+    striped = flat.clone()
+    striped[..., 32:] += 0.2 * (torch.arange(32).remainder(2).view(1, 1, 1, 32) - 0.5)  # ±25.5 levels: v ≈ 650
+    w = flat_blend.flat_region_weights(striped)
+    assert w.shape == (1, 1, 32, 64)
+    torch.testing.assert_close(flat_blend.flat_region_weights(flat), torch.ones(1, 1, 32, 64), atol=1e-3, rtol=0)
+    assert float(w[..., :20].min()) > 0.999 and float(w[..., 44:].max()) < 0.05
+    # tau is the local standard deviation that gives one half: a stripe of ±5 levels has v = 25 = 5²
+    soft = flat + 10 / 255 * (torch.arange(64).remainder(2).view(1, 1, 1, 64) - 0.5)
+    assert float(flat_blend.flat_region_weights(soft, 4.0, 5.0)[..., 12:-12, 16:-16].mean()) == pytest.approx(0.5, abs=0.01)
+    torch.testing.assert_close(flat_blend.flat_region_weights(striped.half()), w, atol=1e-3, rtol=0)
+
+
 def test_runs_of_one_preset_made_in_separate_folders_report_as_one_group(tmp_path, selection):
     records = [{"psnr": [30.0, 31.0], "heldout": 1.0}, {"psnr": [30.2, 31.1], "heldout": 0.5}]
     candidate = {"noise_augment": "always", "ema_decay": 0.99}
