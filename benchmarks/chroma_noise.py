@@ -10,7 +10,11 @@ x4) with every proxy preset at each seed (one seed, one camera: its blur, noise 
 JPEG quality) and prints, per preset and seed, the detector's smallest, median and largest
 value, the photos at or above the threshold, and the preset's noise settings. Photos as in
 ``selection.py --photos`` (wallpaper names, ``skimage:<name>``, image paths); default: the
-proxy set.
+proxy set. ``--estimator`` compares the level estimators that see noise shared by the channels
+(luminance noise, which the chroma detector cannot see): ``haar``
+(:func:`ttasr.degradations.noise.estimate_noise_level`, the flattest tiles) and ``pca`` (patch
+eigenvalues, ``benchmarks/degradation_detectors.py``); the largest values are then clean textured
+photos as often as noisy ones (benchmarks/RESULTS.md, 'Budgets, three new degradations').
 """
 
 from __future__ import annotations
@@ -23,8 +27,13 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
 from adassr_proxy import load_photos, photo_files
+from degradation_detectors import pca_noise_level
 
 from ttasr.degradations import PRESETS, degrade, estimate_chroma_noise
+from ttasr.degradations.noise import estimate_noise_level
+
+ESTIMATORS = {"chroma": estimate_chroma_noise, "haar": estimate_noise_level, "pca": pca_noise_level}
+"""``--estimator``: each maps a 1x3xHxW LR image in [0, 1] to a noise level in 8-bit levels."""
 
 
 def main() -> None:
@@ -35,10 +44,13 @@ def main() -> None:
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--scale", type=int, default=4)
     ap.add_argument("--threshold", type=float, default=2.5, help="AdaSSR's chroma_noise_threshold")
+    ap.add_argument("--estimator", choices=sorted(ESTIMATORS), default="chroma",
+                    help="chroma: AdaSSR's detector; haar, pca: levels of noise shared by the channels too")
     args = ap.parse_args()
+    estimate = ESTIMATORS[args.estimator]
     names = args.photos or list(photo_files(None))
     photos = [p for name in names for p in load_photos(1, args.size, [name])]
-    print(f"# {len(photos)} photos, {args.size} px HR, x{args.scale}; chroma noise of the LR in 8-bit levels; "
+    print(f"# {len(photos)} photos, {args.size} px HR, x{args.scale}; {args.estimator} noise of the LR in 8-bit levels; "
           f"flagged: >= {args.threshold}")
     print(f"{'preset':<14}{'seed':>5}{'noise σ/shot':>14}{'min':>7}{'median':>8}{'max':>7}{'flagged':>9}  "
           "largest (flagged first)")
@@ -47,7 +59,7 @@ def main() -> None:
             levels, settings = {}, {}
             for name, hr in photos:
                 d = degrade(hr, args.scale, preset, seed=seed)
-                levels[name] = estimate_chroma_noise(d.lr)
+                levels[name] = estimate(d.lr)
                 settings = d.params
             v = np.array(list(levels.values()))
             flagged = sum(level >= args.threshold for level in levels.values())

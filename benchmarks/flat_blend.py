@@ -13,13 +13,17 @@ takes the step the blind default picks (the held-out rule, ``heldout+gain``) and
 * **the flat gate** ``(t)`` (claim T): the whole pick's output where every image of the group has
   a mean flat weight ``m`` (the map's mean, ``sigma`` 4, ``tau`` 5, on ``N_0``) of at least ``t``,
   else what ships;
+* **means over the trajectory** (``--means``; an ensemble of the fit's snapshots, not a blend
+  with a fraction): the uniform mean of the outputs at evaluations ``0 … pick`` (the start
+  included), at ``0 … last``, and half of the mean at ``1 … last`` with ``N_0``;
 * the whole pick, and the HR's best step and blend of the records (for scale).
 
 PSNR-Y is measured as ``selection.py`` does (quantised, the scale as border); a column
 recomputes half the pick from the kept float16 outputs, which checks them against the records.
 The last table gives, per setting, the mean gain over every photo, the worst photo, the worst
 run mean, and whether it keeps the issue's no-harm bounds (no photo below −0.1 dB, no run mean
-below −0.05 dB). Neither F nor T was adopted (benchmarks/RESULTS.md, 'Flat photos, whole outputs').
+below −0.05 dB). Neither F nor T was adopted (benchmarks/RESULTS.md, 'Flat photos, whole outputs');
+nor are the means (benchmarks/RESULTS.md, 'Budgets, three new degradations, and the fit's snapshots averaged').
 """
 
 from __future__ import annotations
@@ -71,7 +75,7 @@ def kept_groups(folders: list[Path]):
 
 
 def score_group(rows: dict, kept: Path, settings: list[tuple[float, float, float]], gates: list[float],
-                scale: int = 4) -> dict:
+                scale: int = 4, means: bool = False) -> dict:
     """Gains (dB per photo) of each blend of the group's held-out pick; empty where no JPEG shows."""
     records = rows["trajectory"]["records"]
     if not any(rows["jpeg"]):
@@ -83,9 +87,10 @@ def score_group(rows: dict, kept: Path, settings: list[tuple[float, float, float
     start = [torch.load(kept / f"eval000_img{i}.pt").float() for i in range(n)]
     pick = [torch.load(kept / f"eval{k:03d}_img{i}.pt").float() for i in range(n)]
 
-    def gains(weights) -> np.ndarray:
+    def gains(weights, towards: list[torch.Tensor] = pick) -> np.ndarray:
+        """Per photo, ``N_0 + w ⊙ (T − N_0)`` for the outputs ``towards`` (``T``, the pick's by default)."""
         return np.array([psnr_y((s + w * (p - s)).clamp(0, 1), h, scale)
-                         for s, p, h, w in zip(start, pick, hr, weights)]) - base
+                         for s, p, h, w in zip(start, towards, hr, weights)]) - base
 
     out = {"step": k, "what ships": np.array(records[k]["mix"]["0.5"]) - base,
            "half, recomputed": gains([0.5] * n), "whole pick": np.array(records[k]["psnr"]) - base,
@@ -100,6 +105,15 @@ def score_group(rows: dict, kept: Path, settings: list[tuple[float, float, float
     out["m"] = flatness
     for t in gates:
         out[f"whole if every m ≥ {t:g}"] = out["whole pick"] if k and min(flatness) >= t else out["what ships"]
+    if means:
+        def mean_of(steps: range) -> list[torch.Tensor]:
+            return [sum(torch.load(kept / f"eval{e:03d}_img{i}.pt").float() for e in steps) / len(steps)
+                    for i in range(n)]
+
+        last = len(records)
+        out["mean of 0 … pick"] = gains([1.0] * n, mean_of(range(k + 1)))
+        out["mean of 0 … last"] = gains([1.0] * n, mean_of(range(last)))
+        out["½ mean of 1 … last"] = gains([0.5] * n, mean_of(range(1, last)))
     return out
 
 
@@ -114,13 +128,14 @@ def main() -> None:
     ap.add_argument("--taus", type=floats, default=[2.0, 3.0, 5.0, 8.0, 12.0], help="8-bit levels where W is 1/2")
     ap.add_argument("--caps", type=floats, default=[0.5, 1.0], help="the map times this fraction")
     ap.add_argument("--gates", type=floats, default=[0.7], help="thresholds t of the flat gate (claim T)")
+    ap.add_argument("--means", action="store_true", help="also the means of the outputs over the trajectory")
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     settings = list(itertools.product(args.sigmas, args.taus, args.caps))
     scored = {}
     for label, rows, kept, every in kept_groups(args.folders):
-        got = score_group(rows, kept, settings, args.gates)
+        got = score_group(rows, kept, settings, args.gates, means=args.means)
         if not got:
             print(f"{label}: no JPEG shows; the blind default does not blend outputs there")
             continue

@@ -527,10 +527,11 @@ an image, else the second blend of its weights (claim B of 'Traces without a ker
 rule fires, ``AdaSSR.noisy_max_steps``; claim C, 'The noise rules capped at 300 steps': rows
 ``blind default`` and ``multi default: + ½ at 300`` are AdaSSR's defaults since, and
 ``single default: + ½ final`` stays the single-image one); rows ``(W)`` and ``(K)``: claims W
-and K of 'Where JPEG shows without a kernel: the whole pick, and the start kept', neither
-adopted: the blind default with the whole pick where JPEG shows (W), and with ``+start`` (K):
-where JPEG shows and the rule keeps the start, the blend of the outputs at the noise part's step
-(``@``) instead of the start. Rows that blend outputs, checked
+and K of 'Where JPEG shows without a kernel: the whole pick, and the start kept': the blind
+default with the whole pick where JPEG shows (W, not adopted), and with ``+start`` (K): where JPEG
+shows and the rule keeps the start, the blend of the outputs at the noise part's step (``@``)
+instead of the start. K was adopted for multi-image mode in 'Budgets, three new degradations':
+row ``(K)`` is AdaSSR's multi-image blind default since, ``blind default`` stays the single-image one. Rows that blend outputs, checked
 rows and rows that need ``jpeg`` or ``chroma_noise`` are shown where every run recorded what they need."""
 
 
@@ -591,14 +592,29 @@ HR_ROWS = {"HR: best blend at the pick": "pick", "HR: best step and blend": "any
 outputs are recorded."""
 
 
-def summary(folders: list[Path], eval_every: int = 50) -> None:
+def cut_at(groups: list[dict], budget: int, every: int) -> list[dict] | None:
+    """``groups`` as a fit with ``max_steps=budget`` would have recorded them: the trajectory's
+    (and the oracle's) records up to that step. AdaSSR's steps do not depend on ``max_steps`` (a
+    longer budget resumes a shorter one), so the replayed rules return what such a fit returns.
+    ``None`` where a trajectory ends before ``budget``."""
+    keep = budget // every + 1
+    if any(len(g["trajectory"]["records"]) < keep for g in groups):
+        return None
+    return [{**g, **{run: {**g[run], "records": g[run]["records"][:keep]}
+                     for run in ("trajectory", "oracle") if run in g}} for g in groups]
+
+
+def summary(folders: list[Path], eval_every: int = 50, budget: int | None = None,
+            only: list[str] | None = None) -> None:
     """Each rule of :data:`SUMMARY_RULES` over every preset run in ``folders`` (each an ``--out``
     folder), one table per mode: the mean gain over the runs, the worst photo, and the runs where
     it breaks the issue's no-harm bounds (a photo below −0.1 dB, a run's mean below −0.05 dB).
     ``bicubic-clean`` is left out: with a measured kernel AdaSSR does not train there. Replays
     only: a group the default would not train (``not_adapted``) still counts as trained. The
     last rows (:data:`HR_ROWS`) choose with the HR images: how much gain is left. ``eval_every``:
-    the evaluation interval of runs whose results do not record theirs (before 2026-12-05)."""
+    the evaluation interval of runs whose results do not record theirs (before 2026-12-05).
+    ``budget``: every run replayed as if its fit had stopped at that step (:func:`cut_at`; runs
+    shorter than that are left out, and named). ``only``: only these rows (names as printed)."""
     gains: dict[str, dict[str, list[tuple[str, np.ndarray]]]] = {}
     oracle: dict[str, list[float]] = {}
     between: dict[str, list[int]] = {}
@@ -618,7 +634,15 @@ def summary(folders: list[Path], eval_every: int = 50) -> None:
             if not groups or not all("consistency" in r and blends <= set(r.get("shrink", {})) for r in recs):
                 continue  # not recorded with the guard's error and these blends: nothing to replay
             label = folder.name if folder.name.endswith(preset) else f"{folder.name}:{preset}"
-            runs.append((mode, label, groups, results.get("eval_every", eval_every)))
+            every = results.get("eval_every", eval_every)
+            if budget is not None:
+                cut = cut_at(groups, budget, every) if budget % every == 0 else None
+                if cut is None:
+                    why = f"ends before step {budget}" if budget % every == 0 else f"evaluated every {every} steps"
+                    print(f"# left out: {label} {why}")
+                    continue
+                groups = cut
+            runs.append((mode, label, groups, every))
             blind = blind and results.get("candidate", {}).get("kernel_estimator", "auto") != "given"
     recorded = {key for key in ("mix", "shrink_heldout", "mix_heldout", "heldout_l2", "shrink_heldout_l2")
                 if runs and all(key in r for _, _, groups, _ in runs for g in groups for r in g["trajectory"]["records"])}
@@ -655,6 +679,8 @@ def summary(folders: list[Path], eval_every: int = 50) -> None:
         print(f"{mode}-image: {runs} preset runs{known}")
         print(f"{'rule':<27}{'mean':>8}{'worst':>8}  runs breaking the bounds (mean / worst photo)")
         for name, per_run in rules.items():
+            if only and name not in only:
+                continue
             broken = [f"{label} {g.mean():+.2f}/{g.min():+.2f}" for label, g in per_run
                       if g.min() < -0.1 or g.mean() < -0.05]
             mean = np.mean([g.mean() for _, g in per_run])
@@ -798,6 +824,11 @@ def main() -> None:
     ap.add_argument("--summary", nargs="+", type=Path, default=None, metavar="DIR",
                     help="only summarise the preset runs in these --out folders (any photos, either mode): each "
                          "blend rule's mean gain, worst photo and the runs where it breaks the no-harm bounds")
+    ap.add_argument("--budget", type=lambda v: [int(x) for x in v.split(",") if x], default=None,
+                    metavar="S1,S2", help="with --summary: one summary per budget, each run replayed as if its fit "
+                                          "had stopped at that step (a multiple of the evaluation interval)")
+    ap.add_argument("--row", action="append", default=None, metavar="NAME",
+                    help="with --summary: only this row (as printed; repeat for more)")
     ap.add_argument("--merge", action="append", default=[], type=Path, metavar="DIR",
                     help="with --report: add the presets of another --out folder (repeatable), e.g. runs of "
                          "one preset each that ran in parallel")
@@ -813,7 +844,11 @@ def main() -> None:
                                           "θ0 + λ(θ − θ0), for each λ (rows 'RULE ×λ' in the report)")
     args = ap.parse_args()
     if args.summary:
-        return summary(args.summary, args.eval_every)
+        for budget in args.budget or [None]:
+            if budget is not None:
+                print(f"## --budget {budget}: as if every fit had stopped at step {budget}")
+            summary(args.summary, args.eval_every, budget, args.row)
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     CANDIDATE.update(candidate_overrides(args.candidate))

@@ -139,6 +139,20 @@ def test_presets_are_deterministic_per_seed_and_differ_across_seeds(photo256):
         assert a.params == b.params
 
 
+def test_luminance_noise_presets_add_the_same_noise_to_every_channel():
+    """On a grey HR image, ``luma-noise`` keeps R = G = B (noise on the luminance only) where
+    ``sensor-noise`` does not; ``phone`` and ``noisy-jpeg`` are compressed at their qualities."""
+    grey = torch.full((1, 3, 64, 64), 0.5)
+    luma, colour = (degrade(grey, 2, name, seed=1).lr for name in ("luma-noise", "sensor-noise"))
+    assert torch.equal(luma[:, 0], luma[:, 1]) and torch.equal(luma[:, 1], luma[:, 2])
+    assert luma.std() > 1 / 255  # 2-4 levels of read noise and shot noise
+    assert not torch.equal(colour[:, 0], colour[:, 1])
+    for name, (lo, hi) in (("phone", (75, 90)), ("noisy-jpeg", (70, 85))):
+        assert PRESETS[name].gaussian_noise == (2.0, 4.0)
+        assert lo <= degrade(grey, 2, name, seed=1).params["jpeg_quality"] <= hi
+    assert PRESETS["phone"].gray_noise and not PRESETS["noisy-jpeg"].gray_noise
+
+
 def test_optical_blur_is_exactly_blur_then_subsample(photo256):
     d = degrade(photo256, 4, "optical-blur", seed=3)
     p = d.params

@@ -248,3 +248,31 @@ def test_without_a_kernel_half_of_the_output_is_returned_where_jpeg_or_colour_no
     mine = ttasr.AdaSSR(tiny_compact, **kw, blend_space="weights").fit(compressed).results[0]
     assert (mine.image_traces, mine.blend, mine.blend_space) == (("jpeg",), 0.5, "weights")
     assert ttasr.AdaSSR(tiny_compact, **kw, blend=0.3).fit(compressed).results[0].image_traces == ()
+
+def test_without_a_kernel_where_jpeg_shows_and_the_start_is_kept_half_of_step_300_is_returned(tiny_compact, photo,
+                                                                                              monkeypatch):
+    from ttasr.adapters.stopping import HeldOutPairs
+    from ttasr.degradations import jpeg
+
+    compressed = jpeg(photo, 40)
+    kw = {"batch_size": 2, "patch_size": 16, "progress": False, "seed": 0, "attention": "none", "augment": False,
+          "eval_every": 2, "lr": 1e-12, "mode": "multi"}  # nothing learnt: the held-out rule keeps the start
+    monkeypatch.setattr(ttasr.AdaSSR, "start_kept_step", 2)  # the step whose weights are returned (300)
+    a = ttasr.AdaSSR(tiny_compact, **kw, max_steps=4)
+    sr = a.fit([compressed, photo]).enhance()
+    r = a.results[0]
+    assert (r.image_traces, r.best_step, r.blend, r.blend_space) == (("jpeg",), 2, 0.5, "outputs")
+    # the weights of step 2 (as a 2-step budget ends), and the last ones kept for final=True
+    two = ttasr.AdaSSR(tiny_compact, **kw, max_steps=2).fit([compressed, photo]).results[0]
+    assert (two.best_step, two.steps, two.blend) == (2, 2, 0.5)
+    assert all(torch.equal(r.weights[k], two.weights[k]) for k in r.weights)
+    last = ttasr.AdaSSR(tiny_compact, **kw, max_steps=4, blend=1.0).fit([compressed, photo]).results[0]
+    assert last.best_step == 0 and all(torch.equal(r.final_weights[k], last.final_weights[k]) for k in r.weights)
+    half = 0.5 * enhance_tensor(a.model.with_weights(two.weights), photo) + 0.5 * enhance_tensor(a.model, photo)
+    torch.testing.assert_close(sr[1], half, atol=1 / 255, rtol=0)
+    # not without JPEG, nor in single-image mode, nor with a Stopping object of the caller's
+    assert ttasr.AdaSSR(tiny_compact, **kw, max_steps=4).fit([photo, photo]).results[0].best_step == 0
+    single = ttasr.AdaSSR(tiny_compact, **{**kw, "mode": "single"}, max_steps=4).fit(compressed).results[0]
+    assert (single.image_traces, single.best_step) == (("jpeg",), 0)
+    mine = ttasr.AdaSSR(tiny_compact, **kw, max_steps=4, stopping=HeldOutPairs()).fit([compressed, photo])
+    assert mine.results[0].best_step == 0

@@ -277,6 +277,34 @@ def test_kept_outputs_let_flat_blend_score_the_blind_jpeg_pick_offline(selection
     assert flat_blend.score_group({**rows, "jpeg": [False]}, kept, [], [0.7]) == {}
 
 
+def test_flat_blend_means_average_the_kept_outputs_over_the_trajectory(tmp_path):
+    """--means: the uniform mean of the outputs of evaluations 0 … pick, 0 … last, and half of
+    the mean of 1 … last with the start, each scored as the photo's PSNR-Y gain."""
+    import numpy as np
+    import torch
+
+    from ttasr.metrics import psnr_y
+
+    flat_blend = _benchmark("flat_blend", "flat_blend.py")
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(1, 3, 32, 32, generator=g)
+    outs = [(hr + 0.1 * torch.randn(1, 3, 32, 32, generator=g)).clamp(0, 1) for _ in range(4)]
+    for e, out in enumerate(outs):
+        torch.save(out.half(), tmp_path / f"eval{e:03d}_img0.pt")
+    torch.save(hr, tmp_path / "hr_img0.pt")
+    outs = [torch.load(tmp_path / f"eval{e:03d}_img0.pt").float() for e in range(4)]
+    psnr = [psnr_y(o, hr, 4) for o in outs]
+    records = [{"psnr": [v], "heldout+gain": h, "mix": {"0.5": [v]}, "shrink": {}}
+               for v, h in zip(psnr, (1.0, 0.8, 0.5, 0.9))]  # the held-out rule picks evaluation 2
+    rows = {"unadapted": [psnr[0]], "jpeg": [True], "trajectory": {"records": records}}
+    got = flat_blend.score_group(rows, tmp_path, [], [], means=True)
+    assert got["step"] == 2
+    for name, image in (("mean of 0 … pick", sum(outs[:3]) / 3), ("mean of 0 … last", sum(outs) / 4),
+                        ("½ mean of 1 … last", 0.5 * outs[0] + 0.5 * sum(outs[1:]) / 3)):
+        assert got[name] == pytest.approx(np.array([psnr_y(image.clamp(0, 1), hr, 4) - psnr[0]]), abs=1e-6), name
+    assert "mean of 0 … pick" not in flat_blend.score_group(rows, tmp_path, [], [])
+
+
 def test_the_flat_region_map_is_one_on_flat_ground_and_falls_on_texture():
     import torch
 
@@ -344,6 +372,37 @@ def test_summary_counts_the_runs_where_a_blend_breaks_the_no_harm_bounds_per_mod
     assert "+0.225   -0.05  0:" in multi_rows["guarded-fallback ×0.5|0.2"]
     assert "+0.075   -0.05  0:" in multi_rows["heldout+gain ×0.2"]
     assert "1: s:camera +0.40/-0.20" in out[1]
+
+
+def test_a_budget_replays_each_run_as_a_fit_stopped_there_and_leaves_out_shorter_runs(tmp_path, selection):
+    """The held-out error falls until step 200, where the photo loses 3 dB. Stopped at step 100,
+    the fit picks step 100 (+2 dB; the blind default keeps a tenth of it, in weights: +0.2); at
+    200 it picks step 200 (-0.3), and the 100-step run is left out and named."""
+    def rec(psnr, heldout):
+        return {"psnr": [psnr], "heldout": heldout, "heldout+gain": heldout, "consistency": 0.1,
+                "shrink": {lam: [30.0 + float(lam) * (psnr - 30.0)] for lam in ("0.1", "0.2", "0.5")},
+                "mix": {lam: [30.0 + float(lam) * (psnr - 30.0)] for lam in ("0.1", "0.2", "0.5", "1.0")}}
+
+    records = [rec(30.0, 1.0), rec(32.0, 0.9), rec(27.0, 0.8)]
+    group = {"unadapted": [30.0], "jpeg": [False], "chroma_noise": [1.0], "trajectory": {"records": records},
+             "oracle": {"records": records}}
+    cut = selection.cut_at([group], 100, 100)
+    assert cut is not None and cut[0]["trajectory"]["records"] == records[:2] == cut[0]["oracle"]["records"]
+    assert group["trajectory"]["records"] == records  # the runs read are left as they were
+    assert selection.cut_at([group], 300, 100) is None  # the trajectory ends at step 200
+    for name, recs in (("long-camera", records), ("short-camera", records[:2])):
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "results.json").write_text(json.dumps(
+            {"mode": "multi", "eval_every": 100, "camera": {**group, "trajectory": {"records": recs}}}))
+    proc = subprocess.run([sys.executable, str(ROOT / "benchmarks" / "selection.py"), "--summary",
+                           str(tmp_path / "long-camera"), str(tmp_path / "short-camera"), "--budget", "100,200",
+                           "--row", "blind default"], capture_output=True, text=True, timeout=300, cwd=ROOT, check=False)
+    assert proc.returncode == 0, proc.stderr
+    at100, at200 = proc.stdout.split("## --budget 200")
+    assert "multi-image: 2 preset runs" in at100 and "blind default                +0.200   +0.20  0:" in at100
+    assert "# left out: short-camera ends before step 200" in at200 and "multi-image: 1 preset runs" in at200
+    assert "blind default                -0.300   -0.30  1: long-camera -0.30/-0.30" in at200
+    assert "heldout+gain" not in proc.stdout  # --row: that row only
 
 
 def test_a_blend_counts_as_a_dip_only_below_both_of_its_ends(selection):

@@ -126,6 +126,32 @@ PRESETS: dict[str, CameraPreset] = {
             gaussian_noise=(2.0, 2.0),
             jpeg_quality=(95, 95),
         ),
+        CameraPreset(
+            "luma-noise",
+            "sensor-noise with the same noise on R, G and B (luminance only: colour noise already removed)",
+            blur_sigma=(0.8, 1.0),
+            gaussian_noise=(2.0, 4.0),
+            poisson_scale=(0.1, 0.3),
+            gray_noise=True,
+        ),
+        CameraPreset(
+            "phone",
+            "mild blur (sigma 0.8-1.2) + luminance noise 2-4 levels + shot noise + JPEG 75-90 "
+            "(a phone's processing: colour noise removed, the rest compressed)",
+            blur_sigma=(0.8, 1.2),
+            gaussian_noise=(2.0, 4.0),
+            poisson_scale=(0.1, 0.3),
+            gray_noise=True,
+            jpeg_quality=(75, 90),
+        ),
+        CameraPreset(
+            "noisy-jpeg",
+            "sensor-noise (colour noise 2-4 levels + shot noise) saved as JPEG 70-85: noise under compression",
+            blur_sigma=(0.8, 1.0),
+            gaussian_noise=(2.0, 4.0),
+            poisson_scale=(0.1, 0.3),
+            jpeg_quality=(70, 85),
+        ),
     )
 }
 

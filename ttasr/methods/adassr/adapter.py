@@ -74,7 +74,8 @@ class AdaSSRConfig(InternalLearningConfig):
         "guard accepts nothing'); with 'guarded-fallback' 1 (the whole output) where JPEG shows in an image "
         "('Whole outputs where JPEG shows'); in single-image mode 0.5 of the held-out pick where JPEG shows in "
         "the image ('Single images: half where JPEG shows'). With an estimated kernel, 0.5 of the held-out pick's "
-        "outputs where JPEG shows in an image ('Traces without a kernel'). The paper: 1.",
+        "outputs where JPEG shows in an image ('Traces without a kernel'), of step 300's where that pick is the "
+        "start in multi-image mode (AdaSSR.start_kept_step; 'Budgets, three new degradations'). The paper: 1.",
         low=0, high=1)
     blend_space: Literal["weights", "outputs", "auto"] = option(
         "auto", "Where blend applies: 'weights' (one network, Θ0 + blend·(Θ − Θ0)) or 'outputs' (blend·N_Θ(y) + "
@@ -193,6 +194,14 @@ class AdaSSR(InternalLearning):
     blind_compressed_blend: ClassVar[float] = 0.5
     """``blend='auto'`` of the held-out pick's outputs with an estimated kernel, where JPEG shows
     in an image of the group (benchmarks/RESULTS.md, 'Traces without a kernel')."""
+    start_kept_step: ClassVar[int] = 300
+    """With an estimated kernel in multi-image mode, where JPEG shows and the held-out rule keeps
+    the start, :attr:`blind_compressed_blend` of the outputs of this step's weights is returned
+    (:meth:`start_kept_on_jpeg`; claim K of benchmarks/RESULTS.md, 'Where JPEG shows without a kernel:
+    the whole pick, and the start kept', adopted in 'Budgets, three new degradations'). ``None``
+    switches it off."""
+    start_kept_modes: ClassVar[tuple[str, ...]] = ("multi",)
+    """Modes in which :attr:`start_kept_step` applies (single-image mode was not measured)."""
     guarded_blend: ClassVar[float] = 0.5
     """``blend='auto'`` with a given kernel, of weights the guard accepted (benchmarks/RESULTS.md, 'A guard from
     back-projection')."""
@@ -382,6 +391,33 @@ class AdaSSR(InternalLearning):
         c = self.config
         return c.noisy_final and c.stopping == "auto" and not self.stopping_given and c.blend == "auto"
 
+    def start_kept_on_jpeg(self, result: FitResult) -> bool:
+        """Whether ``result`` is the held-out rule keeping the start where JPEG shows, with an
+        estimated kernel, ``stopping`` and ``blend`` 'auto' (no :class:`Stopping` object passed),
+        in :attr:`start_kept_modes`: then :meth:`adapt_group` returns part of step
+        :attr:`start_kept_step` instead. The held-out targets carry the JPEG blocks, so the held-out
+        error misses the deblocking, as it misses denoising (:meth:`final_weights`)."""
+        c = self.config
+        return (self.start_kept_step is not None and c.kernel_source != "given" and c.mode in self.start_kept_modes
+                and self.looks_for_jpeg() and not self.stopping_given and "jpeg" in result.image_traces
+                and result.best_step == 0 and result.steps > 0 and not result.interrupted)
+
+    def step_weights(self, result: FitResult, group: ImageGroup, callbacks: Sequence[Callback], resume: bool,
+                     step: int) -> FitResult:
+        """``result`` with the weights of ``step`` selected: the first ``step`` steps again, which
+        are those of any longer budget (:meth:`run_loop`'s ``max_steps``); their state resumes
+        apart from the full run's (``tag``). The last weights stay ``result``'s."""
+        if step >= result.steps:
+            return self.final_weights(result)
+        short = self.run_loop(group, callbacks, resume, tag=f"step{step}", max_steps=step)
+        if short.interrupted:
+            return dataclasses.replace(result, interrupted=True, signal=short.signal)
+        chosen = self.final_weights(short)
+        final = result.final_weights if result.final_weights is not None else result.weights
+        return dataclasses.replace(result, weights=chosen.weights, best_step=chosen.best_step,
+                                   best_score=chosen.best_score, final_weights=final,
+                                   seconds=result.seconds + short.seconds)
+
     def noisy_budget(self) -> int | None:
         """The steps the noise rule trains for, where it fires: :attr:`noisy_max_steps`, or
         ``None`` (the whole budget) in :attr:`noisy_uncapped`."""
@@ -500,6 +536,11 @@ class AdaSSR(InternalLearning):
         result = dataclasses.replace(self.run_loop(group, callbacks, resume, max_steps=budget), image_traces=traces)
         if traces == ("noise",):
             result = self.final_weights(result)
+        elif self.start_kept_on_jpeg(result):
+            step = min(c.max_steps, self.start_kept_step or c.max_steps)
+            log.info("%s: JPEG shows and the held-out rule kept the start: %g of the output of step %d is returned "
+                     "(its first steps again)", self.name, self.blind_compressed_blend, step)
+            result = self.step_weights(result, group, callbacks, resume, step)
         if c.admm_rounds <= 1 or result.interrupted:
             return dataclasses.replace(result, blend_checked=self.checked_blend(result, group))
         from ...io import load_images
