@@ -636,10 +636,10 @@ def summary(folders: list[Path], eval_every: int = 50, budget: int | None = None
             label = folder.name if folder.name.endswith(preset) else f"{folder.name}:{preset}"
             every = results.get("eval_every", eval_every)
             if budget is not None:
-                cut = cut_at(groups, budget, every) if budget % every == 0 else None
+                cut = None if budget % every else cut_at(groups, budget, every)
                 if cut is None:
-                    why = f"ends before step {budget}" if budget % every == 0 else f"evaluated every {every} steps"
-                    print(f"# left out: {label} {why}")
+                    print(f"# left out: {label} " + (f"evaluated every {every} steps" if budget % every
+                                                     else f"ends before step {budget}"))
                     continue
                 groups = cut
             runs.append((mode, label, groups, every))
