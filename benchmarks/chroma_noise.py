@@ -14,7 +14,9 @@ proxy set. ``--estimator`` compares the level estimators that see noise shared b
 (luminance noise, which the chroma detector cannot see): ``haar``
 (:func:`ttasr.degradations.noise.estimate_noise_level`, the flattest tiles) and ``pca`` (patch
 eigenvalues, ``benchmarks/degradation_detectors.py``); the largest values are then clean textured
-photos as often as noisy ones (benchmarks/RESULTS.md, 'Budgets, three new degradations').
+photos as often as noisy ones (benchmarks/RESULTS.md, 'Budgets, three new degradations'); ``share``
+(:func:`ttasr.degradations.white_noise_share`, AdaSSR's ``noise_share_threshold`` 0.3 where
+``--threshold`` is not given) sees luminance noise and leaves texture alone ('Noise in the brightness').
 """
 
 from __future__ import annotations
@@ -29,11 +31,14 @@ sys.path.insert(0, str(Path(__file__).parent))
 from adassr_proxy import load_photos, photo_files
 from degradation_detectors import pca_noise_level
 
-from ttasr.degradations import PRESETS, degrade, estimate_chroma_noise
+from ttasr import AdaSSRConfig
+from ttasr.degradations import PRESETS, degrade, estimate_chroma_noise, white_noise_share
 from ttasr.degradations.noise import estimate_noise_level
 
-ESTIMATORS = {"chroma": estimate_chroma_noise, "haar": estimate_noise_level, "pca": pca_noise_level}
-"""``--estimator``: each maps a 1x3xHxW LR image in [0, 1] to a noise level in 8-bit levels."""
+ESTIMATORS = {"chroma": estimate_chroma_noise, "haar": estimate_noise_level, "pca": pca_noise_level,
+              "share": white_noise_share}
+"""``--estimator``: each maps a 1x3xHxW LR image in [0, 1] to a noise level in 8-bit levels
+(``share``: to the share of its tiles that look like white noise, 0 to 1)."""
 
 
 def main() -> None:
@@ -43,14 +48,19 @@ def main() -> None:
     ap.add_argument("--seeds", default="0,1,2,3")
     ap.add_argument("--size", type=int, default=512)
     ap.add_argument("--scale", type=int, default=4)
-    ap.add_argument("--threshold", type=float, default=2.5, help="AdaSSR's chroma_noise_threshold")
+    ap.add_argument("--threshold", type=float, default=None,
+                    help="AdaSSR's chroma_noise_threshold (noise_share_threshold with --estimator share)")
     ap.add_argument("--estimator", choices=sorted(ESTIMATORS), default="chroma",
-                    help="chroma: AdaSSR's detector; haar, pca: levels of noise shared by the channels too")
+                    help="chroma, share: AdaSSR's detectors; haar, pca: levels of noise shared by the channels too")
     args = ap.parse_args()
+    if args.threshold is None:
+        c = AdaSSRConfig()
+        args.threshold = c.noise_share_threshold if args.estimator == "share" else c.chroma_noise_threshold
     estimate = ESTIMATORS[args.estimator]
     names = args.photos or list(photo_files(None))
     photos = [p for name in names for p in load_photos(1, args.size, [name])]
-    print(f"# {len(photos)} photos, {args.size} px HR, x{args.scale}; {args.estimator} noise of the LR in 8-bit levels; "
+    unit = "share of white-noise tiles" if args.estimator == "share" else "noise in 8-bit levels"
+    print(f"# {len(photos)} photos, {args.size} px HR, x{args.scale}; {args.estimator}: {unit} of the LR; "
           f"flagged: >= {args.threshold}")
     print(f"{'preset':<14}{'seed':>5}{'noise σ/shot':>14}{'min':>7}{'median':>8}{'max':>7}{'flagged':>9}  "
           "largest (flagged first)")

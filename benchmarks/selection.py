@@ -68,7 +68,7 @@ from ttasr.adapters.stopping import (  # noqa: E402
     BackProjection, FixedBudget, GuardedFallback, GuardedHeldOut, HeldOutPairs, NIQEPlateau, Stopping)
 from ttasr.adapters.training import blend_weights  # noqa: E402
 from ttasr.cli.options import overrides_from  # noqa: E402
-from ttasr.degradations import degrade, estimate_chroma_noise, gaussian_blur  # noqa: E402
+from ttasr.degradations import degrade, estimate_chroma_noise, gaussian_blur, white_noise_share  # noqa: E402
 from ttasr.inference import enhance_tensor  # noqa: E402
 from ttasr.metrics import NIQE, psnr_y  # noqa: E402
 from ttasr.methods.adassr.adapter import _jpeg_traces
@@ -370,6 +370,13 @@ def run_group(model, preset, deg, highs, rows, args, niqe, results, store, group
     if "chroma_noise" not in rows:  # each LR image's chroma noise (the default keeps the final weights where noisy)
         rows["chroma_noise"] = [estimate_chroma_noise(lr) for lr in lows]
         save(store, results)
+    if "noise_share" not in rows:  # and its white-noise share (luminance noise counts too)
+        same = np.allclose([estimate_chroma_noise(lr) for lr in lows], rows["chroma_noise"], rtol=0, atol=1e-9)
+        if not same:  # a run of other images resumed: its records are not these images'
+            raise SystemExit(f"{store}: {what}: the images' chroma noise differs from the recorded one; resume with "
+                             "the --photos, --size and --seed of the recorded runs")
+        rows["noise_share"] = [white_noise_share(lr) for lr in lows]
+        save(store, results)
     if "default" not in rows and args.default_row:
         t = time.perf_counter()
         a = ttasr.AdaSSR(model, progress=False, seed=args.seed).fit(lows)
@@ -511,7 +518,12 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "multi default: + ½ at 300": ("checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
                  "blind default": ("heldout+gain-traces@300", "0.5", "0.1", "outputs"),
                  "blind: ×1 out if JPEG (W)": ("heldout+gain-traces@300", "1", "0.1", "outputs"),
-                 "blind: + ½ at 300 if start (K)": ("heldout+gain+start-traces@300", "0.5", "0.1", "outputs")}
+                 "blind: + ½ at 300 if start (K)": ("heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
+                 "blind single, chroma only": ("chroma|heldout+gain-traces@300", "0.5", "0.1", "outputs"),
+                 "blind K, chroma only": ("chroma|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
+                 "multi: ½ at 300, chroma only": ("chroma|checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
+                 "single: ½ final, chroma only": ("chroma|heldout+gain-jpeg+noise", "0.5", "0.2", "weights"),
+                 "noise rule forced @300": ("forced@300", "0.5", "0.5", "outputs")}
 """``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise,
 the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the blend check
 (:func:`checked_pick`); ``checked-jpeg``: the same, whole outputs where the run recorded JPEG in
@@ -531,15 +543,34 @@ and K of 'Where JPEG shows without a kernel: the whole pick, and the start kept'
 default with the whole pick where JPEG shows (W, not adopted), and with ``+start`` (K): where JPEG
 shows and the rule keeps the start, the blend of the outputs at the noise part's step (``@``)
 instead of the start. K was adopted for multi-image mode in 'Budgets, three new degradations':
-row ``(K)`` is AdaSSR's multi-image blind default since, ``blind default`` stays the single-image one. Rows that blend outputs, checked
+row ``(K)`` is AdaSSR's multi-image blind default since, ``blind default`` stays the single-image one.
+Claim Y ('Noise in the brightness'): an image counts as noisy where its chroma noise or its
+white-noise share (``noise_share``, :func:`ttasr.degradations.white_noise_share`) reaches its
+threshold; the rows named ``chroma only`` (rule prefix ``chroma|``) are the defaults before Y, and
+``noise rule forced`` returns the blind noise rule's output on every group, noisy or not: the cost
+of a false alarm. Rows that blend outputs, checked
 rows and rows that need ``jpeg`` or ``chroma_noise`` are shown where every run recorded what they need."""
 
 
-def noisy(group: dict) -> bool:
-    """Whether AdaSSR's noise rule would return part of a group's last weights (``noisy_final``):
-    every image's recorded chroma noise reaches the threshold, and no image shows JPEG."""
+def noise_known(group: dict) -> bool:
+    """Whether :func:`noisy` can tell for a group recorded before claim Y (no ``noise_share``):
+    where JPEG shows or every image's chroma noise already reaches its threshold."""
     threshold = ttasr.AdaSSRConfig().chroma_noise_threshold
-    return not any(group["jpeg"]) and all(level >= threshold for level in group["chroma_noise"])
+    return "noise_share" in group or any(group.get("jpeg", ())) or \
+        all(level >= threshold for level in group.get("chroma_noise", [-1.0]))
+
+
+def noisy(group: dict, luma: bool = True) -> bool:
+    """Whether AdaSSR's noise rule would return part of a group's last weights (``noisy_final``):
+    every image's recorded chroma noise or white-noise share (``luma``; claim Y of 'Noise in the
+    brightness') reaches its threshold, and no image shows JPEG."""
+    if any(group["jpeg"]):
+        return False
+    c = ttasr.AdaSSRConfig()
+    shares = group.get("noise_share", [0.0] * len(group["chroma_noise"])) if luma else [0.0] * len(group["chroma_noise"])
+    return all(
+        level >= c.chroma_noise_threshold or share >= c.noise_share_threshold
+        for level, share in zip(group["chroma_noise"], shares))
 
 
 def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: str,
@@ -547,12 +578,15 @@ def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: s
     """PSNR-Y per image of what a row of :data:`SUMMARY_RULES` returns on one adaptation group
     whose records were taken every ``eval_every`` steps."""
     records = group["trajectory"]["records"]
-    rule, _, cap = rule.partition("@")
+    luma = not rule.startswith("chroma|")  # the noise rule before claim Y: chroma noise only
+    rule, _, cap = rule.removeprefix("chroma|").partition("@")
     last = records[min(len(records) - 1, int(cap) // eval_every)] if cap else records[-1]  # the noise rule's step
+    if rule == "forced":  # the blind noise rule as if it fired on every group: what a false alarm returns
+        return last["mix"][str(ttasr.AdaSSR.noisy_blend)]
     if rule.endswith(("-traces", "-blind")):
         picked = rule.rsplit("-", 1)[0]
         start, picked = picked.endswith("+start"), picked.removesuffix("+start")
-        if rule.endswith("-traces") and noisy(group):  # the noise part: claims B and C only
+        if rule.endswith("-traces") and noisy(group, luma):  # the noise part: claims B and C only
             return last["mix"][str(ttasr.AdaSSR.noisy_blend)]
         if any(group["jpeg"]):
             if start and replay_records(candidates()[picked], picked, records) == 0:  # claim K
@@ -560,7 +594,7 @@ def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: s
             return blended_pick(records, picked, accepted, accepted, "outputs")
         return blended_pick(records, picked, otherwise, otherwise, "weights")
     if rule.endswith("+noise"):
-        if noisy(group):
+        if noisy(group, luma):
             return last[BLEND_RECORDS[space]][str(ttasr.AdaSSR.noisy_blend)]
         rule = rule.removesuffix("+noise")
     if rule == "checked":
@@ -647,7 +681,7 @@ def summary(folders: list[Path], eval_every: int = 50, budget: int | None = None
     recorded = {key for key in ("mix", "shrink_heldout", "mix_heldout", "heldout_l2", "shrink_heldout_l2")
                 if runs and all(key in r for _, _, groups, _ in runs for g in groups for r in g["trajectory"]["records"])}
     shown = {name for name, (full, _, _, space) in SUMMARY_RULES.items()
-             for rule in [full.partition("@")[0]]
+             for rule in [full.removeprefix("chroma|").partition("@")[0]]
              if (space == "weights" or "mix" in recorded)
              and (not rule.startswith("checked") or f"{BLEND_RECORDS[space]}_heldout" in recorded)
              and (not rule.endswith(("-traces", "-blind")) or blind)
@@ -655,6 +689,8 @@ def summary(folders: list[Path], eval_every: int = 50, budget: int | None = None
                   or all("jpeg" in g for _, _, groups, _ in runs for g in groups))
              and (not rule.endswith(("+noise", "-traces", "-blind"))
                   or all("chroma_noise" in g for _, _, groups, _ in runs for g in groups))
+             and (not rule.endswith(("+noise", "-traces")) or full.startswith("chroma|")
+                  or all(noise_known(g) for _, _, groups, _ in runs for g in groups))
              and ("l2" not in rule or "shrink_heldout_l2" in recorded)}
     for mode, label, groups, every in runs:
         base = np.concatenate([g["unadapted"] for g in groups])

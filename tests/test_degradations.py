@@ -252,6 +252,27 @@ def test_chroma_noise_recovers_colour_noise_and_ignores_texture_and_grey_noise(p
     assert estimate_chroma_noise(photo256[..., :3, :3]) == 0.0  # too small for one tile
 
 
+def test_white_noise_share_sees_grey_noise_and_not_texture(photo256):
+    from ttasr.degradations import add_gaussian_noise, estimate_chroma_noise, white_noise_share
+    from ttasr.degradations.noise import estimate_noise_level
+
+    g = torch.Generator().manual_seed(0)
+    flat = torch.full((1, 3, 128, 128), 0.5)
+    grey = add_gaussian_noise(flat, 4 / 255, gray=True, generator=g)
+    assert estimate_chroma_noise(grey) < 0.5  # the chroma level cannot see noise shared by the channels
+    assert white_noise_share(grey) > 0.9 and white_noise_share(flat) == 0.0
+    assert white_noise_share(add_gaussian_noise(flat, 1 / 255, gray=True, generator=g)) == 0.0  # below the floor
+    # fine texture, far above the floor, whose energy grows towards coarser scales: not white
+    yy, xx = torch.meshgrid(torch.linspace(0, 1, 128), torch.linspace(0, 1, 128), indexing="ij")
+    texture = (0.5 + 0.3 * torch.sin(60 * xx) * torch.sin(45 * yy)).expand(1, 3, 128, 128)
+    assert estimate_noise_level(texture) > 2 and white_noise_share(texture) == 0.0
+    clean = white_noise_share(photo256)
+    assert clean < 0.05 and white_noise_share(add_gaussian_noise(photo256, 8 / 255, gray=True, generator=g)) > 0.15
+    assert white_noise_share(grey[..., :15, :15]) == 0.0  # smaller than a tile
+    with pytest.raises(ValueError, match="multiple of 4"):
+        white_noise_share(grey, tile=10)
+
+
 def test_jpeg_heavy_draws_its_quality_range(photo256):
     qualities = {degrade(photo256, 4, "jpeg-heavy", seed=s).params["jpeg_quality"] for s in range(12)}
     assert min(qualities) >= 40 and max(qualities) <= 60 and len(qualities) > 3

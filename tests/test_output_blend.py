@@ -159,7 +159,7 @@ def test_adassr_returns_the_whole_output_where_jpeg_shows_and_checks_it_first(ti
 
 def test_where_the_image_shows_colour_noise_half_of_the_final_change_is_returned(tiny_compact, photo, monkeypatch):
     from ttasr.adapters.training import blend_weights
-    from ttasr.degradations import add_gaussian_noise, gaussian_kernel
+    from ttasr.degradations import add_gaussian_noise, estimate_chroma_noise, gaussian_kernel
 
     g = torch.Generator().manual_seed(0)
     noisy, noisy2 = (add_gaussian_noise(photo, 8 / 255, generator=g) for _ in range(2))
@@ -195,6 +195,13 @@ def test_where_the_image_shows_colour_noise_half_of_the_final_change_is_returned
     at2 = [[h["score"] for h in r.history if h.get("step") == 2 and "score" in h] for r in (longer, shorter)]
     assert at2[0] == at2[1] != [] and longer.steps == 4
     assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, photo]).results[0].image_traces == ()
+    # noise shared by the channels (luminance noise) counts through its white-noise share (claim Y)
+    sky = torch.linspace(0.3, 0.7, photo.shape[-1]).expand_as(photo).contiguous()  # texture would hide it
+    grey = add_gaussian_noise(sky, 4 / 255, gray=True, generator=g)
+    group = ttasr.adapters.ImageGroup([None, None], [0, 1], [grey, photo])
+    assert estimate_chroma_noise(grey) < m.config.chroma_noise_threshold
+    assert m.noisy_images(group) == ["image000"]
+    assert ttasr.AdaSSR(tiny_compact, **multi, noise_share_threshold=1.0).noisy_images(group) == []
     # a rule the user chose is kept, by name or as an object (which trains the whole budget)
     assert ttasr.AdaSSR(tiny_compact, **kw, stopping="heldout").fit(noisy).results[0].image_traces == ()
     mine = ttasr.AdaSSR(tiny_compact, **multi, stopping=HeldOutPairs()).fit([noisy, noisy2]).results[0]

@@ -384,7 +384,8 @@ def test_a_budget_replays_each_run_as_a_fit_stopped_there_and_leaves_out_shorter
                 "mix": {lam: [30.0 + float(lam) * (psnr - 30.0)] for lam in ("0.1", "0.2", "0.5", "1.0")}}
 
     records = [rec(30.0, 1.0), rec(32.0, 0.9), rec(27.0, 0.8)]
-    group = {"unadapted": [30.0], "jpeg": [False], "chroma_noise": [1.0], "trajectory": {"records": records},
+    group = {"unadapted": [30.0], "jpeg": [False], "chroma_noise": [1.0], "noise_share": [0.0],
+             "trajectory": {"records": records},
              "oracle": {"records": records}}
     cut = selection.cut_at([group], 100, 100)
     assert cut is not None and cut[0]["trajectory"]["records"] == records[:2] == cut[0]["oracle"]["records"]
@@ -462,6 +463,15 @@ def test_the_noise_rows_return_half_of_the_final_change_only_where_every_image_i
     assert selection.summary_pick({**noisy, "chroma_noise": [2.4]}, *row) == [30.3]  # below 2.5: the default
     assert selection.summary_pick({**noisy, "jpeg": [True]}, *row) == [30.6]  # JPEG: half of the pick
     assert not selection.noisy({"jpeg": [False, False], "chroma_noise": [3.0, 1.0]})  # every image must be
+    # claim Y: a white-noise share of 0.3 counts as noise too; the 'chroma only' rows are the rule before it
+    grey = {**noisy, "chroma_noise": [0.5], "noise_share": [0.4]}
+    assert selection.noisy(grey) and not selection.noisy(grey, luma=False)
+    assert not selection.noisy({**grey, "noise_share": [0.29]})
+    assert selection.summary_pick(grey, *row) == [32.0]
+    assert selection.summary_pick(grey, *selection.SUMMARY_RULES["single: ½ final, chroma only"]) == [30.3]
+    # a run recorded before Y can be told only where JPEG or chroma noise decides
+    assert selection.noise_known(noisy) and not selection.noise_known({**noisy, "chroma_noise": [2.4]})
+    assert selection.noise_known({**noisy, "chroma_noise": [2.4], "jpeg": [True]})
 
 
 def test_the_blind_rows_blend_outputs_where_a_trace_shows_and_a_tenth_of_the_weights_elsewhere(selection):
@@ -493,6 +503,8 @@ def test_the_blind_rows_blend_outputs_where_a_trace_shows_and_a_tenth_of_the_wei
                                                                          {**last, "heldout+gain": 1.0}]}}
     assert selection.summary_pick(kept, *k, 300) == [30.7]  # record 1 (step 300), half of its output
     assert selection.summary_pick(kept, *k, 100) == [32.5]  # a budget below 300: the last record
+    forced = selection.SUMMARY_RULES["noise rule forced @300"]  # a false alarm: half of step 300's output anyway
+    assert selection.summary_pick(group, *forced, 300) == selection.summary_pick(kept, *forced, 300) == [30.7]
     assert selection.summary_pick(kept, *shipped, 100) == [30.0]  # what ships: the start
 
 

@@ -25,6 +25,7 @@ from .noise import (
     estimate_noise_level,
     jpeg,
     quantize_8bit,
+    white_noise_share,
 )
 from .random_noise import random_noise
 from .realesrgan import (
@@ -71,5 +72,6 @@ __all__ = [
     "sinc_kernel",
     "subsample",
     "unsharp_mask",
+    "white_noise_share",
     "usm_sharpen",
 ]

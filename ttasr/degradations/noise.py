@@ -22,7 +22,7 @@ from ..errors import InputError
 from .kernels import device_constant, upload_async
 
 __all__ = ["add_gaussian_noise", "add_poisson_noise", "estimate_chroma_noise", "estimate_noise_level", "jpeg",
-           "quantize_8bit"]
+           "quantize_8bit", "white_noise_share"]
 
 # ITU-R BT.601 luma, the grey used for "gray" (channel-shared) noise, as in Real-ESRGAN.
 _GRAY = (0.299, 0.587, 0.114)
@@ -163,10 +163,19 @@ def jpeg(img: torch.Tensor, quality: int | Sequence[int] | torch.Tensor) -> torc
     return res.to(img.device)
 
 
-def _haar_diagonal(g: torch.Tensor) -> torch.Tensor:
-    """``HH = (a - b - c + d) / 2`` of each 2x2 block of ``g`` (CxHxW; an odd last row or column is dropped)."""
+def _haar_bands(g: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """One level of the orthonormal 2-D Haar transform of ``g`` (CxHxW; an odd last row or column
+    is dropped): the approximation ``(a + b + c + d) / 2`` of each 2x2 block, and its details
+    ``(a - b + c - d) / 2``, ``(a + b - c - d) / 2`` and ``HH = (a - b - c + d) / 2`` stacked (3xCxH/2xW/2).
+    White noise has the same variance in every band at every level."""
     g = g[:, :g.shape[1] // 2 * 2, :g.shape[2] // 2 * 2]
-    return (g[:, 0::2, 0::2] - g[:, 0::2, 1::2] - g[:, 1::2, 0::2] + g[:, 1::2, 1::2]) / 2
+    a, b, c, d = g[:, 0::2, 0::2], g[:, 0::2, 1::2], g[:, 1::2, 0::2], g[:, 1::2, 1::2]
+    return (a + b + c + d) / 2, torch.stack(((a - b + c - d) / 2, (a + b - c - d) / 2, (a - b - c + d) / 2))
+
+
+def _haar_diagonal(g: torch.Tensor) -> torch.Tensor:
+    """``HH = (a - b - c + d) / 2`` of each 2x2 block of ``g`` (:func:`_haar_bands`)."""
+    return _haar_bands(g)[1][2]
 
 
 def estimate_noise_level(img: torch.Tensor, block: int = 8, quantile: float = 0.1) -> float:
@@ -210,3 +219,32 @@ def estimate_chroma_noise(img: torch.Tensor, block: int = 8) -> float:
     cov = tiles @ tiles.transpose(1, 2) / (b * b - 1)
     smallest = torch.linalg.eigvalsh(cov)[:, 0].clamp_min(0).sqrt()
     return float(smallest.median())
+
+
+def white_noise_share(img: torch.Tensor, tile: int = 16, ratio: float = 0.7, floor: float = 2.0) -> float:
+    """The share of ``img``'s ``tile`` x ``tile`` tiles (1xCxHxW in [0, 1], the mean of its channels)
+    whose finest details look like white noise: 0 for a noise-free photo, most tiles for noise that
+    shows (benchmarks/RESULTS.md, 'Noise in the brightness').
+
+    White noise puts as much energy in the finest Haar details as in the next coarser ones
+    (:func:`_haar_bands`); a downscaled photo puts less, as its spectrum falls with frequency.
+    A tile counts where its finest details' mean energy is at least ``ratio`` times the next
+    level's, and at least ``floor`` 8-bit levels RMS (quantisation and JPEG remnants stay
+    below). Unlike :func:`estimate_noise_level`, texture does not count as noise; unlike
+    :func:`estimate_chroma_noise`, noise shared by the channels (luminance noise) counts. Noise
+    hidden by texture or clipped in dark regions does not: the share is small there whatever
+    the noise. 0 for an image smaller than a tile.
+    """
+    _check(img, "image")
+    if tile % 4 or tile < 4:
+        raise ValueError(f"tile must be a multiple of 4, got {tile}")
+    g = img.double()[0].mean(dim=0, keepdim=True) * 255.0
+    rows, cols = g.shape[1] // tile, g.shape[2] // tile
+    if rows == 0 or cols == 0:
+        return 0.0
+    approx, fine = _haar_bands(g[:, :rows * tile, :cols * tile])
+    coarse = _haar_bands(approx)[1]
+    energy = [torch.nn.functional.avg_pool2d(bands[:, 0] ** 2, tile // 2 // level).mean(dim=0)
+              for level, bands in ((1, fine), (2, coarse))]
+    white = (energy[0] >= ratio * energy[1]) & (energy[0] >= floor ** 2)
+    return float(white.double().mean())

@@ -26,7 +26,8 @@ from ...adapters.config import AdapterConfig
 from ...adapters.loop import LoopSettings
 from ...adapters.stopping import STOPPING_RULES, GuardedFallback, GuardedHeldOut, HeldOutPairs
 from ...adapters.training import blend_weights, snapshot
-from ...degradations import bicubic_kernel, estimate_chroma_noise, estimate_noise_level, response_distance
+from ...degradations import (bicubic_kernel, estimate_chroma_noise, estimate_noise_level, response_distance,
+                             white_noise_share)
 from ...errors import InputError
 from ...models import OutputBlend, SRModel, load_model
 from ...pairs import AugmentConfig, KernelEstimate, load_kernel
@@ -124,16 +125,22 @@ class AdaSSRConfig(InternalLearningConfig):
                                   "which the given kernel counts as bicubic's. Gaussian blurs are >= 0.1 away.",
                                   low=0)
     noisy_final: bool = option(
-        True, "stopping='auto' and blend='auto' (ours): where every image shows noise drawn independently in each "
-        "colour channel (ttasr.degradations.estimate_chroma_noise >= chroma_noise_threshold) and none JPEG, half of "
+        True, "stopping='auto' and blend='auto' (ours): where every image shows noise (drawn independently in each "
+        "colour channel: ttasr.degradations.estimate_chroma_noise >= chroma_noise_threshold; or white in its finest "
+        "details: ttasr.degradations.white_noise_share >= noise_share_threshold) and none JPEG, half of "
         "the last step's change is returned (noisy_blend): of the weights with a given (measured) kernel in "
         "single-image mode, of the outputs otherwise, where training stops at step 300 (noisy_max_steps; at 1,500 "
         "steps half of the final output lost up to 0.97 dB on a pattern photo). The noise augmentations teach the "
         "model to denoise, which the held-out error cannot see: its targets are the noisy LR (benchmarks/RESULTS.md, "
-        "'Noise in the colours', 'The noise rules capped at 300 steps').")
+        "'Noise in the colours', 'The noise rules capped at 300 steps', 'Noise in the brightness').")
     chroma_noise_threshold: float = option(2.5, "noisy_final: the chroma noise level (8-bit levels) from which an "
                                            "image counts as noisy (noise-free photos measured at most 2.33).",
                                            low=0)
+    noise_share_threshold: float = option(
+        0.3, "noisy_final: the share of 16-px tiles whose finest details look like white noise "
+        "(ttasr.degradations.white_noise_share) from which an image counts as noisy; it sees noise shared by the "
+        "channels (luminance noise), which the chroma level cannot. Noise-free photos measured at most 0.20, "
+        "photos with luminance noise 0 to 0.98 (benchmarks/RESULTS.md, 'Noise in the brightness').", low=0, high=1)
     blend_check: bool = option(
         True, "blend='auto' with stopping 'guarded-fallback' (ours): the returned blend must do no worse than the "
         "unadapted weights on the held-out pairs; if it does, the next smaller blend of 1 (where JPEG shows), 0.5, "
@@ -427,11 +434,16 @@ class AdaSSR(InternalLearning):
 
     def noisy_images(self, group: ImageGroup) -> list[str]:
         """The names of the group's images whose chroma noise (:func:`ttasr.degradations.estimate_chroma_noise`)
-        reaches ``chroma_noise_threshold``."""
-        levels = {str(group.name(i)): estimate_chroma_noise(y.float().cpu()) for i, y in enumerate(group.tensors)}
-        log.info("%s: chroma noise (8-bit levels): %s", self.name,
-                 ", ".join(f"{name} {level:.2f}" for name, level in levels.items()))
-        return [name for name, level in levels.items() if level >= self.config.chroma_noise_threshold]
+        reaches ``chroma_noise_threshold``, or whose white-noise share
+        (:func:`ttasr.degradations.white_noise_share`: luminance noise) reaches ``noise_share_threshold``."""
+        c, noisy = self.config, []
+        for i, y in enumerate(group.tensors):
+            name, image = str(group.name(i)), y.float().cpu()
+            level, share = estimate_chroma_noise(image), white_noise_share(image)
+            log.info("%s: %s: chroma noise %.2f levels, white-noise share %.2f", self.name, name, level, share)
+            if level >= c.chroma_noise_threshold or share >= c.noise_share_threshold:
+                noisy.append(name)
+        return noisy
 
     def final_weights(self, result: FitResult) -> FitResult:
         """``result`` with its last weights selected (:meth:`noisy_images`): the held-out error
@@ -531,7 +543,7 @@ class AdaSSR(InternalLearning):
         elif self.looks_for_noise() and len(self.noisy_images(group)) == len(group.tensors) \
                 and not (self.compressed_images(group) if compressed is None else compressed):
             traces, budget = ("noise",), self.noisy_budget()
-            log.info("%s: every image shows chroma noise: training stops at step %d, and %g of that step's change "
+            log.info("%s: every image shows noise: training stops at step %d, and %g of that step's change "
                      "is returned", self.name, min(c.max_steps, budget or c.max_steps), self.noisy_blend)
         result = dataclasses.replace(self.run_loop(group, callbacks, resume, max_steps=budget), image_traces=traces)
         if traces == ("noise",):
