@@ -523,7 +523,9 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "blind K, chroma only": ("chroma|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
                  "multi: ½ at 300, chroma only": ("chroma|checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
                  "single: ½ final, chroma only": ("chroma|heldout+gain-jpeg+noise", "0.5", "0.2", "weights"),
-                 "noise rule forced @300": ("forced@300", "0.5", "0.5", "outputs")}
+                 "noise rule forced @300": ("forced@300", "0.5", "0.5", "outputs"),
+                 "blind K, every image (before Y2)": ("every|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
+                 "multi: ½ at 300, every image": ("every|checked-jpeg+noise@300", "0.5", "0.2", "outputs")}
 """``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise,
 the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the blend check
 (:func:`checked_pick`); ``checked-jpeg``: the same, whole outputs where the run recorded JPEG in
@@ -546,7 +548,9 @@ instead of the start. K was adopted for multi-image mode in 'Budgets, three new 
 row ``(K)`` is AdaSSR's multi-image blind default since, ``blind default`` stays the single-image one.
 Claim Y ('Noise in the brightness'): an image counts as noisy where its chroma noise or its
 white-noise share (``noise_share``, :func:`ttasr.degradations.white_noise_share`) reaches its
-threshold; the rows named ``chroma only`` (rule prefix ``chroma|``) are the defaults before Y, and
+threshold, in at least half of the images (claim Y2); the rows named ``chroma only`` (rule prefix
+``chroma|``: chroma noise in every image) are the defaults before Y, those named ``every image``
+(prefix ``every|``) before Y2, and
 ``noise rule forced`` returns the blind noise rule's output on every group, noisy or not: the cost
 of a false alarm. Rows that blend outputs, checked
 rows and rows that need ``jpeg`` or ``chroma_noise`` are shown where every run recorded what they need."""
@@ -560,17 +564,18 @@ def noise_known(group: dict) -> bool:
         all(level >= threshold for level in group.get("chroma_noise", [-1.0]))
 
 
-def noisy(group: dict, luma: bool = True) -> bool:
-    """Whether AdaSSR's noise rule would return part of a group's last weights (``noisy_final``):
-    every image's recorded chroma noise or white-noise share (``luma``; claim Y of 'Noise in the
-    brightness') reaches its threshold, and no image shows JPEG."""
+def noisy(group: dict, luma: bool = True, every: bool = False) -> bool:
+    """Whether AdaSSR's noise rule would return part of a group's last weights (``noisy_final``): the
+    recorded chroma noise or white-noise share (``luma``; claim Y of 'Noise in the brightness') of at
+    least half of the images (``AdaSSR.noisy_share_of_images``, claim Y2; ``every``: of every image,
+    the rule before Y2) reaches its threshold, and no image shows JPEG."""
     if any(group["jpeg"]):
         return False
     c = ttasr.AdaSSRConfig()
     shares = group.get("noise_share", [0.0] * len(group["chroma_noise"])) if luma else [0.0] * len(group["chroma_noise"])
-    return all(
-        level >= c.chroma_noise_threshold or share >= c.noise_share_threshold
-        for level, share in zip(group["chroma_noise"], shares))
+    flagged = [level >= c.chroma_noise_threshold or share >= c.noise_share_threshold
+               for level, share in zip(group["chroma_noise"], shares)]
+    return all(flagged) if every else sum(flagged) >= ttasr.AdaSSR.noisy_share_of_images * len(flagged)
 
 
 def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: str,
@@ -578,15 +583,16 @@ def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: s
     """PSNR-Y per image of what a row of :data:`SUMMARY_RULES` returns on one adaptation group
     whose records were taken every ``eval_every`` steps."""
     records = group["trajectory"]["records"]
-    luma = not rule.startswith("chroma|")  # the noise rule before claim Y: chroma noise only
-    rule, _, cap = rule.removeprefix("chroma|").partition("@")
+    luma = not rule.startswith("chroma|")  # the noise rule before claim Y: chroma noise only, every image
+    every = rule.startswith(("chroma|", "every|"))  # before claim Y2: every image noisy
+    rule, _, cap = rule.removeprefix("chroma|").removeprefix("every|").partition("@")
     last = records[min(len(records) - 1, int(cap) // eval_every)] if cap else records[-1]  # the noise rule's step
     if rule == "forced":  # the blind noise rule as if it fired on every group: what a false alarm returns
         return last["mix"][str(ttasr.AdaSSR.noisy_blend)]
     if rule.endswith(("-traces", "-blind")):
         picked = rule.rsplit("-", 1)[0]
         start, picked = picked.endswith("+start"), picked.removesuffix("+start")
-        if rule.endswith("-traces") and noisy(group, luma):  # the noise part: claims B and C only
+        if rule.endswith("-traces") and noisy(group, luma, every):  # the noise part: claims B and C only
             return last["mix"][str(ttasr.AdaSSR.noisy_blend)]
         if any(group["jpeg"]):
             if start and replay_records(candidates()[picked], picked, records) == 0:  # claim K
@@ -594,7 +600,7 @@ def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: s
             return blended_pick(records, picked, accepted, accepted, "outputs")
         return blended_pick(records, picked, otherwise, otherwise, "weights")
     if rule.endswith("+noise"):
-        if noisy(group, luma):
+        if noisy(group, luma, every):
             return last[BLEND_RECORDS[space]][str(ttasr.AdaSSR.noisy_blend)]
         rule = rule.removesuffix("+noise")
     if rule == "checked":
@@ -681,7 +687,7 @@ def summary(folders: list[Path], eval_every: int = 50, budget: int | None = None
     recorded = {key for key in ("mix", "shrink_heldout", "mix_heldout", "heldout_l2", "shrink_heldout_l2")
                 if runs and all(key in r for _, _, groups, _ in runs for g in groups for r in g["trajectory"]["records"])}
     shown = {name for name, (full, _, _, space) in SUMMARY_RULES.items()
-             for rule in [full.removeprefix("chroma|").partition("@")[0]]
+             for rule in [full.removeprefix("chroma|").removeprefix("every|").partition("@")[0]]
              if (space == "weights" or "mix" in recorded)
              and (not rule.startswith("checked") or f"{BLEND_RECORDS[space]}_heldout" in recorded)
              and (not rule.endswith(("-traces", "-blind")) or blind)

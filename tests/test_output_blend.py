@@ -179,7 +179,7 @@ def test_where_the_image_shows_colour_noise_half_of_the_final_change_is_returned
     half = blend_weights(a.model.module.state_dict(), final, 0.5)
     assert all(torch.allclose(first.weights[k], half[k]) for k in half)
     assert (second.steps, a.auto_blend(second)) == (4, 0.2)
-    # multi-image mode: every image must be noisy; training stops at noisy_max_steps, half of that step's
+    # multi-image mode: half of the images must be noisy; training stops at noisy_max_steps, half of that step's
     # output is returned (at 1,500 steps the final output lost 0.97 dB on a pattern photo), unchecked
     multi = {**kw, "mode": "multi"}
     m = ttasr.AdaSSR(tiny_compact, **multi)
@@ -194,7 +194,9 @@ def test_where_the_image_shows_colour_noise_half_of_the_final_change_is_returned
     assert all(torch.equal(both.weights[k], last[k]) for k in last)
     at2 = [[h["score"] for h in r.history if h.get("step") == 2 and "score" in h] for r in (longer, shorter)]
     assert at2[0] == at2[1] != [] and longer.steps == 4
-    assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, photo]).results[0].image_traces == ()
+    # at least half of the images must be noisy (claim Y2: texture can hide the noise in one)
+    assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, photo]).results[0].image_traces == ("noise",)
+    assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, photo, photo]).results[0].image_traces == ()
     # noise shared by the channels (luminance noise) counts through its white-noise share (claim Y)
     sky = torch.linspace(0.3, 0.7, photo.shape[-1]).expand_as(photo).contiguous()  # texture would hide it
     grey = add_gaussian_noise(sky, 4 / 255, gray=True, generator=g)
@@ -243,14 +245,16 @@ def test_without_a_kernel_half_of_the_output_is_returned_where_jpeg_or_colour_no
     whole = a.model.with_weights(first.weights)
     half = 0.5 * enhance_tensor(whole, compressed) + 0.5 * enhance_tensor(a.model, compressed)
     torch.testing.assert_close(sr[0], half, atol=1 / 255, rtol=0)  # one 8-bit level: here each end is clamped first
-    # multi-image mode: JPEG in one image of the set is enough; noise must show in every image
+    # multi-image mode: JPEG in one image of the set is enough; noise must show in half of them
     multi = {**kw, "mode": "multi"}
     both = ttasr.AdaSSR(tiny_compact, **multi).fit([compressed, photo]).results[0]
     assert (both.image_traces, both.blend) == (("jpeg",), 0.5)
     assert both.blend_space == ("outputs" if both.best_step else "weights")
     grain = ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, noisy2]).results[0]
     assert (grain.image_traces, grain.blend, grain.blend_space) == (("noise",), 0.5, "outputs")
-    assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, photo]).results[0].image_traces == ()
+    # at least half of the images must be noisy (claim Y2: texture can hide the noise in one)
+    assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, photo]).results[0].image_traces == ("noise",)
+    assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, photo, photo]).results[0].image_traces == ()
     # a space or blend the user chose is kept
     mine = ttasr.AdaSSR(tiny_compact, **kw, blend_space="weights").fit(compressed).results[0]
     assert (mine.image_traces, mine.blend, mine.blend_space) == (("jpeg",), 0.5, "weights")

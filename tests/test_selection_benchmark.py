@@ -451,7 +451,7 @@ def test_the_single_image_rows_return_more_of_the_held_out_pick_where_the_image_
     assert selection.summary_pick({**group, "jpeg": [False]}, *half) == [30.3]
 
 
-def test_the_noise_rows_return_half_of_the_final_change_only_where_every_image_is_noisy(selection):
+def test_the_noise_rows_return_half_of_the_final_change_only_where_the_images_are_noisy(selection):
     start = {"psnr": [30.0], "heldout": 1.0, "heldout+gain": 1.0, "consistency": 0.1, "shrink": {"0.2": [30.0]}}
     pick = {"psnr": [31.0], "heldout": 0.9, "heldout+gain": 0.9, "consistency": 0.2,
             "shrink": {"0.2": [30.3], "0.5": [30.6]}}
@@ -462,7 +462,9 @@ def test_the_noise_rows_return_half_of_the_final_change_only_where_every_image_i
     assert selection.summary_pick(noisy, *row) == [32.0]  # the last record, half
     assert selection.summary_pick({**noisy, "chroma_noise": [2.4]}, *row) == [30.3]  # below 2.5: the default
     assert selection.summary_pick({**noisy, "jpeg": [True]}, *row) == [30.6]  # JPEG: half of the pick
-    assert not selection.noisy({"jpeg": [False, False], "chroma_noise": [3.0, 1.0]})  # every image must be
+    pair = {"jpeg": [False, False], "chroma_noise": [3.0, 1.0]}
+    assert selection.noisy(pair) and not selection.noisy(pair, every=True)  # half of the images (claim Y2)
+    assert not selection.noisy({"jpeg": [False] * 3, "chroma_noise": [3.0, 1.0, 1.0]})
     # claim Y: a white-noise share of 0.3 counts as noise too; the 'chroma only' rows are the rule before it
     grey = {**noisy, "chroma_noise": [0.5], "noise_share": [0.4]}
     assert selection.noisy(grey) and not selection.noisy(grey, luma=False)

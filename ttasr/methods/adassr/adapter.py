@@ -125,7 +125,7 @@ class AdaSSRConfig(InternalLearningConfig):
                                   "which the given kernel counts as bicubic's. Gaussian blurs are >= 0.1 away.",
                                   low=0)
     noisy_final: bool = option(
-        True, "stopping='auto' and blend='auto' (ours): where every image shows noise (drawn independently in each "
+        True, "stopping='auto' and blend='auto' (ours): where at least half of the images show noise (drawn independently in each "
         "colour channel: ttasr.degradations.estimate_chroma_noise >= chroma_noise_threshold; or white in its finest "
         "details: ttasr.degradations.white_noise_share >= noise_share_threshold) and none JPEG, half of "
         "the last step's change is returned (noisy_blend): of the weights with a given (measured) kernel in "
@@ -227,7 +227,7 @@ class AdaSSR(InternalLearning):
     of 27 (benchmarks/RESULTS.md, 'Single images: half where JPEG shows')."""
 
     noisy_blend: ClassVar[float] = 0.5
-    """``blend='auto'`` of the last step's change where every image shows chroma noise
+    """``blend='auto'`` of the last step's change where the images show noise
     (:meth:`noisy_images`; the last step is :meth:`noisy_budget`'s): the whole final weights lost
     2.5 dB on one pattern photo of 26, half of them gained on every photo (benchmarks/RESULTS.md,
     'Noise in the colours')."""
@@ -239,6 +239,13 @@ class AdaSSR(InternalLearning):
     photo of that check above +0.43 dB (benchmarks/RESULTS.md, 'The noise rules capped at 300
     steps'). The steps up to it are those of any longer budget (``max_steps`` does not change the
     trajectory), so the 300-step validations hold at every budget."""
+
+    noisy_share_of_images: ClassVar[float] = 0.5
+    """The noise rule fires where at least this share of the group's images is noisy
+    (:meth:`noisy_images`) and none shows JPEG. Every image (1.0) missed pairs where texture hid
+    the noise in one photo: on 6 new `luma-noise` pairs with one image flagged, half gained +2.795 dB
+    (worst +1.00) without a kernel against +0.370, and +3.299 against +3.203 with a measured one
+    (benchmarks/RESULTS.md, 'Noise in the brightness', claim Y2). One image at a time: that image."""
 
     noisy_uncapped: ClassVar[tuple[str, ...]] = ("given-single",)
     """Kernel source and mode (:meth:`noisy_budget`) where the noise rule keeps the whole budget: with
@@ -540,10 +547,11 @@ class AdaSSR(InternalLearning):
                      f"{self.single_compressed_blend:g} of the selected change is returned"
                      if c.kernel_source == "given" else
                      f"{self.blind_compressed_blend:g} of the selected change's output is returned")
-        elif self.looks_for_noise() and len(self.noisy_images(group)) == len(group.tensors) \
+        elif self.looks_for_noise() \
+                and len(self.noisy_images(group)) >= self.noisy_share_of_images * len(group.tensors) \
                 and not (self.compressed_images(group) if compressed is None else compressed):
             traces, budget = ("noise",), self.noisy_budget()
-            log.info("%s: every image shows noise: training stops at step %d, and %g of that step's change "
+            log.info("%s: the images show noise: training stops at step %d, and %g of that step's change "
                      "is returned", self.name, min(c.max_steps, budget or c.max_steps), self.noisy_blend)
         result = dataclasses.replace(self.run_loop(group, callbacks, resume, max_steps=budget), image_traces=traces)
         if traces == ("noise",):
