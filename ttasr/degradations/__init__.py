@@ -72,6 +72,6 @@ __all__ = [
     "sinc_kernel",
     "subsample",
     "unsharp_mask",
-    "white_noise_share",
     "usm_sharpen",
+    "white_noise_share",
 ]
