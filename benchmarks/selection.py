@@ -571,11 +571,10 @@ def noisy(group: dict, luma: bool = True, every: bool = False) -> bool:
     the rule before Y2) reaches its threshold, and no image shows JPEG."""
     if any(group["jpeg"]):
         return False
-    c = ttasr.AdaSSRConfig()
-    shares = group.get("noise_share", [0.0] * len(group["chroma_noise"])) if luma else [0.0] * len(group["chroma_noise"])
-    flagged = [level >= c.chroma_noise_threshold or share >= c.noise_share_threshold
-               for level, share in zip(group["chroma_noise"], shares)]
-    return all(flagged) if every else sum(flagged) >= ttasr.AdaSSR.noisy_share_of_images * len(flagged)
+    levels = group["chroma_noise"]
+    shares = group.get("noise_share") if luma else None
+    flagged = sum(map(ttasr.AdaSSRConfig().counts_as_noisy, levels, shares or [0.0] * len(levels)))
+    return flagged == len(levels) if every else ttasr.AdaSSR.noise_rule_fires(flagged, len(levels))
 
 
 def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: str,

@@ -125,9 +125,10 @@ class AdaSSRConfig(InternalLearningConfig):
                                   "which the given kernel counts as bicubic's. Gaussian blurs are >= 0.1 away.",
                                   low=0)
     noisy_final: bool = option(
-        True, "stopping='auto' and blend='auto' (ours): where at least half of the images show noise (drawn independently in each "
-        "colour channel: ttasr.degradations.estimate_chroma_noise >= chroma_noise_threshold; or white in its finest "
-        "details: ttasr.degradations.white_noise_share >= noise_share_threshold) and none JPEG, half of "
+        True, "stopping='auto' and blend='auto' (ours): where at least half of the images show noise (drawn "
+        "independently in each colour channel: ttasr.degradations.estimate_chroma_noise >= chroma_noise_threshold; "
+        "or white in its finest details: ttasr.degradations.white_noise_share >= noise_share_threshold) and none "
+        "JPEG, half of "
         "the last step's change is returned (noisy_blend): of the weights with a given (measured) kernel in "
         "single-image mode, of the outputs otherwise, where training stops at step 300 (noisy_max_steps; at 1,500 "
         "steps half of the final output lost up to 0.97 dB on a pattern photo). The noise augmentations teach the "
@@ -152,6 +153,12 @@ class AdaSSRConfig(InternalLearningConfig):
                                          "the paper).")
     external_steps: int = option(1500, "Steps of each external-learning round (T_step, Sec. IV-A-2).", low=0)
     external_weight: float = option(1e-3, "lambda of the external loss (eq. 1; Sec. IV-A-3: 1e-3).", low=0)
+
+    def counts_as_noisy(self, chroma_noise: float, noise_share: float) -> bool:
+        """Whether an image with this chroma noise (:func:`ttasr.degradations.estimate_chroma_noise`)
+        and white-noise share (:func:`ttasr.degradations.white_noise_share`) counts as noisy for
+        ``noisy_final``: either reaches its threshold."""
+        return chroma_noise >= self.chroma_noise_threshold or noise_share >= self.noise_share_threshold
 
     @classmethod
     def presets(cls) -> dict[str, Callable[[], AdapterConfig]]:
@@ -443,14 +450,20 @@ class AdaSSR(InternalLearning):
         """The names of the group's images whose chroma noise (:func:`ttasr.degradations.estimate_chroma_noise`)
         reaches ``chroma_noise_threshold``, or whose white-noise share
         (:func:`ttasr.degradations.white_noise_share`: luminance noise) reaches ``noise_share_threshold``."""
-        c, noisy = self.config, []
+        noisy = []
         for i, y in enumerate(group.tensors):
             name, image = str(group.name(i)), y.float().cpu()
             level, share = estimate_chroma_noise(image), white_noise_share(image)
             log.info("%s: %s: chroma noise %.2f levels, white-noise share %.2f", self.name, name, level, share)
-            if level >= c.chroma_noise_threshold or share >= c.noise_share_threshold:
+            if self.config.counts_as_noisy(level, share):
                 noisy.append(name)
         return noisy
+
+    @classmethod
+    def noise_rule_fires(cls, noisy: int, images: int) -> bool:
+        """Whether ``noisy`` of a group's ``images`` are enough for the noise rule
+        (:attr:`noisy_share_of_images`; JPEG is checked apart)."""
+        return noisy >= cls.noisy_share_of_images * images
 
     def final_weights(self, result: FitResult) -> FitResult:
         """``result`` with its last weights selected (:meth:`noisy_images`): the held-out error
@@ -547,8 +560,7 @@ class AdaSSR(InternalLearning):
                      f"{self.single_compressed_blend:g} of the selected change is returned"
                      if c.kernel_source == "given" else
                      f"{self.blind_compressed_blend:g} of the selected change's output is returned")
-        elif self.looks_for_noise() \
-                and len(self.noisy_images(group)) >= self.noisy_share_of_images * len(group.tensors) \
+        elif self.looks_for_noise() and self.noise_rule_fires(len(self.noisy_images(group)), len(group.tensors)) \
                 and not (self.compressed_images(group) if compressed is None else compressed):
             traces, budget = ("noise",), self.noisy_budget()
             log.info("%s: the images show noise: training stops at step %d, and %g of that step's change "
