@@ -16,13 +16,15 @@ proxy set. ``--estimator`` compares the level estimators that see noise shared b
 eigenvalues, ``benchmarks/degradation_detectors.py``); the largest values are then clean textured
 photos as often as noisy ones (benchmarks/RESULTS.md, 'Budgets, three new degradations'); ``share``
 (:func:`ttasr.degradations.white_noise_share`, AdaSSR's ``noise_share_threshold`` 0.3 where
-``--threshold`` is not given) sees luminance noise and leaves texture alone ('Noise in the brightness').
+``--threshold`` is not given) sees luminance noise and leaves texture alone ('Noise in the brightness');
+``share-channels``: the same, one channel at a time ('Whole where the noise is white').
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -36,7 +38,7 @@ from ttasr.degradations import PRESETS, degrade, estimate_chroma_noise, white_no
 from ttasr.degradations.noise import estimate_noise_level
 
 ESTIMATORS = {"chroma": estimate_chroma_noise, "haar": estimate_noise_level, "pca": pca_noise_level,
-              "share": white_noise_share}
+              "share": white_noise_share, "share-channels": partial(white_noise_share, per_channel=True)}
 """``--estimator``: each maps a 1x3xHxW LR image in [0, 1] to a noise level in 8-bit levels
 (``share``: to the share of its tiles that look like white noise, 0 to 1)."""
 
@@ -55,11 +57,11 @@ def main() -> None:
     args = ap.parse_args()
     if args.threshold is None:
         c = AdaSSRConfig()
-        args.threshold = c.noise_share_threshold if args.estimator == "share" else c.chroma_noise_threshold
+        args.threshold = c.noise_share_threshold if args.estimator.startswith("share") else c.chroma_noise_threshold
     estimate = ESTIMATORS[args.estimator]
     names = args.photos or list(photo_files(None))
     photos = [p for name in names for p in load_photos(1, args.size, [name])]
-    unit = "share of white-noise tiles" if args.estimator == "share" else "noise in 8-bit levels"
+    unit = "share of white-noise tiles" if args.estimator.startswith("share") else "noise in 8-bit levels"
     print(f"# {len(photos)} photos, {args.size} px HR, x{args.scale}; {args.estimator}: {unit} of the LR; "
           f"flagged: >= {args.threshold}")
     print(f"{'preset':<14}{'seed':>5}{'noise σ/shot':>14}{'min':>7}{'median':>8}{'max':>7}{'flagged':>9}  "

@@ -55,6 +55,7 @@ import json
 import logging
 import sys
 import time
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -370,12 +371,16 @@ def run_group(model, preset, deg, highs, rows, args, niqe, results, store, group
     if "chroma_noise" not in rows:  # each LR image's chroma noise (the default keeps the final weights where noisy)
         rows["chroma_noise"] = [estimate_chroma_noise(lr) for lr in lows]
         save(store, results)
-    if "noise_share" not in rows:  # and its white-noise share (luminance noise counts too)
+    shares = {"noise_share": white_noise_share,  # its white-noise share (luminance noise counts too; claim Y)
+              "noise_share_channels": partial(white_noise_share, per_channel=True)}  # one channel at a time (Z2)
+    for key, share in shares.items():
+        if key in rows:
+            continue
         same = np.allclose([estimate_chroma_noise(lr) for lr in lows], rows["chroma_noise"], rtol=0, atol=1e-9)
         if not same:  # a run of other images resumed: its records are not these images'
             raise SystemExit(f"{store}: {what}: the images' chroma noise differs from the recorded one; resume with "
                              "the --photos, --size and --seed of the recorded runs")
-        rows["noise_share"] = [white_noise_share(lr) for lr in lows]
+        rows[key] = [share(lr) for lr in lows]
         save(store, results)
     if "default" not in rows and args.default_row:
         t = time.perf_counter()
@@ -447,6 +452,12 @@ def blended_pick(records: list[dict], name: str, accepted: str, otherwise: str, 
 
 BLEND_RECORDS = {"weights": "shrink", "outputs": "mix"}
 """Where a trajectory's records keep the PSNR-Y of each blend, by the space it blends in."""
+
+
+def at_blend(rec: dict, space: str, lam: str) -> list[float]:
+    """PSNR-Y per image of a record's weights blended by ``lam`` (a recorded λ as a string) in
+    ``space``; the whole weights (``"1.0"``) are the record's own, recorded or not as a blend."""
+    return rec["psnr"] if float(lam) == 1.0 else rec[BLEND_RECORDS[space]][lam]
 
 
 def fallback_picks(groups: list[dict], eval_every: int, accepted: str = "0.5",
@@ -525,7 +536,19 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "single: ½ final, chroma only": ("chroma|heldout+gain-jpeg+noise", "0.5", "0.2", "weights"),
                  "noise rule forced @300": ("forced@300", "0.5", "0.5", "outputs"),
                  "blind K, every image (before Y2)": ("every|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
-                 "multi: ½ at 300, every image": ("every|checked-jpeg+noise@300", "0.5", "0.2", "outputs")}
+                 "multi: ½ at 300, every image": ("every|checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
+                 "blind single + Z": ("white|heldout+gain-traces@300", "0.5", "0.1", "outputs"),
+                 "blind K + Z": ("white|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
+                 "multi: ½ at 300 + Z": ("white|checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
+                 "single: ½ final + Z": ("white|heldout+gain-jpeg+noise", "0.5", "0.2", "weights"),
+                 "blind single + Z2": ("white2|heldout+gain-traces@300", "0.5", "0.1", "outputs"),
+                 "blind K + Z2": ("white2|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
+                 "multi: ½ at 300 + Z2": ("white2|checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
+                 "single: ½ final + Z2": ("white2|heldout+gain-jpeg+noise", "0.5", "0.2", "weights"),
+                 "blind K + Z, ½ of images": ("whitehalf|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
+                 "multi: ½ at 300 + Z, ½ of images": ("whitehalf|checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
+                 "blind K + Z2, ½ of images": ("white2half|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
+                 "multi: ½ at 300 + Z2, ½ of images": ("white2half|checked-jpeg+noise@300", "0.5", "0.2", "outputs")}
 """``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise,
 the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the blend check
 (:func:`checked_pick`); ``checked-jpeg``: the same, whole outputs where the run recorded JPEG in
@@ -552,7 +575,10 @@ threshold, in at least half of the images (claim Y2); the rows named ``chroma on
 ``chroma|``: chroma noise in every image) are the defaults before Y, those named ``every image``
 (prefix ``every|``) before Y2, and
 ``noise rule forced`` returns the blind noise rule's output on every group, noisy or not: the cost
-of a false alarm. Rows that blend outputs, checked
+of a false alarm. Rows named ``+ Z`` (prefix ``white|``): claim Z of 'Whole where the noise is white', the
+whole step where every image shows white noise (:func:`noise_blend`; ``Z, ½ of images``, prefix
+``whitehalf|``: at least half of them, as registered); ``+ Z2`` (``white2|``, ``white2half|``): the same where
+the share taken one channel at a time counts too (``noise_share_channels``; adopted for one image without a kernel). Rows that blend outputs, checked
 rows and rows that need ``jpeg`` or ``chroma_noise`` are shown where every run recorded what they need."""
 
 
@@ -577,6 +603,25 @@ def noisy(group: dict, luma: bool = True, every: bool = False) -> bool:
     return flagged == len(levels) if every else ttasr.AdaSSR.noise_rule_fires(flagged, len(levels))
 
 
+def noise_blend(group: dict, white: str) -> float:
+    """The blend AdaSSR's noise rule returns on a group where it fires (:func:`noisy`): with ``white``
+    (claims of 'Whole where the noise is white': ``"Z"``, where every image's white-noise share
+    reaches its threshold, ``AdaSSR.white_noise_fires``; ``"Z2"``, that share or the one taken a channel
+    at a time; ``"½"`` appended: in at least half of the images, as registered),
+    ``AdaSSR.white_noise_blend`` there, else ``AdaSSR.noisy_blend``."""
+    threshold = ttasr.AdaSSRConfig().noise_share_threshold
+    shares = group.get("noise_share", [])
+    channels = group.get("noise_share_channels", [0.0] * len(shares)) if white.startswith("Z2") else [0.0] * len(shares)
+    flagged = sum(max(a, b) >= threshold for a, b in zip(shares, channels))
+    enough = ttasr.AdaSSR.noise_rule_fires if white.endswith("½") else ttasr.AdaSSR.white_noise_fires
+    whole = bool(white) and bool(shares) and enough(flagged, len(shares))
+    return ttasr.AdaSSR.white_noise_blend if whole else ttasr.AdaSSR.noisy_blend
+
+
+WHITE_PREFIXES = {"white|": "Z", "whitehalf|": "Z½", "white2|": "Z2", "white2half|": "Z2½"}
+"""``--summary`` rule prefixes of claims Z and Z2 (:func:`noise_blend`)."""
+
+
 def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: str,
                  eval_every: int = 50) -> list[float]:
     """PSNR-Y per image of what a row of :data:`SUMMARY_RULES` returns on one adaptation group
@@ -584,7 +629,11 @@ def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: s
     records = group["trajectory"]["records"]
     luma = not rule.startswith("chroma|")  # the noise rule before claim Y: chroma noise only, every image
     every = rule.startswith(("chroma|", "every|"))  # before claim Y2: every image noisy
-    rule, _, cap = rule.removeprefix("chroma|").removeprefix("every|").partition("@")
+    white = WHITE_PREFIXES.get(rule.partition("|")[0] + "|", "")
+    noise_lam = str(noise_blend(group, white))  # the noise rule's blend (claims Z, Z2)
+    for prefix in ("chroma|", "every|", *WHITE_PREFIXES):
+        rule = rule.removeprefix(prefix)
+    rule, _, cap = rule.partition("@")
     last = records[min(len(records) - 1, int(cap) // eval_every)] if cap else records[-1]  # the noise rule's step
     if rule == "forced":  # the blind noise rule as if it fired on every group: what a false alarm returns
         return last["mix"][str(ttasr.AdaSSR.noisy_blend)]
@@ -592,7 +641,7 @@ def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: s
         picked = rule.rsplit("-", 1)[0]
         start, picked = picked.endswith("+start"), picked.removesuffix("+start")
         if rule.endswith("-traces") and noisy(group, luma, every):  # the noise part: claims B and C only
-            return last["mix"][str(ttasr.AdaSSR.noisy_blend)]
+            return at_blend(last, "outputs", noise_lam)
         if any(group["jpeg"]):
             if start and replay_records(candidates()[picked], picked, records) == 0:  # claim K
                 return last["mix"][accepted]
@@ -600,7 +649,7 @@ def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: s
         return blended_pick(records, picked, otherwise, otherwise, "weights")
     if rule.endswith("+noise"):
         if noisy(group, luma, every):
-            return last[BLEND_RECORDS[space]][str(ttasr.AdaSSR.noisy_blend)]
+            return at_blend(last, space, noise_lam)
         rule = rule.removesuffix("+noise")
     if rule == "checked":
         return checked_pick(records, accepted, otherwise, space)

@@ -269,6 +269,11 @@ def test_white_noise_share_sees_grey_noise_and_not_texture(photo256):
     clean = white_noise_share(photo256)
     assert clean < 0.05 and white_noise_share(add_gaussian_noise(photo256, 8 / 255, gray=True, generator=g)) > 0.15
     assert white_noise_share(grey[..., :15, :15]) == 0.0  # smaller than a tile
+    # noise drawn apart in each channel: the mean of the channels averages it below the floor, one at a time it shows
+    colour = add_gaussian_noise(flat, 3 / 255, generator=g)
+    assert white_noise_share(colour) < 0.1 and white_noise_share(colour, per_channel=True) > 0.9
+    assert white_noise_share(grey, per_channel=True) > 0.9 and white_noise_share(texture, per_channel=True) == 0.0
+    assert white_noise_share(photo256, per_channel=True) < 0.05
     with pytest.raises(ValueError, match="multiple of 4"):
         white_noise_share(grey, tile=10)
 

@@ -204,6 +204,14 @@ def test_where_the_image_shows_colour_noise_half_of_the_final_change_is_returned
     assert estimate_chroma_noise(grey) < m.config.chroma_noise_threshold
     assert m.noisy_images(group) == ["image000"]
     assert ttasr.AdaSSR(tiny_compact, **multi, noise_share_threshold=1.0).noisy_images(group) == []
+    # where every image shows white noise in its brightness, the whole step is returned (claim Z); noise seen only
+    # in the colours, or white in some images only (a textured photo beside them would lose), keeps half
+    grey2 = add_gaussian_noise(sky, 4 / 255, gray=True, generator=g)
+    assert m.noise_traces(ttasr.adapters.ImageGroup([None, None], [0, 1], [grey, grey2])) == ("noise", "white-noise")
+    assert m.noise_traces(group) == ("noise",)
+    assert m.noise_traces(ttasr.adapters.ImageGroup([None, None], [0, 1], [noisy, noisy2])) == ("noise",)
+    white = ttasr.AdaSSR(tiny_compact, **multi).fit([grey, grey2]).results[0]
+    assert (white.image_traces, white.steps, white.best_step, white.blend) == (("noise", "white-noise"), 2, 2, 1.0)
     # a rule the user chose is kept, by name or as an object (which trains the whole budget)
     assert ttasr.AdaSSR(tiny_compact, **kw, stopping="heldout").fit(noisy).results[0].image_traces == ()
     mine = ttasr.AdaSSR(tiny_compact, **multi, stopping=HeldOutPairs()).fit([noisy, noisy2]).results[0]
@@ -255,6 +263,16 @@ def test_without_a_kernel_half_of_the_output_is_returned_where_jpeg_or_colour_no
     # at least half of the images must be noisy (claim Y2: texture can hide the noise in one)
     assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, photo]).results[0].image_traces == ("noise",)
     assert ttasr.AdaSSR(tiny_compact, **multi).fit([noisy, photo, photo]).results[0].image_traces == ()
+    # colour noise on a smooth image: white one channel at a time, so one image at a time the whole step is
+    # returned (claim Z2); several at a time only white noise in the brightness counts (claim Z)
+    sky = torch.linspace(0.3, 0.7, photo.shape[-1]).expand_as(photo).contiguous()
+    speckled, speckled2 = (add_gaussian_noise(sky, 4 / 255, generator=g) for _ in range(2))
+    group = ttasr.adapters.ImageGroup([None], [0], [speckled])
+    assert a.noise_traces(group) == ttasr.AdaSSR(tiny_compact, **multi).noise_traces(group) == ("noise", "white-noise")
+    pair = ttasr.adapters.ImageGroup([None, None], [0, 1], [speckled, speckled2])
+    assert ttasr.AdaSSR(tiny_compact, **multi).noise_traces(pair) == ("noise",)
+    whole = ttasr.AdaSSR(tiny_compact, **kw).fit(speckled).results[0]
+    assert (whole.image_traces, whole.blend, whole.best_step) == (("noise", "white-noise"), 1.0, 4)
     # a space or blend the user chose is kept
     mine = ttasr.AdaSSR(tiny_compact, **kw, blend_space="weights").fit(compressed).results[0]
     assert (mine.image_traces, mine.blend, mine.blend_space) == (("jpeg",), 0.5, "weights")

@@ -474,6 +474,16 @@ def test_the_noise_rows_return_half_of_the_final_change_only_where_the_images_ar
     # a run recorded before Y can be told only where JPEG or chroma noise decides
     assert selection.noise_known(noisy) and not selection.noise_known({**noisy, "chroma_noise": [2.4]})
     assert selection.noise_known({**noisy, "chroma_noise": [2.4], "jpeg": [True]})
+    # claim Z: where every image's white-noise share reaches 0.3, the whole last step; Z2: one channel at a time too
+    z = selection.SUMMARY_RULES["single: ½ final + Z"]
+    assert selection.summary_pick(grey, *z) == [34.0] and selection.summary_pick(noisy, *z) == [32.0]
+    speckled = {**noisy, "noise_share": [0.1], "noise_share_channels": [0.5]}
+    assert selection.summary_pick(speckled, *z) == [32.0]
+    assert selection.summary_pick(speckled, *selection.SUMMARY_RULES["single: ½ final + Z2"]) == [34.0]
+    two = {"noise_share": [0.4, 0.1], "noise_share_channels": [0.4, 0.1]}
+    assert (selection.noise_blend(two, "Z"), selection.noise_blend(two, "Z½"), selection.noise_blend(two, "")) == \
+        (0.5, 1.0, 0.5)  # every image (adopted) or half of them (as registered)
+    assert selection.noise_blend({"noise_share": [0.4, 0.3]}, "Z") == 1.0
 
 
 def test_the_blind_rows_blend_outputs_where_a_trace_shows_and_a_tenth_of_the_weights_elsewhere(selection):

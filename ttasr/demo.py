@@ -153,7 +153,8 @@ def run_demo(
               "the unadapted ones included (best at step 0: the rule preferred the pretrained model), of which "
               f"blend={r.blend:g} of the change is returned, blending the {r.blend_space}{found}. AdaSSR by default "
               "returns a tenth, and half of the outputs where JPEG shows (of step 300's where the rule kept the start, "
-              "several images at a time), or noise, in the colours or the brightness (then after 300 steps) "
+              "several images at a time), or noise, in the colours or the brightness (then after 300 steps; all "
+              "of it where every image shows white noise) "
               "(README, 'How much it helps'). "
               "'final weights' are those of the last step, without that selection, blended the same way."]
     _side_by_side(rows, out / "comparison.png")

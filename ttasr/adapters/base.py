@@ -107,7 +107,9 @@ class FitResult:
     (``weights`` hold the whole adaptation; the output is blended with the pretrained model's)."""
     image_traces: tuple[str, ...] = ()
     """Degradations the method found in the group's images that its choices depend on (AdaSSR:
-    ``"jpeg"`` where JPEG compression shows); empty when it looked for none or found none."""
+    ``"jpeg"`` where JPEG compression shows, ``"noise"`` where its noise rule fires, with
+    ``"white-noise"`` where that noise is white in the brightness); empty when it looked for none or
+    found none."""
 
     @classmethod
     def from_loop(cls, r: LoopResult, group: ImageGroup) -> FitResult:

@@ -221,10 +221,13 @@ def estimate_chroma_noise(img: torch.Tensor, block: int = 8) -> float:
     return float(smallest.median())
 
 
-def white_noise_share(img: torch.Tensor, tile: int = 16, ratio: float = 0.7, floor: float = 2.0) -> float:
+def white_noise_share(img: torch.Tensor, tile: int = 16, ratio: float = 0.7, floor: float = 2.0,
+                      per_channel: bool = False) -> float:
     """The share of ``img``'s ``tile`` x ``tile`` tiles (1xCxHxW in [0, 1], the mean of its channels)
     whose finest details look like white noise: 0 for a noise-free photo, most tiles for noise that
-    shows (benchmarks/RESULTS.md, 'Noise in the brightness').
+    shows (benchmarks/RESULTS.md, 'Noise in the brightness'). ``per_channel``: the mean of each
+    channel's share, where noise drawn apart in each channel (colour noise) is not averaged down
+    ('Whole where the noise is white').
 
     White noise puts as much energy in the finest Haar details as in the next coarser ones
     (:func:`_haar_bands`); a downscaled photo puts less, as its spectrum falls with frequency.
@@ -238,6 +241,8 @@ def white_noise_share(img: torch.Tensor, tile: int = 16, ratio: float = 0.7, flo
     _check(img, "image")
     if tile % 4 or tile < 4:
         raise ValueError(f"tile must be a multiple of 4, got {tile}")
+    if per_channel:
+        return float(np.mean([white_noise_share(img[:, c:c + 1], tile, ratio, floor) for c in range(img.shape[1])]))
     g = img.double()[0].mean(dim=0, keepdim=True) * 255.0
     rows, cols = g.shape[1] // tile, g.shape[2] // tile
     if rows == 0 or cols == 0:

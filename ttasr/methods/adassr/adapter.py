@@ -131,9 +131,12 @@ class AdaSSRConfig(InternalLearningConfig):
         "JPEG, half of "
         "the last step's change is returned (noisy_blend): of the weights with a given (measured) kernel in "
         "single-image mode, of the outputs otherwise, where training stops at step 300 (noisy_max_steps; at 1,500 "
-        "steps half of the final output lost up to 0.97 dB on a pattern photo). The noise augmentations teach the "
+        "steps half of the final output lost up to 0.97 dB on a pattern photo); all of it where every image shows "
+        "white noise (white_noise_blend; one image alone without a kernel: also one channel at a time). "
+        "The noise augmentations teach the "
         "model to denoise, which the held-out error cannot see: its targets are the noisy LR (benchmarks/RESULTS.md, "
-        "'Noise in the colours', 'The noise rules capped at 300 steps', 'Noise in the brightness').")
+        "'Noise in the colours', 'The noise rules capped at 300 steps', 'Noise in the brightness', "
+        "'Whole where the noise is white').")
     chroma_noise_threshold: float = option(2.5, "noisy_final: the chroma noise level (8-bit levels) from which an "
                                            "image counts as noisy (noise-free photos measured at most 2.33).",
                                            low=0)
@@ -239,6 +242,23 @@ class AdaSSR(InternalLearning):
     2.5 dB on one pattern photo of 26, half of them gained on every photo (benchmarks/RESULTS.md,
     'Noise in the colours')."""
 
+    white_noise_blend: ClassVar[float] = 1.0
+    """``blend='auto'`` where the noise rule fires and every image shows white noise in its brightness
+    (``white_noise_share`` >= ``noise_share_threshold``, :meth:`white_noise_fires`; ``image_traces``
+    then holds ``"white-noise"``): the whole change of the noise rule's step. There the noise dominates
+    the finest details, and denoising is most of what training does: on photos no run had used, one
+    at a time, the whole step gained +5.869 dB against +2.882 for half (4 photos, every one above
+    +0.29), and +11.243 against +7.109 with a measured kernel (benchmarks/RESULTS.md, 'Whole where the
+    noise is white', claim Z). Noise seen only in the colours keeps :attr:`noisy_blend`."""
+
+    white_per_channel: ClassVar[bool] = True
+    """Without a kernel, for a group of one image (single-image mode, or one image), white noise also
+    counts for :attr:`white_noise_blend` where it shows one colour channel at a time
+    (``white_noise_share(per_channel=True)``: colour noise, which the mean of the channels averages
+    down). On 4 single photos no run had used it gained +3.575 dB against +2.118 for half, every photo
+    above +0.13; several images at a time it lost 0.35 dB on a photo without it (benchmarks/RESULTS.md,
+    'Whole where the noise is white', claim Z2)."""
+
     noisy_max_steps: ClassVar[int] = 300
     """Where the noise rule fires, training stops at this step (or at ``max_steps``, if fewer),
     except in :attr:`noisy_uncapped`. The rule was validated at 300 steps; at 1,500, half of the
@@ -283,10 +303,11 @@ class AdaSSR(InternalLearning):
         mode where JPEG shows in the image (:attr:`single_compressed_blend`); half after
         ``heldout-guarded`` in multi-image mode. Where the image is noisy (:meth:`noisy_images`,
         :meth:`looks_for_noise`), half of the last step's change (:attr:`noisy_blend`, at
-        :meth:`noisy_budget`). benchmarks/RESULTS.md, 'A fallback when the guard accepts nothing'."""
+        :meth:`noisy_budget`), all of it where the noise is white in the brightness
+        (:meth:`noise_blend`). benchmarks/RESULTS.md, 'A fallback when the guard accepts nothing'."""
         c, rule = self.config, self.stopping
         if result is not None and "noise" in result.image_traces:
-            return self.noisy_blend
+            return self.noise_blend(result.image_traces)
         compressed = result is not None and "jpeg" in result.image_traces
         if c.kernel_source != "given":
             return self.blind_compressed_blend if compressed else self.blind_blend
@@ -439,25 +460,61 @@ class AdaSSR(InternalLearning):
                                    best_score=chosen.best_score, final_weights=final,
                                    seconds=result.seconds + short.seconds)
 
+    def cell(self) -> str:
+        """Kernel source and mode, as the noise rule's settings name them: ``"blind-multi"``,
+        ``"given-single"``, ..."""
+        c = self.config
+        return f"{'given' if c.kernel_source == 'given' else 'blind'}-{c.mode}"
+
     def noisy_budget(self) -> int | None:
         """The steps the noise rule trains for, where it fires: :attr:`noisy_max_steps`, or
         ``None`` (the whole budget) in :attr:`noisy_uncapped`."""
-        c = self.config
-        cell = f"{'given' if c.kernel_source == 'given' else 'blind'}-{c.mode}"
-        return None if cell in self.noisy_uncapped else self.noisy_max_steps
+        return None if self.cell() in self.noisy_uncapped else self.noisy_max_steps
 
-    def noisy_images(self, group: ImageGroup) -> list[str]:
-        """The names of the group's images whose chroma noise (:func:`ttasr.degradations.estimate_chroma_noise`)
-        reaches ``chroma_noise_threshold``, or whose white-noise share
-        (:func:`ttasr.degradations.white_noise_share`: luminance noise) reaches ``noise_share_threshold``."""
-        noisy = []
+    def noise_blend(self, traces: tuple[str, ...]) -> float:
+        """``blend='auto'`` where the noise rule fires (:meth:`noise_traces`): :attr:`white_noise_blend`
+        where the noise is white in the brightness, :attr:`noisy_blend` otherwise."""
+        return self.white_noise_blend if "white-noise" in traces else self.noisy_blend
+
+    def noise_readings(self, group: ImageGroup) -> dict[str, tuple[float, float]]:
+        """Each image's name, chroma noise (:func:`ttasr.degradations.estimate_chroma_noise`, 8-bit
+        levels) and white-noise share (:func:`ttasr.degradations.white_noise_share`: luminance noise)."""
+        readings = {}
         for i, y in enumerate(group.tensors):
             name, image = str(group.name(i)), y.float().cpu()
             level, share = estimate_chroma_noise(image), white_noise_share(image)
             log.info("%s: %s: chroma noise %.2f levels, white-noise share %.2f", self.name, name, level, share)
-            if self.config.counts_as_noisy(level, share):
-                noisy.append(name)
-        return noisy
+            readings[name] = (level, share)
+        return readings
+
+    def noisy_images(self, group: ImageGroup, readings: dict[str, tuple[float, float]] | None = None) -> list[str]:
+        """The names of the group's images whose chroma noise reaches ``chroma_noise_threshold``, or
+        whose white-noise share reaches ``noise_share_threshold`` (:meth:`noise_readings`, where
+        ``readings`` are not given)."""
+        readings = self.noise_readings(group) if readings is None else readings
+        return [name for name, (level, share) in readings.items() if self.config.counts_as_noisy(level, share)]
+
+    def noise_traces(self, group: ImageGroup) -> tuple[str, ...]:
+        """``("noise",)`` where the noise rule fires (:meth:`noise_rule_fires` on :meth:`noisy_images`),
+        with ``"white-noise"`` where every image shows white noise in its brightness
+        (:meth:`white_noise_fires`, :attr:`white_noise_blend`; one channel at a time too where
+        :attr:`white_per_channel` says); ``()`` where it does not fire."""
+        readings = self.noise_readings(group)
+        if not self.noise_rule_fires(len(self.noisy_images(group, readings)), len(readings)):
+            return ()
+        shares = [share for _, share in readings.values()]
+        if self.white_per_channel and self.config.kernel_source != "given" and len(shares) == 1:
+            shares = [max(share, white_noise_share(y.float().cpu(), per_channel=True))
+                      for share, y in zip(shares, group.tensors)]
+        white = sum(share >= self.config.noise_share_threshold for share in shares)
+        return ("noise", "white-noise") if self.white_noise_fires(white, len(readings)) else ("noise",)
+
+    @classmethod
+    def white_noise_fires(cls, white: int, images: int) -> bool:
+        """Whether ``white`` of a group's ``images`` showing white noise are enough for
+        :attr:`white_noise_blend`: every image (several at a time, half of them let the whole step
+        reach a pattern photo without white noise, which lost up to 1.01 dB)."""
+        return white >= images
 
     @classmethod
     def noise_rule_fires(cls, noisy: int, images: int) -> bool:
@@ -551,7 +608,7 @@ class AdaSSR(InternalLearning):
         reason = self.training_gap(group, compressed)
         if reason is not None:
             return self.kept_pretrained(group, reason)
-        traces = ("jpeg",) if looks and compressed else ()
+        traces: tuple[str, ...] = ("jpeg",) if looks and compressed else ()
         budget: int | None = None  # the steps to train where the noise rule fires (noisy_budget)
         if traces:
             log.info("%s: JPEG shows in %s: %s", self.name, ", ".join(map(str, compressed or ())),
@@ -560,13 +617,14 @@ class AdaSSR(InternalLearning):
                      f"{self.single_compressed_blend:g} of the selected change is returned"
                      if c.kernel_source == "given" else
                      f"{self.blind_compressed_blend:g} of the selected change's output is returned")
-        elif self.looks_for_noise() and self.noise_rule_fires(len(self.noisy_images(group)), len(group.tensors)) \
+        elif self.looks_for_noise() and (noise := self.noise_traces(group)) \
                 and not (self.compressed_images(group) if compressed is None else compressed):
-            traces, budget = ("noise",), self.noisy_budget()
-            log.info("%s: the images show noise: training stops at step %d, and %g of that step's change "
-                     "is returned", self.name, min(c.max_steps, budget or c.max_steps), self.noisy_blend)
+            traces, budget = noise, self.noisy_budget()
+            log.info("%s: the images show %s: training stops at step %d, and %g of that step's change is returned",
+                     self.name, "white noise" if "white-noise" in traces else "noise",
+                     min(c.max_steps, budget or c.max_steps), self.noise_blend(traces))
         result = dataclasses.replace(self.run_loop(group, callbacks, resume, max_steps=budget), image_traces=traces)
-        if traces == ("noise",):
+        if "noise" in traces:
             result = self.final_weights(result)
         elif self.start_kept_on_jpeg(result):
             step = min(c.max_steps, self.start_kept_step or c.max_steps)
@@ -601,7 +659,7 @@ class AdaSSR(InternalLearning):
             if later.interrupted:
                 break
         result = dataclasses.replace(result, image_traces=traces)
-        return self.final_weights(result) if traces == ("noise",) else result
+        return self.final_weights(result) if "noise" in traces else result
 
     def describe(self) -> dict[str, str]:
         out: dict[str, str] = {"attention": self.config.attention}
