@@ -548,7 +548,11 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "blind K + Z, ½ of images": ("whitehalf|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
                  "multi: ½ at 300 + Z, ½ of images": ("whitehalf|checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
                  "blind K + Z2, ½ of images": ("white2half|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
-                 "multi: ½ at 300 + Z2, ½ of images": ("white2half|checked-jpeg+noise@300", "0.5", "0.2", "outputs")}
+                 "multi: ½ at 300 + Z2, ½ of images": ("white2half|checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
+                 "blind single + Z2 + Y3": ("y3|white2|heldout+gain-traces@300", "0.5", "0.1", "outputs"),
+                 "blind K + Z + Y3": ("y3|white|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
+                 "multi: ½ at 300 + Z + Y3": ("y3|white|checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
+                 "single: ½ final + Z + Y3": ("y3|white|heldout+gain-jpeg+noise", "0.5", "0.2", "weights")}
 """``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise,
 the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the blend check
 (:func:`checked_pick`); ``checked-jpeg``: the same, whole outputs where the run recorded JPEG in
@@ -578,7 +582,8 @@ threshold, in at least half of the images (claim Y2); the rows named ``chroma on
 of a false alarm. Rows named ``+ Z`` (prefix ``white|``): claim Z of 'Whole where the noise is white', the
 whole step where every image shows white noise (:func:`noise_blend`; ``Z, ½ of images``, prefix
 ``whitehalf|``: at least half of them, as registered); ``+ Z2`` (``white2|``, ``white2half|``): the same where
-the share taken one channel at a time counts too (``noise_share_channels``; adopted for one image without a kernel). Rows that blend outputs, checked
+the share taken one channel at a time counts too (``noise_share_channels``; adopted for one image without a kernel);
+``+ Y3`` (``y3|``): that share also makes an image noisy (:func:`noisy`). Rows that blend outputs, checked
 rows and rows that need ``jpeg`` or ``chroma_noise`` are shown where every run recorded what they need."""
 
 
@@ -590,16 +595,18 @@ def noise_known(group: dict) -> bool:
         all(level >= threshold for level in group.get("chroma_noise", [-1.0]))
 
 
-def noisy(group: dict, luma: bool = True, every: bool = False) -> bool:
+def noisy(group: dict, luma: bool = True, every: bool = False, channels: bool = False) -> bool:
     """Whether AdaSSR's noise rule would return part of a group's last weights (``noisy_final``): the
-    recorded chroma noise or white-noise share (``luma``; claim Y of 'Noise in the brightness') of at
-    least half of the images (``AdaSSR.noisy_share_of_images``, claim Y2; ``every``: of every image,
-    the rule before Y2) reaches its threshold, and no image shows JPEG."""
+    recorded chroma noise or white-noise share (``luma``; claim Y of 'Noise in the brightness'; with
+    ``channels``, also the share taken one channel at a time, claim Y3 of 'Whole where the noise is
+    white') of at least half of the images (``AdaSSR.noisy_share_of_images``, claim Y2; ``every``: of
+    every image, the rule before Y2) reaches its threshold, and no image shows JPEG."""
     if any(group["jpeg"]):
         return False
     levels = group["chroma_noise"]
-    shares = group.get("noise_share") if luma else None
-    flagged = sum(map(ttasr.AdaSSRConfig().counts_as_noisy, levels, shares or [0.0] * len(levels)))
+    shares = (group.get("noise_share") if luma else None) or [0.0] * len(levels)
+    per_channel = (group.get("noise_share_channels") if channels else None) or [0.0] * len(levels)
+    flagged = sum(map(ttasr.AdaSSRConfig().counts_as_noisy, levels, shares, per_channel))
     return flagged == len(levels) if every else ttasr.AdaSSR.noise_rule_fires(flagged, len(levels))
 
 
@@ -627,12 +634,15 @@ def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: s
     """PSNR-Y per image of what a row of :data:`SUMMARY_RULES` returns on one adaptation group
     whose records were taken every ``eval_every`` steps."""
     records = group["trajectory"]["records"]
-    luma = not rule.startswith("chroma|")  # the noise rule before claim Y: chroma noise only, every image
-    every = rule.startswith(("chroma|", "every|"))  # before claim Y2: every image noisy
-    white = WHITE_PREFIXES.get(rule.partition("|")[0] + "|", "")
+    flags = []
+    while rule.partition("|")[0] + "|" in ("chroma|", "every|", "y3|", *WHITE_PREFIXES):
+        head, _, rule = rule.partition("|")
+        flags.append(head + "|")
+    luma = "chroma|" not in flags  # the noise rule before claim Y: chroma noise only, every image
+    every = "chroma|" in flags or "every|" in flags  # before claim Y2: every image noisy
+    channels = "y3|" in flags  # claim Y3: the share one channel at a time counts as noise
+    white = next((WHITE_PREFIXES[f] for f in flags if f in WHITE_PREFIXES), "")
     noise_lam = str(noise_blend(group, white))  # the noise rule's blend (claims Z, Z2)
-    for prefix in ("chroma|", "every|", *WHITE_PREFIXES):
-        rule = rule.removeprefix(prefix)
     rule, _, cap = rule.partition("@")
     last = records[min(len(records) - 1, int(cap) // eval_every)] if cap else records[-1]  # the noise rule's step
     if rule == "forced":  # the blind noise rule as if it fired on every group: what a false alarm returns
@@ -640,7 +650,7 @@ def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: s
     if rule.endswith(("-traces", "-blind")):
         picked = rule.rsplit("-", 1)[0]
         start, picked = picked.endswith("+start"), picked.removesuffix("+start")
-        if rule.endswith("-traces") and noisy(group, luma, every):  # the noise part: claims B and C only
+        if rule.endswith("-traces") and noisy(group, luma, every, channels):  # the noise part: claims B and C only
             return at_blend(last, "outputs", noise_lam)
         if any(group["jpeg"]):
             if start and replay_records(candidates()[picked], picked, records) == 0:  # claim K
@@ -648,7 +658,7 @@ def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: s
             return blended_pick(records, picked, accepted, accepted, "outputs")
         return blended_pick(records, picked, otherwise, otherwise, "weights")
     if rule.endswith("+noise"):
-        if noisy(group, luma, every):
+        if noisy(group, luma, every, channels):
             return at_blend(last, space, noise_lam)
         rule = rule.removesuffix("+noise")
     if rule == "checked":

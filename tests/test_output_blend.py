@@ -271,6 +271,12 @@ def test_without_a_kernel_half_of_the_output_is_returned_where_jpeg_or_colour_no
     assert a.noise_traces(group) == ttasr.AdaSSR(tiny_compact, **multi).noise_traces(group) == ("noise", "white-noise")
     pair = ttasr.adapters.ImageGroup([None, None], [0, 1], [speckled, speckled2])
     assert ttasr.AdaSSR(tiny_compact, **multi).noise_traces(pair) == ("noise",)
+    # that share makes an image noisy too, where the chroma level misses the noise (claim Y3)
+    quiet = ttasr.AdaSSR(tiny_compact, **multi, chroma_noise_threshold=10.0)
+    assert quiet.noisy_images(pair) == ["image000", "image001"] and quiet.noise_traces(pair) == ("noise",)
+    assert ttasr.AdaSSR(tiny_compact, **multi, chroma_noise_threshold=10.0, noise_share_threshold=1.0) \
+        .noisy_images(pair) == []
+    assert quiet.config.counts_as_noisy(1.0, 0.1, 0.4) and not quiet.config.counts_as_noisy(1.0, 0.1, 0.2)
     whole = ttasr.AdaSSR(tiny_compact, **kw).fit(speckled).results[0]
     assert (whole.image_traces, whole.blend, whole.best_step) == (("noise", "white-noise"), 1.0, 4)
     # a space or blend the user chose is kept

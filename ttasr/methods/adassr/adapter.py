@@ -127,7 +127,8 @@ class AdaSSRConfig(InternalLearningConfig):
     noisy_final: bool = option(
         True, "stopping='auto' and blend='auto' (ours): where at least half of the images show noise (drawn "
         "independently in each colour channel: ttasr.degradations.estimate_chroma_noise >= chroma_noise_threshold; "
-        "or white in its finest details: ttasr.degradations.white_noise_share >= noise_share_threshold) and none "
+        "or white in its finest details, of the brightness or of one channel at a time: "
+        "ttasr.degradations.white_noise_share >= noise_share_threshold) and none "
         "JPEG, half of "
         "the last step's change is returned (noisy_blend): of the weights with a given (measured) kernel in "
         "single-image mode, of the outputs otherwise, where training stops at step 300 (noisy_max_steps; at 1,500 "
@@ -142,9 +143,11 @@ class AdaSSRConfig(InternalLearningConfig):
                                            low=0)
     noise_share_threshold: float = option(
         0.3, "noisy_final: the share of 16-px tiles whose finest details look like white noise "
-        "(ttasr.degradations.white_noise_share) from which an image counts as noisy; it sees noise shared by the "
-        "channels (luminance noise), which the chroma level cannot. Noise-free photos measured at most 0.20, "
-        "photos with luminance noise 0 to 0.98 (benchmarks/RESULTS.md, 'Noise in the brightness').", low=0, high=1)
+        "(ttasr.degradations.white_noise_share; of the mean of the channels, or of each channel, per_channel=True) "
+        "from which an image counts as noisy; it sees noise shared by the channels (luminance noise), which the "
+        "chroma level cannot, and colour noise the chroma level misses. Noise-free photos measured at most 0.20 "
+        "both ways, photos with luminance noise 0 to 0.98 (benchmarks/RESULTS.md, 'Noise in the brightness', "
+        "'Whole where the noise is white').", low=0, high=1)
     blend_check: bool = option(
         True, "blend='auto' with stopping 'guarded-fallback' (ours): the returned blend must do no worse than the "
         "unadapted weights on the held-out pairs; if it does, the next smaller blend of 1 (where JPEG shows), 0.5, "
@@ -157,11 +160,12 @@ class AdaSSRConfig(InternalLearningConfig):
     external_steps: int = option(1500, "Steps of each external-learning round (T_step, Sec. IV-A-2).", low=0)
     external_weight: float = option(1e-3, "lambda of the external loss (eq. 1; Sec. IV-A-3: 1e-3).", low=0)
 
-    def counts_as_noisy(self, chroma_noise: float, noise_share: float) -> bool:
-        """Whether an image with this chroma noise (:func:`ttasr.degradations.estimate_chroma_noise`)
-        and white-noise share (:func:`ttasr.degradations.white_noise_share`) counts as noisy for
-        ``noisy_final``: either reaches its threshold."""
-        return chroma_noise >= self.chroma_noise_threshold or noise_share >= self.noise_share_threshold
+    def counts_as_noisy(self, chroma_noise: float, noise_share: float, channel_share: float = 0.0) -> bool:
+        """Whether an image with this chroma noise (:func:`ttasr.degradations.estimate_chroma_noise`),
+        white-noise share (:func:`ttasr.degradations.white_noise_share`) and share taken one channel at
+        a time (``per_channel=True``) counts as noisy for ``noisy_final``: one reaches its threshold."""
+        return chroma_noise >= self.chroma_noise_threshold or \
+            max(noise_share, channel_share) >= self.noise_share_threshold
 
     @classmethod
     def presets(cls) -> dict[str, Callable[[], AdapterConfig]]:
@@ -476,23 +480,27 @@ class AdaSSR(InternalLearning):
         where the noise is white in the brightness, :attr:`noisy_blend` otherwise."""
         return self.white_noise_blend if "white-noise" in traces else self.noisy_blend
 
-    def noise_readings(self, group: ImageGroup) -> dict[str, tuple[float, float]]:
+    def noise_readings(self, group: ImageGroup) -> dict[str, tuple[float, float, float]]:
         """Each image's name, chroma noise (:func:`ttasr.degradations.estimate_chroma_noise`, 8-bit
-        levels) and white-noise share (:func:`ttasr.degradations.white_noise_share`: luminance noise)."""
+        levels), white-noise share (:func:`ttasr.degradations.white_noise_share`: luminance noise) and
+        that share taken one channel at a time (``per_channel=True``: colour noise too)."""
         readings = {}
         for i, y in enumerate(group.tensors):
             name, image = str(group.name(i)), y.float().cpu()
             level, share = estimate_chroma_noise(image), white_noise_share(image)
-            log.info("%s: %s: chroma noise %.2f levels, white-noise share %.2f", self.name, name, level, share)
-            readings[name] = (level, share)
+            channels = white_noise_share(image, per_channel=True)
+            log.info("%s: %s: chroma noise %.2f levels, white-noise share %.2f (%.2f one channel at a time)",
+                     self.name, name, level, share, channels)
+            readings[name] = (level, share, channels)
         return readings
 
-    def noisy_images(self, group: ImageGroup, readings: dict[str, tuple[float, float]] | None = None) -> list[str]:
+    def noisy_images(self, group: ImageGroup,
+                     readings: dict[str, tuple[float, float, float]] | None = None) -> list[str]:
         """The names of the group's images whose chroma noise reaches ``chroma_noise_threshold``, or
-        whose white-noise share reaches ``noise_share_threshold`` (:meth:`noise_readings`, where
-        ``readings`` are not given)."""
+        whose white-noise share, of the brightness or one channel at a time, reaches
+        ``noise_share_threshold`` (:meth:`noise_readings`, where ``readings`` are not given)."""
         readings = self.noise_readings(group) if readings is None else readings
-        return [name for name, (level, share) in readings.items() if self.config.counts_as_noisy(level, share)]
+        return [name for name, reading in readings.items() if self.config.counts_as_noisy(*reading)]
 
     def noise_traces(self, group: ImageGroup) -> tuple[str, ...]:
         """``("noise",)`` where the noise rule fires (:meth:`noise_rule_fires` on :meth:`noisy_images`),
@@ -502,10 +510,8 @@ class AdaSSR(InternalLearning):
         readings = self.noise_readings(group)
         if not self.noise_rule_fires(len(self.noisy_images(group, readings)), len(readings)):
             return ()
-        shares = [share for _, share in readings.values()]
-        if self.white_per_channel and self.config.kernel_source != "given" and len(shares) == 1:
-            shares = [max(share, white_noise_share(y.float().cpu(), per_channel=True))
-                      for share, y in zip(shares, group.tensors)]
+        one = self.white_per_channel and self.config.kernel_source != "given" and len(readings) == 1
+        shares = [max(share, channels) if one else share for _, share, channels in readings.values()]
         white = sum(share >= self.config.noise_share_threshold for share in shares)
         return ("noise", "white-noise") if self.white_noise_fires(white, len(readings)) else ("noise",)
 
