@@ -255,13 +255,14 @@ class AdaSSR(InternalLearning):
     +0.29), and +11.243 against +7.109 with a measured kernel (benchmarks/RESULTS.md, 'Whole where the
     noise is white', claim Z). Noise seen only in the colours keeps :attr:`noisy_blend`."""
 
-    white_per_channel: ClassVar[bool] = True
-    """Without a kernel, for a group of one image (single-image mode, or one image), white noise also
-    counts for :attr:`white_noise_blend` where it shows one colour channel at a time
-    (``white_noise_share(per_channel=True)``: colour noise, which the mean of the channels averages
-    down). On 4 single photos no run had used it gained +3.575 dB against +2.118 for half, every photo
-    above +0.13; several images at a time it lost 0.35 dB on a photo without it (benchmarks/RESULTS.md,
-    'Whole where the noise is white', claim Z2)."""
+    white_per_channel: ClassVar[tuple[str, ...]] = ("blind-single", "blind-multi", "given-multi")
+    """Kernel source and mode (:meth:`cell`) where white noise also counts for :attr:`white_noise_blend`
+    where it shows one colour channel at a time (``white_noise_share(per_channel=True)``: colour noise,
+    which the mean of the channels averages down); every image must show it. On 4 single photos no run
+    had used it gained +3.575 dB against +2.118 for half, every photo above +0.13 (claim Z2); several
+    images at a time, on 5 new pairs, +3.822 dB against +2.295 (blind, 4 pairs) and +7.078 against +3.679 (a measured
+    kernel), every photo above +0.50 (claim Z4) (benchmarks/RESULTS.md, 'Whole where the noise is white',
+    claims Z2, Z4). Not validated with a measured kernel one image at a time."""
 
     noisy_max_steps: ClassVar[int] = 300
     """Where the noise rule fires, training stops at this step (or at ``max_steps``, if fewer),
@@ -510,8 +511,8 @@ class AdaSSR(InternalLearning):
         readings = self.noise_readings(group)
         if not self.noise_rule_fires(len(self.noisy_images(group, readings)), len(readings)):
             return ()
-        one = self.white_per_channel and self.config.kernel_source != "given" and len(readings) == 1
-        shares = [max(share, channels) if one else share for _, share, channels in readings.values()]
+        per_channel = self.cell() in self.white_per_channel
+        shares = [max(share, channels) if per_channel else share for _, share, channels in readings.values()]
         white = sum(share >= self.config.noise_share_threshold for share in shares)
         return ("noise", "white-noise") if self.white_noise_fires(white, len(readings)) else ("noise",)
 
