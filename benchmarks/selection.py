@@ -584,7 +584,8 @@ threshold, in at least half of the images (claim Y2); the rows named ``chroma on
 of a false alarm. Rows named ``+ Z`` (prefix ``white|``): claim Z of 'Whole where the noise is white', the
 whole step where every image shows white noise (:func:`noise_blend`; ``Z, ½ of images``, prefix
 ``whitehalf|``: at least half of them, as registered); ``+ Z2`` (``white2|``, ``white2half|``): the same where
-the share taken one channel at a time counts too (``noise_share_channels``; adopted for one image without a kernel);
+the share taken one channel at a time counts too (``noise_share_channels``; adopted, ``AdaSSR.white_per_channel``:
+every cell but a measured kernel one image at a time);
 ``+ Y3`` (``y3|``): that share also makes an image noisy (:func:`noisy`); ``+ Z4``: Z2 several images at a time. Rows that blend outputs, checked
 rows and rows that need ``jpeg`` or ``chroma_noise`` are shown where every run recorded what they need."""
 
@@ -618,10 +619,9 @@ def noise_blend(group: dict, white: str) -> float:
     reaches its threshold, ``AdaSSR.white_noise_fires``; ``"Z2"``, that share or the one taken a channel
     at a time; ``"½"`` appended: in at least half of the images, as registered),
     ``AdaSSR.white_noise_blend`` there, else ``AdaSSR.noisy_blend``."""
-    threshold = ttasr.AdaSSRConfig().noise_share_threshold
     shares = group.get("noise_share", [])
     channels = group.get("noise_share_channels", [0.0] * len(shares)) if white.startswith("Z2") else [0.0] * len(shares)
-    flagged = sum(max(a, b) >= threshold for a, b in zip(shares, channels))
+    flagged = sum(map(ttasr.AdaSSRConfig().counts_as_white, shares, channels))
     enough = ttasr.AdaSSR.noise_rule_fires if white.endswith("½") else ttasr.AdaSSR.white_noise_fires
     whole = bool(white) and bool(shares) and enough(flagged, len(shares))
     return ttasr.AdaSSR.white_noise_blend if whole else ttasr.AdaSSR.noisy_blend

@@ -108,7 +108,7 @@ class FitResult:
     image_traces: tuple[str, ...] = ()
     """Degradations the method found in the group's images that its choices depend on (AdaSSR:
     ``"jpeg"`` where JPEG compression shows, ``"noise"`` where its noise rule fires, with
-    ``"white-noise"`` where that noise is white in the brightness); empty when it looked for none or
+    ``"white-noise"`` where every image shows it white: AdaSSR.noise_traces); empty when it looked for none or
     found none."""
 
     @classmethod

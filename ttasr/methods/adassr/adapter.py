@@ -133,7 +133,7 @@ class AdaSSRConfig(InternalLearningConfig):
         "the last step's change is returned (noisy_blend): of the weights with a given (measured) kernel in "
         "single-image mode, of the outputs otherwise, where training stops at step 300 (noisy_max_steps; at 1,500 "
         "steps half of the final output lost up to 0.97 dB on a pattern photo); all of it where every image shows "
-        "white noise (white_noise_blend; one image alone without a kernel: also one channel at a time). "
+        "white noise (white_noise_blend; in the brightness, or one channel at a time: white_per_channel). "
         "The noise augmentations teach the "
         "model to denoise, which the held-out error cannot see: its targets are the noisy LR (benchmarks/RESULTS.md, "
         "'Noise in the colours', 'The noise rules capped at 300 steps', 'Noise in the brightness', "
@@ -164,8 +164,12 @@ class AdaSSRConfig(InternalLearningConfig):
         """Whether an image with this chroma noise (:func:`ttasr.degradations.estimate_chroma_noise`),
         white-noise share (:func:`ttasr.degradations.white_noise_share`) and share taken one channel at
         a time (``per_channel=True``) counts as noisy for ``noisy_final``: one reaches its threshold."""
-        return chroma_noise >= self.chroma_noise_threshold or \
-            max(noise_share, channel_share) >= self.noise_share_threshold
+        return chroma_noise >= self.chroma_noise_threshold or self.counts_as_white(noise_share, channel_share)
+
+    def counts_as_white(self, noise_share: float, channel_share: float = 0.0) -> bool:
+        """Whether an image with this white-noise share, of the brightness or one channel at a time,
+        shows white noise: either reaches ``noise_share_threshold``."""
+        return max(noise_share, channel_share) >= self.noise_share_threshold
 
     @classmethod
     def presets(cls) -> dict[str, Callable[[], AdapterConfig]]:
@@ -248,7 +252,8 @@ class AdaSSR(InternalLearning):
 
     white_noise_blend: ClassVar[float] = 1.0
     """``blend='auto'`` where the noise rule fires and every image shows white noise in its brightness
-    (``white_noise_share`` >= ``noise_share_threshold``, :meth:`white_noise_fires`; ``image_traces``
+    (``white_noise_share`` >= ``noise_share_threshold``, :meth:`white_noise_fires`; one channel at a
+    time too in :attr:`white_per_channel`; ``image_traces``
     then holds ``"white-noise"``): the whole change of the noise rule's step. There the noise dominates
     the finest details, and denoising is most of what training does: on photos no run had used, one
     at a time, the whole step gained +5.869 dB against +2.882 for half (4 photos, every one above
@@ -308,8 +313,7 @@ class AdaSSR(InternalLearning):
         mode where JPEG shows in the image (:attr:`single_compressed_blend`); half after
         ``heldout-guarded`` in multi-image mode. Where the image is noisy (:meth:`noisy_images`,
         :meth:`looks_for_noise`), half of the last step's change (:attr:`noisy_blend`, at
-        :meth:`noisy_budget`), all of it where the noise is white in the brightness
-        (:meth:`noise_blend`). benchmarks/RESULTS.md, 'A fallback when the guard accepts nothing'."""
+        :meth:`noisy_budget`), all of it where every image shows white noise (:meth:`noise_blend`). benchmarks/RESULTS.md, 'A fallback when the guard accepts nothing'."""
         c, rule = self.config, self.stopping
         if result is not None and "noise" in result.image_traces:
             return self.noise_blend(result.image_traces)
@@ -478,7 +482,7 @@ class AdaSSR(InternalLearning):
 
     def noise_blend(self, traces: tuple[str, ...]) -> float:
         """``blend='auto'`` where the noise rule fires (:meth:`noise_traces`): :attr:`white_noise_blend`
-        where the noise is white in the brightness, :attr:`noisy_blend` otherwise."""
+        where every image shows white noise, :attr:`noisy_blend` otherwise."""
         return self.white_noise_blend if "white-noise" in traces else self.noisy_blend
 
     def noise_readings(self, group: ImageGroup) -> dict[str, tuple[float, float, float]]:
@@ -512,8 +516,8 @@ class AdaSSR(InternalLearning):
         if not self.noise_rule_fires(len(self.noisy_images(group, readings)), len(readings)):
             return ()
         per_channel = self.cell() in self.white_per_channel
-        shares = [max(share, channels) if per_channel else share for _, share, channels in readings.values()]
-        white = sum(share >= self.config.noise_share_threshold for share in shares)
+        white = sum(self.config.counts_as_white(share, channels if per_channel else 0.0)
+                    for _, share, channels in readings.values())
         return ("noise", "white-noise") if self.white_noise_fires(white, len(readings)) else ("noise",)
 
     @classmethod
