@@ -385,9 +385,10 @@ def run_group(model, preset, deg, highs, rows, args, niqe, results, store, group
     if "default" not in rows and args.default_row:
         t = time.perf_counter()
         a = ttasr.AdaSSR(model, progress=False, seed=args.seed).fit(lows)
-        net = a.adapted_model()
-        rows["default"] = {"psnr": [psnr_y(enhance_tensor(net, lr), hr, s) for lr, hr in zip(lows, highs)],
+        nets = [a.adapted_model(i) for i in range(len(lows))]  # each image's blend where it has its own (Z5)
+        rows["default"] = {"psnr": [psnr_y(enhance_tensor(net, lr), hr, s) for net, lr, hr in zip(nets, lows, highs)],
                            "best_step": a.results[0].best_step, "steps": a.results[0].steps,
+                           "blend": a.results[0].blend, "image_blends": list(a.results[0].image_blends),
                            "config": {k: v for k, v in a.config.to_dict().items() if isinstance(v, (int, float, str))},
                            "seconds": time.perf_counter() - t}
         save(store, results)
@@ -554,7 +555,9 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "multi: ½ at 300 + Z + Y3": ("y3|white|checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
                  "single: ½ final + Z + Y3": ("y3|white|heldout+gain-jpeg+noise", "0.5", "0.2", "weights"),
                  "blind K + Z4 + Y3": ("y3|white2|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
-                 "multi: ½ at 300 + Z4 + Y3": ("y3|white2|checked-jpeg+noise@300", "0.5", "0.2", "outputs")}
+                 "multi: ½ at 300 + Z4 + Y3": ("y3|white2|checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
+                 "blind K + Z5 + Y3": ("y3|white5|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
+                 "multi: ½ at 300 + Z5 + Y3": ("y3|white5|checked-jpeg+noise@300", "0.5", "0.2", "outputs")}
 """``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise,
 the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the blend check
 (:func:`checked_pick`); ``checked-jpeg``: the same, whole outputs where the run recorded JPEG in
@@ -586,7 +589,8 @@ whole step where every image shows white noise (:func:`noise_blend`; ``Z, ½ of 
 ``whitehalf|``: at least half of them, as registered); ``+ Z2`` (``white2|``, ``white2half|``): the same where
 the share taken one channel at a time counts too (``noise_share_channels``; adopted, ``AdaSSR.white_per_channel``:
 every cell but a measured kernel one image at a time);
-``+ Y3`` (``y3|``): that share also makes an image noisy (:func:`noisy`); ``+ Z4``: Z2 several images at a time. Rows that blend outputs, checked
+``+ Y3`` (``y3|``): that share also makes an image noisy (:func:`noisy`); ``+ Z4``: Z2 several images at a time;
+``+ Z5`` (``white5|``): each image's output blended by its own reading, several images at a time. Rows that blend outputs, checked
 rows and rows that need ``jpeg`` or ``chroma_noise`` are shown where every run recorded what they need."""
 
 
@@ -613,21 +617,31 @@ def noisy(group: dict, luma: bool = True, every: bool = False, channels: bool = 
     return flagged == len(levels) if every else ttasr.AdaSSR.noise_rule_fires(flagged, len(levels))
 
 
-def noise_blend(group: dict, white: str) -> float:
-    """The blend AdaSSR's noise rule returns on a group where it fires (:func:`noisy`): with ``white``
-    (claims of 'Whole where the noise is white': ``"Z"``, where every image's white-noise share
-    reaches its threshold, ``AdaSSR.white_noise_fires``; ``"Z2"``, that share or the one taken a channel
-    at a time; ``"½"`` appended: in at least half of the images, as registered),
+def noise_blend(group: dict, white: str) -> list[float]:
+    """The blend of each image's output AdaSSR's noise rule returns on a group where it fires
+    (:func:`noisy`): with ``white`` (claims of 'Whole where the noise is white': ``"Z"``, where every image's
+    white-noise share reaches its threshold, ``AdaSSR.white_noise_fires``; ``"Z2"``, that share or the one
+    taken a channel at a time; ``"½"`` appended: in at least half of the images, as registered; ``"Z5"``:
+    the share or the one taken a channel at a time, image by image, ``AdaSSR.noise_image_blends``),
     ``AdaSSR.white_noise_blend`` there, else ``AdaSSR.noisy_blend``."""
     shares = group.get("noise_share", [])
-    channels = group.get("noise_share_channels", [0.0] * len(shares)) if white.startswith("Z2") else [0.0] * len(shares)
-    flagged = sum(map(ttasr.AdaSSRConfig().counts_as_white, shares, channels))
+    by_channel = white.startswith(("Z2", "Z5"))
+    channels = group.get("noise_share_channels", [0.0] * len(shares)) if by_channel else [0.0] * len(shares)
+    flags = list(map(ttasr.AdaSSRConfig().counts_as_white, shares, channels))
+    if white == "Z5":
+        return [ttasr.AdaSSR.white_noise_blend if f else ttasr.AdaSSR.noisy_blend for f in flags]
     enough = ttasr.AdaSSR.noise_rule_fires if white.endswith("½") else ttasr.AdaSSR.white_noise_fires
-    whole = bool(white) and bool(shares) and enough(flagged, len(shares))
-    return ttasr.AdaSSR.white_noise_blend if whole else ttasr.AdaSSR.noisy_blend
+    whole = bool(white) and bool(shares) and enough(sum(flags), len(shares))
+    images = len(shares or group.get("chroma_noise") or group.get("jpeg") or group["unadapted"])
+    return [ttasr.AdaSSR.white_noise_blend if whole else ttasr.AdaSSR.noisy_blend] * images
 
 
-WHITE_PREFIXES = {"white|": "Z", "whitehalf|": "Z½", "white2|": "Z2", "white2half|": "Z2½"}
+def at_blends(rec: dict, space: str, lams: list[float]) -> list[float]:
+    """PSNR-Y per image of a record's weights blended by each image's own ``lams`` (:func:`at_blend`)."""
+    return [at_blend(rec, space, str(lam))[i] for i, lam in enumerate(lams)]
+
+
+WHITE_PREFIXES = {"white|": "Z", "whitehalf|": "Z½", "white2|": "Z2", "white2half|": "Z2½", "white5|": "Z5"}
 """``--summary`` rule prefixes of claims Z and Z2 (:func:`noise_blend`)."""
 
 
@@ -644,7 +658,7 @@ def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: s
     every = "chroma|" in flags or "every|" in flags  # before claim Y2: every image noisy
     channels = "y3|" in flags  # claim Y3: the share one channel at a time counts as noise
     white = next((WHITE_PREFIXES[f] for f in flags if f in WHITE_PREFIXES), "")
-    noise_lam = str(noise_blend(group, white))  # the noise rule's blend (claims Z, Z2)
+    noise_lams = noise_blend(group, white)  # the noise rule's blend of each image (claims Z, Z2, Z5)
     rule, _, cap = rule.partition("@")
     last = records[min(len(records) - 1, int(cap) // eval_every)] if cap else records[-1]  # the noise rule's step
     if rule == "forced":  # the blind noise rule as if it fired on every group: what a false alarm returns
@@ -653,7 +667,7 @@ def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: s
         picked = rule.rsplit("-", 1)[0]
         start, picked = picked.endswith("+start"), picked.removesuffix("+start")
         if rule.endswith("-traces") and noisy(group, luma, every, channels):  # the noise part: claims B and C only
-            return at_blend(last, "outputs", noise_lam)
+            return at_blends(last, "outputs", noise_lams)
         if any(group["jpeg"]):
             if start and replay_records(candidates()[picked], picked, records) == 0:  # claim K
                 return last["mix"][accepted]
@@ -661,7 +675,7 @@ def summary_pick(group: dict, rule: str, accepted: str, otherwise: str, space: s
         return blended_pick(records, picked, otherwise, otherwise, "weights")
     if rule.endswith("+noise"):
         if noisy(group, luma, every, channels):
-            return at_blend(last, space, noise_lam)
+            return at_blends(last, space, noise_lams)
         rule = rule.removesuffix("+noise")
     if rule == "checked":
         return checked_pick(records, accepted, otherwise, space)
@@ -679,7 +693,12 @@ def with_hr(records: list[dict], steps: str) -> list[float]:
     """PSNR-Y per image of the blend of the outputs the HR images would choose, for comparison
     with the rules (one fraction for the whole group, the best mean; the start and the whole
     output count): at the step the default picks (``steps="pick"``, ``guarded-fallback``), or at
-    the best recorded step (``"any"``). It says whether the fraction or the step costs the gain."""
+    the best recorded step (``"any"``); ``"each"``: the best step, each image with its own best fraction
+    there (what a rule that blends image by image, claim Z5, could reach). It says whether the fraction
+    or the step costs the gain."""
+    if steps == "each":  # the best step for the group, each image's best fraction there
+        per_step = [np.max([rec["psnr"], *rec.get("mix", {}).values()], axis=0).tolist() for rec in records[1:]]
+        return max([records[0]["psnr"], *per_step], key=lambda psnr: float(np.mean(psnr)))
     picked = [replay_records(candidates()["guarded-fallback"], "guarded-fallback", records)]
     options = [records[0]["psnr"]]
     for rec in (records[k] for k in (picked if steps == "pick" else range(1, len(records)))):
@@ -687,7 +706,8 @@ def with_hr(records: list[dict], steps: str) -> list[float]:
     return max(options, key=lambda psnr: float(np.mean(psnr)))
 
 
-HR_ROWS = {"HR: best blend at the pick": "pick", "HR: best step and blend": "any"}
+HR_ROWS = {"HR: best blend at the pick": "pick", "HR: best step and blend": "any",
+           "HR: step, blend per image": "each"}
 """``--summary``'s rows that choose with the HR images (:func:`with_hr`), shown where blends of the
 outputs are recorded."""
 

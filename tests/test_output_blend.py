@@ -290,6 +290,47 @@ def test_without_a_kernel_half_of_the_output_is_returned_where_jpeg_or_colour_no
     assert (mine.image_traces, mine.blend, mine.blend_space) == (("jpeg",), 0.5, "weights")
     assert ttasr.AdaSSR(tiny_compact, **kw, blend=0.3).fit(compressed).results[0].image_traces == ()
 
+def test_several_images_where_some_show_white_noise_each_image_gets_its_own_blend(tiny_compact, photo, tmp_path,
+                                                                                   caplog):
+    from safetensors import safe_open
+
+    from ttasr.degradations import add_gaussian_noise
+
+    g = torch.Generator().manual_seed(0)
+    sky = torch.linspace(0.3, 0.7, photo.shape[-1]).expand_as(photo).contiguous()
+    speckled = add_gaussian_noise(sky, 4 / 255, generator=g)  # white in each channel
+    noisy = add_gaussian_noise(photo, 8 / 255, generator=g)  # colour noise that texture keeps from looking white
+    kw = {"batch_size": 2, "patch_size": 16, "progress": False, "seed": 0, "attention": "none", "augment": False,
+          "max_steps": 4, "eval_every": 2, "lr": 3e-2, "mode": "multi"}
+    a = ttasr.AdaSSR(tiny_compact, **kw)
+    readings = a.noise_readings(ttasr.adapters.ImageGroup([None, None], [0, 1], [speckled, noisy]))
+    assert a.white_images(readings) == [True, False]
+    sr = a.fit([speckled, noisy]).enhance()
+    r = a.results[0]
+    # one adaptation, one group blend (half: not every image is white), and each image's own blend (claim Z5)
+    assert (r.image_traces, r.blend, r.blend_space, r.image_blends) == (("noise",), 0.5, "outputs", (1.0, 0.5))
+    assert a.blends_per_image and (r.blend_of(0), r.blend_of(1), r.blend_of(None)) == (1.0, 0.5, 0.5)
+    adapted = a.model.with_weights(r.weights)
+    whole, start = enhance_tensor(adapted, speckled), enhance_tensor(a.model, speckled)
+    half = blend_outputs(a.model, adapted, 0.5)
+    assert not torch.allclose(whole, start, atol=2 / 255)
+    torch.testing.assert_close(sr[0], whole, atol=1e-6, rtol=0)
+    torch.testing.assert_close(sr[1], enhance_tensor(half, noisy), atol=1e-6, rtol=0)
+    # new images get the group's blend; the file records each fitted image's and restores the group's
+    torch.testing.assert_close(a.enhance(speckled), enhance_tensor(half, speckled), atol=1e-6, rtol=0)
+    with caplog.at_level("WARNING", logger="ttasr"):
+        [path] = a.save(tmp_path / "adapted.safetensors")
+    assert "each by its own fraction" in caplog.text
+    with safe_open(str(path), "pt") as f:
+        meta = f.metadata()
+    assert (meta["blend"], meta["image_blends"]) == ("0.5", "tensor #0=1,tensor #1=0.5")
+    # every image white, or none: one blend, as before; a blend or space the user chose: one blend
+    assert ttasr.AdaSSR(tiny_compact, **kw).fit([speckled, speckled]).results[0].image_blends == ()
+    assert ttasr.AdaSSR(tiny_compact, **kw, blend=0.5).fit([speckled, noisy]).results[0].image_blends == ()
+    mine = ttasr.AdaSSR(tiny_compact, **kw, blend_space="weights").fit([speckled, noisy]).results[0]
+    assert (mine.blend_space, mine.image_blends) == ("weights", ())
+
+
 def test_without_a_kernel_where_jpeg_shows_and_the_start_is_kept_half_of_step_300_is_returned(tiny_compact, photo,
                                                                                               monkeypatch):
     from ttasr.adapters.stopping import HeldOutPairs

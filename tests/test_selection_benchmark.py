@@ -482,8 +482,22 @@ def test_the_noise_rows_return_half_of_the_final_change_only_where_the_images_ar
     assert selection.summary_pick(speckled, *selection.SUMMARY_RULES["single: ½ final + Z2"]) == [34.0]
     two = {"noise_share": [0.4, 0.1], "noise_share_channels": [0.4, 0.1]}
     assert (selection.noise_blend(two, "Z"), selection.noise_blend(two, "Z½"), selection.noise_blend(two, "")) == \
-        (0.5, 1.0, 0.5)  # every image (adopted) or half of them (as registered)
-    assert selection.noise_blend({"noise_share": [0.4, 0.3]}, "Z") == 1.0
+        ([0.5, 0.5], [1.0, 1.0], [0.5, 0.5])  # every image (adopted) or half of them (as registered)
+    assert selection.noise_blend({"noise_share": [0.4, 0.3]}, "Z") == [1.0, 1.0]
+    # claim Z5: each image by its own share, the one taken a channel at a time included
+    assert selection.noise_blend({"noise_share": [0.4, 0.1], "noise_share_channels": [0.1, 0.1]}, "Z5") == [1.0, 0.5]
+    assert selection.noise_blend({"noise_share": [0.1, 0.1], "noise_share_channels": [0.4, 0.1]}, "Z5") == [1.0, 0.5]
+    step = {"psnr": [34.0, 31.0], "heldout": 0.95, "heldout+gain": 0.95, "consistency": 0.3,
+            "mix": {"0.5": [32.0, 31.5]}, "shrink": {"0.5": [32.0, 31.5]}}
+    mixed = {"jpeg": [False] * 2, "chroma_noise": [0.5, 0.5], "noise_share": [0.4, 0.1], "noise_share_channels": [0.4, 0.1],
+             "unadapted": [30.0, 30.0],
+             "trajectory": {"records": [{**step, "psnr": [30.0, 30.0], "mix": {"0.5": [30.0, 30.0]}}, step]}}
+    z4, z5 = (selection.SUMMARY_RULES[k] for k in ("multi: ½ at 300 + Z4 + Y3", "multi: ½ at 300 + Z5 + Y3"))
+    assert selection.summary_pick(mixed, *z4, 300) == [32.0, 31.5]  # half for both: one image is not white
+    assert selection.summary_pick(mixed, *z5, 300) == [34.0, 31.5]  # the white one whole, the other half
+    # the HR's best step for the group with each image's best fraction there, against one fraction for all
+    assert selection.with_hr(mixed["trajectory"]["records"], "each") == [34.0, 31.5]
+    assert selection.with_hr(mixed["trajectory"]["records"], "any") == [34.0, 31.0]
 
 
 def test_the_blind_rows_blend_outputs_where_a_trace_shows_and_a_tenth_of_the_weights_elsewhere(selection):

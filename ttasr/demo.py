@@ -119,7 +119,6 @@ def run_demo(
     t0 = time.perf_counter()
     adapter.fit([lr for lr in lows])
     seconds = time.perf_counter() - t0
-    adapted = adapter.adapted_model()
 
     lines = [f"# ttasr demo: {sr_model.architecture} x{s} ({model}), {method}, preset '{preset}'", "",
              f"adaptation: {adapter.state['results'][0]['steps']} steps (best at "
@@ -128,9 +127,9 @@ def run_demo(
              "| photo | bicubic PSNR-Y / SSIM | unadapted PSNR-Y / SSIM | adapted PSNR-Y / SSIM | gain (dB) "
              "| final weights PSNR-Y / SSIM |",
              "|---|---|---|---|---|---|"]
-    final_model = adapter.adapted_model(final=True)
     rows, totals = [], np.zeros(9)
-    for (name, hr), lr in zip(photos, lows):
+    for i, ((name, hr), lr) in enumerate(zip(photos, lows)):
+        adapted, final_model = adapter.adapted_model(i), adapter.adapted_model(i, final=True)  # each photo's blend
         bic = imresize(lr, float(s)).clamp(0, 1)
         before = sr_model(lr).clamp(0, 1)
         after = adapted(lr).clamp(0, 1)
@@ -154,7 +153,7 @@ def run_demo(
               f"blend={r.blend:g} of the change is returned, blending the {r.blend_space}{found}. AdaSSR by default "
               "returns a tenth, and half of the outputs where JPEG shows (of step 300's where the rule kept the start, "
               "several images at a time), or noise, in the colours or the brightness (then after 300 steps; all "
-              "of it where every image shows white noise) "
+              "of it for the images that show white noise) "
               "(README, 'How much it helps'). "
               "'final weights' are those of the last step, without that selection, blended the same way."]
     _side_by_side(rows, out / "comparison.png")

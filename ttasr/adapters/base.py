@@ -110,6 +110,18 @@ class FitResult:
     ``"jpeg"`` where JPEG compression shows, ``"noise"`` where its noise rule fires, with
     ``"white-noise"`` where every image shows it white: AdaSSR.noise_traces); empty when it looked for none or
     found none."""
+    image_blends: tuple[float, ...] = ()
+    """The blend of the outputs per image of the group (in ``image_indices`` order), where the method
+    chose one per image (AdaSSR several images at a time: the whole noise rule's step for images that
+    show white noise, half for the others, :meth:`AdaSSR.noise_image_blends`); empty: ``blend`` for
+    every image. Only with ``blend_space='outputs'``."""
+
+    def blend_of(self, index: int | None) -> float:
+        """The blend of the outputs for fitted image ``index`` (:attr:`image_blends`); ``blend`` for
+        ``None`` (new images) or where the blend is one for the group."""
+        if index is None or not self.image_blends or index not in self.image_indices:
+            return self.blend
+        return self.image_blends[self.image_indices.index(index)]
 
     @classmethod
     def from_loop(cls, r: LoopResult, group: ImageGroup) -> FitResult:
@@ -328,9 +340,11 @@ class Adapter(ABC, Generic[C]):
         ``blend_space='outputs'`` the weights stay whole and the blend is the outputs'
         (:meth:`adapted_model`)."""
         if result.not_adapted is not None:  # nothing trained: nothing to return
-            return replace(result, blend=0.0)
+            return replace(result, blend=0.0, image_blends=())
+        if self.config.blend != "auto" or self.blend_space(result) != "outputs":  # one blend: the setting's
+            result = replace(result, image_blends=())
         blend = self.blend_fraction(result)
-        if blend == 1.0:
+        if blend == 1.0 and not result.image_blends:
             return result
         # none of the adaptation, or the start selected: one network
         space = self.blend_space(result) if blend > 0.0 and result.best_step > 0 else "weights"
@@ -338,6 +352,7 @@ class Adapter(ABC, Generic[C]):
                  self.config.blend)
         if space == "outputs":
             return replace(result, blend=blend, blend_space="outputs")
+        result = replace(result, image_blends=())
         start = self.model.module.state_dict()
         final = None if result.final_weights is None else blend_weights(start, result.final_weights, blend)
         return replace(result, weights=blend_weights(start, result.weights, blend), final_weights=final, blend=blend)
@@ -379,8 +394,11 @@ class Adapter(ABC, Generic[C]):
         """Positions (among the fitted images) of the images that have a result."""
         return [i for r in self.results for i in r.image_indices]
 
-    def adapted_model(self, index: int = 0, *, final: bool = False) -> SRModel:
-        """The adapted network as an :class:`SRModel` (``index``: image, in single-image mode).
+    def adapted_model(self, index: int | None = None, *, final: bool = False) -> SRModel:
+        """The adapted network as an :class:`SRModel` for fitted image ``index`` (single-image mode:
+        that image's adaptation, the first without ``index``; several images at a time: the same
+        weights, with that image's blend of the outputs where the method chose one per image,
+        :attr:`FitResult.image_blends`; without ``index``, for new images, the group's).
 
         ``final=True`` gives the weights of the last step instead of the selected best. Both are
         blended towards the pretrained weights when the ``blend`` setting is below 1; in
@@ -389,12 +407,18 @@ class Adapter(ABC, Generic[C]):
         """
         if not self.results:
             raise InputError(f"{type(self).__name__} is not fitted yet: call fit(images) first")
-        result = self.results[self._result_for(index)]
+        result = self.results[self._result_for(index or 0)]
         weights = result.final_weights if final and result.final_weights is not None else result.weights
         adapted = self.model.with_weights(weights, method=self.name)
         if result.blend_space == "outputs":
-            return blend_outputs(self.model, adapted, result.blend)
+            return blend_outputs(self.model, adapted, result.blend_of(index))
         return adapted
+
+    @property
+    def blends_per_image(self) -> bool:
+        """Whether the fitted images' outputs are blended each by its own fraction
+        (:attr:`FitResult.image_blends`): :meth:`adapted_model` then differs per image."""
+        return any(r.image_blends for r in self.results)
 
     def enhance(self, images: Any = None, **enhance_options: Any) -> Any:
         """Super-resolve ``images`` with the adapted weights (the fitted images by default).
@@ -409,9 +433,9 @@ class Adapter(ABC, Generic[C]):
         if images is None:
             if not self.results:
                 raise InputError("enhance() without images needs a fitted adapter: call fit(images) first")
-            if self.config.mode == "single":
-                outs = [enhance(self.adapted_model(i), [self.records[i]], **enhance_options)[0]
-                        for i in range(len(self.results))]
+            if self.config.mode == "single" or self.blends_per_image:
+                count = len(self.results) if self.config.mode == "single" else len(self.records)
+                outs = [enhance(self.adapted_model(i), [self.records[i]], **enhance_options)[0] for i in range(count)]
                 return self.records.assemble(outs) if len(outs) == len(self.records) else outs
             return enhance(self.adapted_model(), self.records, **enhance_options)
         if self.config.mode == "single" and len(self.results) != 1:
@@ -452,12 +476,19 @@ class Adapter(ABC, Generic[C]):
                 "blend_space": r.blend_space,
                 **({"not_adapted": r.not_adapted} if r.not_adapted else {}),
                 **({"image_traces": ",".join(r.image_traces)} if r.image_traces else {}),
+                **({"image_blends": ",".join(f"{self.records[j].name}={b:g}" for j, b in zip(r.image_indices,
+                                                                                          r.image_blends))}
+                   if r.image_blends else {}),
             }
             if r.blend_space == "outputs":  # two networks: the file holds the adapted one, whole
                 log.warning("%s: enhance() blends %.2g of the adapted network's output with the pretrained model's; "
                             "'%s' holds the adapted network whole. ttasr.load_model('%s') restores the blend when "
                             "it finds the pretrained model (%s); spandrel loads the whole adaptation",
                             self.name, r.blend, target, target, self.model.source or "give blend_base=")
+                if r.image_blends:
+                    log.warning("%s: enhance() blended the fitted images each by its own fraction (%s); the file "
+                                "records them (image_blends) and restores the group's, %.2g, for any image",
+                                self.name, meta["image_blends"], r.blend)
                 written.append(save_model(self.model.with_weights(r.weights, method=self.name), target, meta))
             else:
                 written.append(save_model(self.adapted_model(i), target, meta))

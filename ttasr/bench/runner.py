@@ -367,7 +367,8 @@ def _run_unit(jobs: Sequence[Job], items: Sequence[BenchItem], model: Any, varia
             continue
         try:
             start = time.perf_counter()
-            net = model if adapter is None else adapter.adapted_model(0 if shared else index)
+            net = model if adapter is None else adapter.adapted_model(None if shared and not adapter.blends_per_image
+                                                                      else index)
             sr = enhance(net, lr, tile=tile, device=device, progress=False)
             enhance_seconds = time.perf_counter() - start
         except (TTASRError, RuntimeError, ValueError) as exc:

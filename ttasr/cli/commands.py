@@ -143,7 +143,7 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     if args.save_model:
         for path in _save_adapted(adapter, args.save_model):
             log.info("saved adapted checkpoint %s", path)
-    shared = adapter.adapted_model() if adapter.config.mode != "single" else None
+    shared = adapter.adapted_model() if adapter.config.mode != "single" and not adapter.blends_per_image else None
     dtype = _dtype(args.dtype)
 
     def make(i: int) -> Any:
