@@ -173,3 +173,32 @@ def test_preset_starts_from_the_paper_configuration(tiny_file, png, tmp_path, mo
     assert c.stopping == "niqe-plateau" and c.ema_decay == 0.999 and c.noise_augment == "always" and c.max_steps == 7
     assert main(["adapt", str(png), "-m", str(tiny_file), "--preset", "papr"]) == 2
     assert "Did you mean paper" in capsys.readouterr().err
+
+
+def test_adapt_writes_each_image_with_its_own_blend_where_adassr_chose_one(tiny_file, photo, tmp_path):
+    """Several images at a time, AdaSSR's noise rule blends each image's output by its own reading
+    (claim Z5): the command line writes what the library's enhance() gives, image by image."""
+    import ttasr
+    from ttasr.degradations import add_gaussian_noise
+
+    g = torch.Generator().manual_seed(0)
+    sky = torch.linspace(0.3, 0.7, photo.shape[-1]).expand_as(photo).contiguous()
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for name, image in (("a_sky", add_gaussian_noise(sky, 4 / 255, generator=g)),
+                        ("b_noisy", add_gaussian_noise(photo, 8 / 255, generator=g))):
+        Image.fromarray((image[0].permute(1, 2, 0).numpy() * 255).round().astype(np.uint8)).save(folder / f"{name}.png")
+    settings = {"max_steps": 4, "eval_every": 2, "batch_size": 2, "patch_size": 16, "attention": "none",
+                "augment": False, "lr": 0.03, "seed": 0, "mode": "multi"}
+    out = tmp_path / "out"
+    rc = main(["-q", "adapt", str(folder), "-m", str(tiny_file), "-o", str(out), "--progress", "false",
+               *[arg for k, v in settings.items() for arg in ("--set", f"{k}={str(v).lower()}")]])
+    assert rc == 0
+    adapter = ttasr.AdaSSR(str(tiny_file), progress=False, **settings)
+    expected = adapter.fit(folder).enhance()
+    assert adapter.results[0].image_blends == (1.0, 0.5)
+    group = ttasr.enhance(adapter.adapted_model(), folder)  # the set's blend, half, for both
+    assert np.abs(expected[0].astype(int) - group[0].astype(int)).max() > 2
+    for name, want in zip(("a_sky", "b_noisy"), expected):
+        got = np.asarray(Image.open(out / f"{name}_adassr.png")).astype(int)
+        assert np.abs(got - want.astype(int)).max() <= 1, name
