@@ -277,8 +277,9 @@ class AdaSSR(InternalLearning):
     noisy one lost up to 1.01 dB with the whole step, and half of it kept half of the noisy one's gain.
     On 16 new pairs and triples with one photo that does not show it, +3.082 dB (blind) and +3.221 (a
     measured kernel) against +2.059 and +2.041 with half, every photo above +0.29 (97 % and 90 % of the
-    HR's best step and blend); on 12 low-noise pairs +2.257 against +1.600, worst -0.05 dB: a flat photo
-    with faint noise can gain less whole than half (benchmarks/RESULTS.md, 'Each image its own blend')."""
+    HR's best step and blend); on 5 sets of six +3.074 against +2.036 (89 %); on 12 low-noise pairs +2.257
+    against +1.600, worst -0.05 dB: a flat photo with faint noise can gain less whole than half
+    (benchmarks/RESULTS.md, 'Each image its own blend')."""
 
     noisy_max_steps: ClassVar[int] = 300
     """Where the noise rule fires, training stops at this step (or at ``max_steps``, if fewer),
@@ -703,7 +704,7 @@ class AdaSSR(InternalLearning):
             u = dual_update(u, theta, theta_e)
             if later.interrupted:
                 break
-        result = dataclasses.replace(result, image_traces=traces)
+        result = dataclasses.replace(result, image_traces=traces, image_blends=blends)
         return self.final_weights(result) if "noise" in traces else result
 
     def describe(self) -> dict[str, str]:
