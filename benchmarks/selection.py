@@ -557,6 +557,7 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "blind K + Z4 + Y3": ("y3|white2|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
                  "multi: ½ at 300 + Z4 + Y3": ("y3|white2|checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
                  "blind K + Z5 + Y3": ("y3|white5|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
+                 "single: ½ final + Z2 + Y3": ("y3|white2|heldout+gain-jpeg+noise", "0.5", "0.2", "weights"),
                  "multi: ½ at 300 + Z5 + Y3": ("y3|white5|checked-jpeg+noise@300", "0.5", "0.2", "outputs")}
 """``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise,
 the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the blend check
@@ -588,7 +589,7 @@ of a false alarm. Rows named ``+ Z`` (prefix ``white|``): claim Z of 'Whole wher
 whole step where every image shows white noise (:func:`noise_blend`; ``Z, ½ of images``, prefix
 ``whitehalf|``: at least half of them, as registered); ``+ Z2`` (``white2|``, ``white2half|``): the same where
 the share taken one channel at a time counts too (``noise_share_channels``; adopted, ``AdaSSR.white_per_channel``:
-every cell but a measured kernel one image at a time);
+every cell since claim Z6, a measured kernel one image at a time included: row ``single: ½ final + Z2 + Y3``);
 ``+ Y3`` (``y3|``): that share also makes an image noisy (:func:`noisy`); ``+ Z4``: Z2 several images at a time;
 ``+ Z5`` (``white5|``): each image's output blended by its own reading, several images at a time. Rows that blend outputs, checked
 rows and rows that need ``jpeg`` or ``chroma_noise`` are shown where every run recorded what they need."""

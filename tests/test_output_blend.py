@@ -210,10 +210,14 @@ def test_where_the_image_shows_colour_noise_half_of_the_final_change_is_returned
     assert m.noise_traces(ttasr.adapters.ImageGroup([None, None], [0, 1], [grey, grey2])) == ("noise", "white-noise")
     assert m.noise_traces(group) == ("noise",)
     assert m.noise_traces(ttasr.adapters.ImageGroup([None, None], [0, 1], [noisy, noisy2])) == ("noise",)
-    # colour noise white one channel at a time counts too (claim Z4), but not with a kernel one image at a time
+    # colour noise white one channel at a time counts too (claims Z4, Z6), in the cells white_per_channel names
     speck, speck2 = (add_gaussian_noise(sky, 4 / 255, generator=g) for _ in range(2))
     assert m.noise_traces(ttasr.adapters.ImageGroup([None, None], [0, 1], [speck, speck2])) == ("noise", "white-noise")
-    assert (a.cell(), a.noise_traces(ttasr.adapters.ImageGroup([None], [0], [speck]))) == ("given-single", ("noise",))
+    one = ttasr.adapters.ImageGroup([None], [0], [speck])
+    assert (a.cell(), a.noise_traces(one)) == ("given-single", ("noise", "white-noise"))
+    with monkeypatch.context() as patch:
+        patch.setattr(ttasr.AdaSSR, "white_per_channel", ("blind-single", "blind-multi", "given-multi"))
+        assert a.noise_traces(one) == ("noise",)
     white = ttasr.AdaSSR(tiny_compact, **multi).fit([grey, grey2]).results[0]
     assert (white.image_traces, white.steps, white.best_step, white.blend) == (("noise", "white-noise"), 2, 2, 1.0)
     # a rule the user chose is kept, by name or as an object (which trains the whole budget)
