@@ -414,6 +414,22 @@ class Adapter(ABC, Generic[C]):
             return blend_outputs(self.model, adapted, result.blend_of(index))
         return adapted
 
+    def fitted_models(self) -> Callable[[int], SRModel]:
+        """``adapted_model(i)`` for the fitted images, each network made once: several images at a
+        time, one per blend of the set's weights (:attr:`FitResult.image_blends`); one image at a
+        time, each image's own, made when asked for."""
+        made: dict[float, SRModel] = {}
+
+        def model(i: int) -> SRModel:
+            if self.config.mode == "single":
+                return self.adapted_model(i)
+            blend = self.results[0].blend_of(i)
+            if blend not in made:
+                made[blend] = self.adapted_model(i)
+            return made[blend]
+
+        return model
+
     @property
     def blends_per_image(self) -> bool:
         """Whether the fitted images' outputs are blended each by its own fraction
@@ -435,7 +451,8 @@ class Adapter(ABC, Generic[C]):
                 raise InputError("enhance() without images needs a fitted adapter: call fit(images) first")
             if self.config.mode == "single" or self.blends_per_image:
                 count = len(self.results) if self.config.mode == "single" else len(self.records)
-                outs = [enhance(self.adapted_model(i), [self.records[i]], **enhance_options)[0] for i in range(count)]
+                net_of = self.fitted_models()
+                outs = [enhance(net_of(i), [self.records[i]], **enhance_options)[0] for i in range(count)]
                 return self.records.assemble(outs) if len(outs) == len(self.records) else outs
             return enhance(self.adapted_model(), self.records, **enhance_options)
         if self.config.mode == "single" and len(self.results) != 1:

@@ -359,6 +359,7 @@ def _run_unit(jobs: Sequence[Job], items: Sequence[BenchItem], model: Any, varia
         return
     peak, memory_kind = _peak_memory(device)
     shared = adapter is not None and variant.mode == "multi"
+    fitted_model = adapter.fitted_models() if adapter is not None else None
     for index, (job, item, base, lr, hr) in enumerate(loaded):
         fitted = _result_of(adapter, index, shared)
         if adapter is not None and fitted is None:
@@ -367,8 +368,7 @@ def _run_unit(jobs: Sequence[Job], items: Sequence[BenchItem], model: Any, varia
             continue
         try:
             start = time.perf_counter()
-            net = model if adapter is None else adapter.adapted_model(None if shared and not adapter.blends_per_image
-                                                                      else index)
+            net = model if fitted_model is None else fitted_model(index)
             sr = enhance(net, lr, tile=tile, device=device, progress=False)
             enhance_seconds = time.perf_counter() - start
         except (TTASRError, RuntimeError, ValueError) as exc:

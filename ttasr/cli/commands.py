@@ -143,12 +143,11 @@ def cmd_adapt(args: argparse.Namespace) -> int:
     if args.save_model:
         for path in _save_adapted(adapter, args.save_model):
             log.info("saved adapted checkpoint %s", path)
-    shared = adapter.adapted_model() if adapter.config.mode != "single" and not adapter.blends_per_image else None
+    net_of = adapter.fitted_models()
     dtype = _dtype(args.dtype)
 
     def make(i: int) -> Any:
-        net = shared if shared is not None else adapter.adapted_model(i)
-        return enhance(net, records[i], tile=args.tile, overlap=args.overlap, dtype=dtype)
+        return enhance(net_of(i), records[i], tile=args.tile, overlap=args.overlap, dtype=dtype)
 
     written = _write_outputs(paths, done, make)
     note = ""

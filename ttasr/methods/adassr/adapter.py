@@ -549,7 +549,7 @@ class AdaSSR(InternalLearning):
         :attr:`noisy_blend` for the others (:attr:`white_by_image`, claim Z5); ``()`` where one blend
         serves the group (:meth:`noise_blend`)."""
         white = self.white_images(readings)
-        if not self.white_by_image or self.config.mode != "multi" or all(white) or not any(white):
+        if not self.white_by_image or all(white) or not any(white):  # one image: all or none
             return ()
         return tuple(self.white_noise_blend if w else self.noisy_blend for w in white)
 
