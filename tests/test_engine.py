@@ -129,6 +129,24 @@ def test_a_longer_budget_resumes_only_the_remaining_steps(tiny_compact, photo, t
     assert all(torch.equal(v, _state(full)[k]) for k, v in _state(longer).items())
 
 
+def test_kept_steps_are_the_weights_a_shorter_budget_ends_with_and_survive_a_resume(tiny_compact, photo, tmp_path):
+    cfg = dict(FAST, ema_decay=0.9, checkpoint_dir=str(tmp_path), checkpoint_every=4)
+    group = ImageGroup([None], [0], [photo])
+    short = InternalLearning(tiny_compact, **cfg, max_steps=3).fit(photo).results[0]
+    whole = InternalLearning(tiny_compact, **cfg, max_steps=6)
+    full = whole.run_loop(group, keep_steps=(3,))
+    assert set(full.kept_weights) == {3}
+    assert all(torch.equal(full.kept_weights[3][k], v) for k, v in short.weights.items())
+    stopped = InternalLearning(tiny_compact, **cfg, max_steps=6)
+    # interrupted at step 5: the state saved at step 4 holds the kept weights
+    assert stopped.run_loop(group, [_Steps(stop_at=5)], keep_steps=(3,)).interrupted
+    resumed = InternalLearning(tiny_compact, **cfg, max_steps=6)
+    steps = _Steps()
+    again = resumed.run_loop(group, [steps], resume=True, keep_steps=(3,))
+    assert steps.ran == [5, 6] and set(again.kept_weights) == {3}
+    assert all(torch.equal(again.kept_weights[3][k], v) for k, v in short.weights.items())
+
+
 def test_resume_without_a_matching_state_says_so(tiny_compact, photo, tmp_path, caplog):
     with caplog.at_level(logging.WARNING):
         InternalLearning(tiny_compact, **FAST, max_steps=2, checkpoint_dir=str(tmp_path)).fit(photo, resume=True)

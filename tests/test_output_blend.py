@@ -344,10 +344,19 @@ def test_without_a_kernel_where_jpeg_shows_and_the_start_is_kept_half_of_step_30
     kw = {"batch_size": 2, "patch_size": 16, "progress": False, "seed": 0, "attention": "none", "augment": False,
           "eval_every": 2, "lr": 1e-12, "mode": "multi"}  # nothing learnt: the held-out rule keeps the start
     monkeypatch.setattr(ttasr.AdaSSR, "start_kept_step", 2)  # the step whose weights are returned (300)
-    a = ttasr.AdaSSR(tiny_compact, **kw, max_steps=4)
-    sr = a.fit([compressed, photo]).enhance()
+
+    class Steps(ttasr.Callback):
+        def __init__(self):
+            self.steps = []
+
+        def on_step(self, adapter, step, loss):
+            self.steps.append(step)
+
+    a, steps = ttasr.AdaSSR(tiny_compact, **kw, max_steps=4), Steps()
+    sr = a.fit([compressed, photo], callbacks=[steps]).enhance()
     r = a.results[0]
     assert (r.image_traces, r.best_step, r.blend, r.blend_space) == (("jpeg",), 2, 0.5, "outputs")
+    assert steps.steps == [1, 2, 3, 4] and r.kept_weights == {}  # step 2's weights kept in the run: not trained again
     # the weights of step 2 (as a 2-step budget ends), and the last ones kept for final=True
     two = ttasr.AdaSSR(tiny_compact, **kw, max_steps=2).fit([compressed, photo]).results[0]
     assert (two.best_step, two.steps, two.blend) == (2, 2, 0.5)

@@ -115,6 +115,9 @@ class FitResult:
     chose one per image (AdaSSR several images at a time: the whole noise rule's step for images that
     show white noise, half for the others, :meth:`AdaSSR.noise_image_blends`); empty: ``blend`` for
     every image. Only with ``blend_space='outputs'``."""
+    kept_weights: dict[int, Weights] = field(default_factory=dict, repr=False)
+    """Weights of the steps the method asked the loop to keep (``run_loop``'s ``keep_steps``), by step,
+    until it has chosen among them (AdaSSR: :attr:`AdaSSR.start_kept_step`)."""
 
     def blend_of(self, index: int | None) -> float:
         """The blend of the outputs for fitted image ``index`` (:attr:`image_blends`); ``blend`` for
@@ -128,7 +131,7 @@ class FitResult:
         return cls(weights=r.best, steps=r.steps, best_step=r.best_step, best_score=r.best_score,
                    stopped_early=r.stopped_early, interrupted=r.interrupted, seconds=r.seconds,
                    history=r.history, image_indices=list(group.indices), final_weights=r.final, signal=r.signal,
-                   started=r.started)
+                   started=r.started, kept_weights=r.kept)
 
     def then(self, later: FitResult) -> FitResult:
         """``later`` as the result, with steps, time and history of both runs."""
@@ -522,6 +525,7 @@ class Adapter(ABC, Generic[C]):
         anchor: Weights | None = None,
         tag: str = "",
         max_steps: int | None = None,
+        keep_steps: Sequence[int] = (),
     ) -> FitResult:
         """Adapt a fresh copy of the model on ``group`` through :class:`TrainingLoop`.
 
@@ -529,7 +533,8 @@ class Adapter(ABC, Generic[C]):
         proximal term μ‖Θ − Θ̃‖² (default: the initial weights); ``tag`` separates the
         resumable states of several runs over the same images (e.g. ADMM rounds);
         ``max_steps``: a smaller budget than the config's (the steps taken are the same, as
-        with a shorter ``max_steps``).
+        with a shorter ``max_steps``); ``keep_steps``: steps whose weights the result keeps
+        (:attr:`FitResult.kept_weights`).
         """
         cfg = self.config
         rank, world = data_parallel_world() if cfg.mode == "multi" else (0, 1)
@@ -576,6 +581,7 @@ class Adapter(ABC, Generic[C]):
             evaluate=lambda net: self.stopping.score(self, net, group), score_start=self.stopping.scores_start,
             should_stop=self.stopping.should_stop, improves=self.stopping.improves, on_step=on_step, on_eval=on_eval,
             state_file=state_file, resume=resume, rng_state=(self.sampling_rng_state, self.set_sampling_rng_state),
+            keep_steps=keep_steps,
         )
         with speed.backend():
             result = loop.run()

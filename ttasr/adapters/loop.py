@@ -84,6 +84,8 @@ class LoopResult:
     """The step the run resumed from (0 for a fresh run)."""
     started: float = 0.0
     """Wall-clock time (``time.time()``) when the steps began, to line up concurrent runs."""
+    kept: dict[int, Weights] = field(default_factory=dict)
+    """The returned weights at each of the loop's ``keep_steps`` it reached (also after a resume)."""
 
 
 @contextmanager
@@ -134,7 +136,8 @@ class TrainingLoop:
     ``None``); ``should_stop(scores)`` ends the run early; ``improves(score, best, scores)``
     says whether a score replaces the best so far (default: strictly lower). ``state_file`` enables
     checkpoints every ``checkpoint_every`` steps and on interrupt; with ``resume`` the run
-    continues from it, bit-exactly.
+    continues from it, bit-exactly. ``keep_steps``: steps whose returned weights are kept beside
+    the best (:attr:`LoopResult.kept`), for a method that may choose them afterwards.
     """
 
     def __init__(
@@ -156,8 +159,10 @@ class TrainingLoop:
         state_file: Path | None = None,
         resume: bool = False,
         rng_state: tuple[Callable[[], torch.Tensor | None], Callable[[torch.Tensor | None], None]] | None = None,
+        keep_steps: Sequence[int] = (),
     ) -> None:
         s = settings
+        self.keep_steps = frozenset(keep_steps)
         self.network, self.loss_fn, self.settings = network, loss_fn, s
         self.generator = generator
         self.teacher = copy.deepcopy(network) if s.ema_decay is not None else None
@@ -190,7 +195,7 @@ class TrainingLoop:
 
     # ------------------------------------------------------------------ state
     def _state(self, step: int, history: list[dict[str, float]], scores: list[float],
-               best: Weights, best_score: float | None, best_step: int) -> dict[str, Any]:
+               best: Weights, best_score: float | None, best_step: int, kept: dict[int, Weights]) -> dict[str, Any]:
         return {
             "network": self.network.state_dict(),
             "teacher": self.teacher.state_dict() if self.teacher is not None else None,
@@ -199,7 +204,7 @@ class TrainingLoop:
             "generator": self.generator.get_state(), "torch_rng": torch.get_rng_state(),
             "extra_rng": self.rng_state[0]() if self.rng_state is not None else None,
             "step": step, "history": history, "scores": scores,
-            "best": best, "best_score": best_score, "best_step": best_step,
+            "best": best, "best_score": best_score, "best_step": best_step, "kept": kept,
         }
 
     def _save(self, *args: Any) -> None:
@@ -282,10 +287,12 @@ class TrainingLoop:
         t0, started = time.perf_counter(), time.time()
         step, history, scores = 0, [], []
         best, best_score, best_step = snapshot(self.result_model), None, 0
+        kept: dict[int, Weights] = {}
         state = self._load()
         if state is not None:
             step, history, scores = state["step"], state["history"], state["scores"]
             best, best_score, best_step = state["best"], state["best_score"], state["best_step"]
+            kept = dict(state.get("kept") or {})  # states saved before keep_steps have none
         resumed_from = step
         if step == 0 and self.score_start:
             score0 = self._score(0)
@@ -307,6 +314,8 @@ class TrainingLoop:
                     pending.append((step + 1, self._step()))
                     step += 1
                     bar.update(1)
+                    if step in self.keep_steps:
+                        kept[step] = snapshot(self.result_model)
                     evaluating = step % s.eval_every == 0 or step == s.max_steps
                     saving = guard.signal is not None or (s.checkpoint_every and step % s.checkpoint_every == 0)
                     if evaluating or saving or step % every == 0:
@@ -327,10 +336,10 @@ class TrainingLoop:
                                 break
                     if guard.signal is not None:
                         interrupted = True
-                        self._save(step, history, scores, best, best_score, best_step)
+                        self._save(step, history, scores, best, best_score, best_step, kept)
                         break
                     if s.checkpoint_every and step % s.checkpoint_every == 0:
-                        self._save(step, history, scores, best, best_score, best_step)
+                        self._save(step, history, scores, best, best_score, best_step, kept)
                 self._flush(pending, history)
         except KeyboardInterrupt:
             interrupted = True
@@ -344,5 +353,5 @@ class TrainingLoop:
             stopped_early=stopped_early, interrupted=interrupted,
             signal=guard.signal if interrupted and guard.signal is not None else
             (signal.SIGINT if interrupted else None),
-            seconds=time.perf_counter() - t0, history=history, resumed_from=resumed_from, started=started,
+            seconds=time.perf_counter() - t0, history=history, resumed_from=resumed_from, started=started, kept=kept,
         )

@@ -223,8 +223,8 @@ class AdaSSR(InternalLearning):
     """With an estimated kernel in multi-image mode, where JPEG shows and the held-out rule keeps
     the start, :attr:`blind_compressed_blend` of the outputs of this step's weights is returned
     (:meth:`start_kept_on_jpeg`; claim K of benchmarks/RESULTS.md, 'Where JPEG shows without a kernel:
-    the whole pick, and the start kept', adopted in 'Budgets, three new degradations'). ``None``
-    switches it off."""
+    the whole pick, and the start kept', adopted in 'Budgets, three new degradations'). The run keeps
+    this step's weights where it may apply (:meth:`start_kept_applies`). ``None`` switches it off."""
     start_kept_modes: ClassVar[tuple[str, ...]] = ("multi",)
     """Modes in which :attr:`start_kept_step` applies (single-image mode was not measured)."""
     guarded_blend: ClassVar[float] = 0.5
@@ -462,27 +462,39 @@ class AdaSSR(InternalLearning):
         """Whether ``result`` is the held-out rule keeping the start where JPEG shows, with an
         estimated kernel, ``stopping`` and ``blend`` 'auto' (no :class:`Stopping` object passed),
         in :attr:`start_kept_modes`: then :meth:`adapt_group` returns part of step
-        :attr:`start_kept_step` instead. The held-out targets carry the JPEG blocks, so the held-out
-        error misses the deblocking, as it misses denoising (:meth:`final_weights`)."""
+        :attr:`start_kept_step` instead: there the held-out error rises in the first steps while the
+        HR error falls, also when the prediction is compared through JPEG (benchmarks/RESULTS.md,
+        'The held-out error through JPEG')."""
+        return (self.start_kept_applies(result.image_traces) and result.best_step == 0 and result.steps > 0
+                and not result.interrupted)
+
+    def start_kept_applies(self, traces: Sequence[str]) -> bool:
+        """Whether :meth:`start_kept_on_jpeg` can apply to a group with ``traces``: then the run keeps
+        the weights of :attr:`start_kept_step` (``run_loop``'s ``keep_steps``), so that
+        :meth:`step_weights` need not train those steps again."""
         c = self.config
         return (self.start_kept_step is not None and c.kernel_source != "given" and c.mode in self.start_kept_modes
-                and self.looks_for_jpeg() and not self.stopping_given and "jpeg" in result.image_traces
-                and result.best_step == 0 and result.steps > 0 and not result.interrupted)
+                and self.looks_for_jpeg() and not self.stopping_given and "jpeg" in traces)
 
     def step_weights(self, result: FitResult, group: ImageGroup, callbacks: Sequence[Callback], resume: bool,
                      step: int) -> FitResult:
-        """``result`` with the weights of ``step`` selected: the first ``step`` steps again, which
-        are those of any longer budget (:meth:`run_loop`'s ``max_steps``); their state resumes
-        apart from the full run's (``tag``). The last weights stay ``result``'s."""
+        """``result`` with the weights of ``step`` selected: those the run kept
+        (:attr:`FitResult.kept_weights`), else the first ``step`` steps again, which are those of
+        any longer budget (:meth:`run_loop`'s ``max_steps``; their state resumes apart from the
+        full run's, ``tag``). The last weights stay ``result``'s."""
         if step >= result.steps:
             return self.final_weights(result)
+        final = result.final_weights if result.final_weights is not None else result.weights
+        if step in result.kept_weights:
+            scored = [h["score"] for h in result.history if h.get("step") == step and "score" in h]
+            return dataclasses.replace(result, weights=result.kept_weights[step], best_step=step,
+                                       best_score=scored[-1] if scored else None, final_weights=final, kept_weights={})
         short = self.run_loop(group, callbacks, resume, tag=f"step{step}", max_steps=step)
         if short.interrupted:
             return dataclasses.replace(result, interrupted=True, signal=short.signal)
         chosen = self.final_weights(short)
-        final = result.final_weights if result.final_weights is not None else result.weights
         return dataclasses.replace(result, weights=chosen.weights, best_step=chosen.best_step,
-                                   best_score=chosen.best_score, final_weights=final,
+                                   best_score=chosen.best_score, final_weights=final, kept_weights={},
                                    seconds=result.seconds + short.seconds)
 
     def cell(self) -> str:
@@ -670,15 +682,18 @@ class AdaSSR(InternalLearning):
             log.info("%s: the images show %s: training stops at step %d; the share of that step's change returned: %s",
                      self.name, "white noise" if "white-noise" in traces else "noise",
                      min(c.max_steps, budget or c.max_steps), share)
-        result = dataclasses.replace(self.run_loop(group, callbacks, resume, max_steps=budget), image_traces=traces,
-                                     image_blends=blends)
+        keep = (self.start_kept_step,) if budget is None and self.start_kept_applies(traces) else ()
+        result = dataclasses.replace(self.run_loop(group, callbacks, resume, max_steps=budget, keep_steps=keep),
+                                     image_traces=traces, image_blends=blends)
         if "noise" in traces:
             result = self.final_weights(result)
         elif self.start_kept_on_jpeg(result):
             step = min(c.max_steps, self.start_kept_step or c.max_steps)
-            log.info("%s: JPEG shows and the held-out rule kept the start: %g of the output of step %d is returned "
-                     "(its first steps again)", self.name, self.blind_compressed_blend, step)
+            log.info("%s: JPEG shows and the held-out rule kept the start: %g of the output of step %d is returned%s",
+                     self.name, self.blind_compressed_blend, step,
+                     "" if step in result.kept_weights or step >= result.steps else " (its first steps again)")
             result = self.step_weights(result, group, callbacks, resume, step)
+        result = dataclasses.replace(result, kept_weights={})
         if c.admm_rounds <= 1 or result.interrupted:
             return dataclasses.replace(result, blend_checked=self.checked_blend(result, group))
         from ...io import load_images
