@@ -37,7 +37,10 @@ rule's pick, shrunk; the records also hold each blend's back-projection error pe
 its held-out error, what a rule without the HR could check the returned weights by; the same for
 each blend of the outputs, ``λ N_θ(y) + (1 − λ) N_θ0(y)`` (``mix``; report row ``outputs,
 checked``: AdaSSR's default with a given kernel in multi-image mode), and the held-out error in
-L2 (``heldout_l2``; rules ``heldout-l2+gain``, ``guarded-fallback-l2``). Results are
+L2 (``heldout_l2``; rules ``heldout-l2+gain``, ``guarded-fallback-l2``), and through JPEG where it shows
+in an image (``heldout_jpeg``: the prediction compressed like the image; ``heldout_jpeg_in``: its input
+too; each per image and per output blend; rules ``heldout-jpeg+gain``, ``heldout-jpeg-in+gain``, rows
+``blind Q…``, ``blind Q2…``; benchmarks/RESULTS.md, 'The held-out error through JPEG'). Results are
 appended to --out/results.json as each run ends (atomic), and --resume skips finished runs;
 ``--report --merge DIR`` prints one table over several folders (presets run in parallel), and
 ``--summary DIR ...`` judges the blend rules over every preset run in many folders (other
@@ -110,11 +113,14 @@ def candidates() -> dict[str, Stopping]:
         "guarded-fallback": GuardedFallback(min_gain=0.01),
         "heldout-l2+gain": HeldOutPairs(min_gain=0.01, norm="l2"),
         "guarded-fallback-l2": GuardedFallback(min_gain=0.01, norm="l2"),
+        "heldout-jpeg+gain": HeldOutPairs(min_gain=0.01),
+        "heldout-jpeg-in+gain": HeldOutPairs(min_gain=0.01),
     }
 
 
 RECORDED_AS = {"guarded+gain": "heldout", "guarded-s1+gain": "heldout", "guarded-fallback": "heldout",
-               "heldout-l2+gain": "heldout_l2", "guarded-fallback-l2": "heldout_l2"}
+               "heldout-l2+gain": "heldout_l2", "guarded-fallback-l2": "heldout_l2",
+               "heldout-jpeg+gain": "heldout_jpeg", "heldout-jpeg-in+gain": "heldout_jpeg_in"}
 """Rules whose score is recorded under another rule's name (the guards read ``GUARD_ERRORS``)."""
 
 GUARD_ERRORS = {"guarded-s1+gain": ("consistency_smoothed", "1.0")}
@@ -152,6 +158,7 @@ class Recorder(Stopping):
         self.start_residuals: list[torch.Tensor] | None = None
 
     def prepare(self, adapter, group) -> None:
+        HELDOUT_JPEG.prepare(adapter, group)  # the same squares as the held-out rule's
         for rule in self.rules.values():
             if not isinstance(rule, NIQEPlateau):  # NIQE is computed here from the shared SR output
                 rule.prepare(adapter, group)
@@ -180,6 +187,10 @@ class Recorder(Stopping):
             rec["ema_gap"] = float(np.mean([(r - sr).abs().mean() for r, sr in zip(raws, srs)]))
         rec["heldout"] = rec["heldout+gain"] = self.rules["heldout"].score(adapter, network, group)
         rec["heldout_l2"] = HELDOUT_L2.score(adapter, network, group)
+        rec["heldout_jpeg_images"] = HELDOUT_JPEG.image_errors(adapter, network, group)
+        rec["heldout_jpeg"] = float(np.mean(rec["heldout_jpeg_images"]))
+        rec["heldout_jpeg_in_images"] = heldout_jpeg_inputs(adapter, network, group)
+        rec["heldout_jpeg_in"] = float(np.mean(rec["heldout_jpeg_in_images"]))
         if self.shrink:
             self.record_shrunk(rec, adapter, network, group)
             self.record_mixed(rec, adapter, network, group, srs, residuals)
@@ -195,7 +206,7 @@ class Recorder(Stopping):
             self.start_network = copy.deepcopy(network)
         assert self.start is not None and self.start_network is not None
         s = adapter.model.scale
-        rec["mix"], rec["mix_consistency"], rec["mix_heldout"] = {}, {}, {}
+        rec["mix"], rec["mix_consistency"], rec["mix_heldout"], rec["mix_heldout_jpeg"] = {}, {}, {}, {}
         for lam in (x for x in self.shrink if 0 <= x <= 1):  # outputs blend only between the ends
             key = str(lam)
             rec["mix"][key] = [psnr_y(lam * sr + (1 - lam) * s0, hr, s)
@@ -204,6 +215,8 @@ class Recorder(Stopping):
                                            for r, r0 in zip(residuals, self.start_residuals)]
             mixed = OutputBlend(self.start_network, network, lam)
             rec["mix_heldout"][key] = self.rules["heldout"].score(adapter, mixed, group)
+            rec["mix_heldout_jpeg"][key] = HELDOUT_JPEG.image_errors(adapter, mixed, group)
+            rec.setdefault("mix_heldout_jpeg_in", {})[key] = heldout_jpeg_inputs(adapter, mixed, group)
 
     def record_shrunk(self, rec: dict, adapter, network, group) -> None:
         """For each ``λ`` of ``self.shrink``, the weights ``θ0 + λ (θ − θ0)``: PSNR-Y per image
@@ -239,6 +252,29 @@ def keep_outputs(folder: Path, index: int, srs: list[torch.Tensor], lows: list[t
 HELDOUT_L2 = HeldOutPairs(norm="l2")
 """The held-out error as a mean squared error, recorded beside the L1 one (same squares: the
 held-out rule's ``prepare`` has set them)."""
+def heldout_jpeg_inputs(adapter, network, group) -> list[float]:
+    """:data:`HELDOUT_JPEG`'s error of each image with the pair's input ``y_d`` compressed like the
+    image was too, where JPEG shows in it: the network sees in the pairs what it sees in the real LR
+    (the held-out inputs are otherwise clean: downscaling removes the blocks). The prediction is
+    clamped to [0, 1], in every image. Development only ('The held-out error through JPEG')."""
+    from ttasr.models.model import forward
+
+    errors = []
+    with torch.no_grad():
+        for (inp, target, weights), trace in zip(adapter.validation_pairs(group), HELDOUT_JPEG.jpeg_traces):
+            if trace is not None:
+                inp = trace.settings.roundtrip(inp.clamp(0, 1)).to(inp)
+            out = forward(network, inp.to(adapter.device)).float().cpu().clamp(0, 1)
+            if trace is not None:
+                out = trace.compress(out)
+            w = weights.expand_as(target)
+            errors.append(float(((out - target).abs() * w).sum() / w.sum().clamp_min(1)))
+    return errors
+
+
+HELDOUT_JPEG = HeldOutPairs(through_jpeg=True)
+"""The held-out error with each prediction compressed like its image was where JPEG shows in it
+(``heldout_jpeg``; claim Q of benchmarks/RESULTS.md, 'The held-out error through JPEG')."""
 
 
 def back_projection_residuals(adapter, group, srs: list[torch.Tensor]) -> list[torch.Tensor]:
@@ -558,7 +594,13 @@ SUMMARY_RULES = {"guarded-fallback ×0.5|0.2": ("guarded-fallback", "0.5", "0.2"
                  "multi: ½ at 300 + Z4 + Y3": ("y3|white2|checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
                  "blind K + Z5 + Y3": ("y3|white5|heldout+gain+start-traces@300", "0.5", "0.1", "outputs"),
                  "single: ½ final + Z2 + Y3": ("y3|white2|heldout+gain-jpeg+noise", "0.5", "0.2", "weights"),
-                 "multi: ½ at 300 + Z5 + Y3": ("y3|white5|checked-jpeg+noise@300", "0.5", "0.2", "outputs")}
+                 "multi: ½ at 300 + Z5 + Y3": ("y3|white5|checked-jpeg+noise@300", "0.5", "0.2", "outputs"),
+                 "blind Q: K + Z5 + Y3": ("y3|white5|heldout-jpeg+gain+start-traces@300", "0.5", "0.1", "outputs"),
+                 "blind Q whole: K + Z5 + Y3": ("y3|white5|heldout-jpeg+gain+start-traces@300", "1.0", "0.1",
+                                                "outputs"),
+                 "blind Q2: K + Z5 + Y3": ("y3|white5|heldout-jpeg-in+gain+start-traces@300", "0.5", "0.1", "outputs"),
+                 "blind Q2 whole: K + Z5 + Y3": ("y3|white5|heldout-jpeg-in+gain+start-traces@300", "1.0", "0.1",
+                                                 "outputs")}
 """``--summary``'s rows: (recorded rule, blend of weights the guard accepts, blend otherwise,
 the space blended in); rule ``checked``: the ``guarded-fallback`` pick with the blend check
 (:func:`checked_pick`); ``checked-jpeg``: the same, whole outputs where the run recorded JPEG in
@@ -765,7 +807,8 @@ def summary(folders: list[Path], eval_every: int = 50, budget: int | None = None
                 groups = cut
             runs.append((mode, label, groups, every))
             blind = blind and results.get("candidate", {}).get("kernel_estimator", "auto") != "given"
-    recorded = {key for key in ("mix", "shrink_heldout", "mix_heldout", "heldout_l2", "shrink_heldout_l2")
+    recorded = {key for key in ("mix", "shrink_heldout", "mix_heldout", "heldout_l2", "shrink_heldout_l2", "heldout_jpeg",
+                                "heldout_jpeg_in")
                 if runs and all(key in r for _, _, groups, _ in runs for g in groups for r in g["trajectory"]["records"])}
     shown = {name for name, (full, _, _, space) in SUMMARY_RULES.items()
              for rule in [full.removeprefix("chroma|").removeprefix("every|").partition("@")[0]]
@@ -778,7 +821,9 @@ def summary(folders: list[Path], eval_every: int = 50, budget: int | None = None
                   or all("chroma_noise" in g for _, _, groups, _ in runs for g in groups))
              and (not rule.endswith(("+noise", "-traces")) or full.startswith("chroma|")
                   or all(noise_known(g) for _, _, groups, _ in runs for g in groups))
-             and ("l2" not in rule or "shrink_heldout_l2" in recorded)}
+             and ("l2" not in rule or "shrink_heldout_l2" in recorded)
+             and ("heldout-jpeg" not in rule or "heldout_jpeg" in recorded)
+             and ("heldout-jpeg-in" not in rule or "heldout_jpeg_in" in recorded)}
     for mode, label, groups, every in runs:
         base = np.concatenate([g["unadapted"] for g in groups])
         dips = dips_below_both_ends(groups)
@@ -892,8 +937,9 @@ def report(results: dict, presets: list[str], eval_every: int) -> None:
             add(label, f"{cell([(g['default']['psnr'], g['default']['best_step']) for g in groups]):>22}")
         def replayable(name: str) -> bool:
             recs = [g["trajectory"]["records"] for g in groups]  # noqa: B023 - called in this iteration
+            key = RECORDED_AS.get(name, "heldout")
             return all(guard_errors(name, r) is not None for r in recs) and \
-                (RECORDED_AS.get(name) != "heldout_l2" or all("heldout_l2" in r for rs in recs for r in rs))
+                (key == "heldout" or all(key in r for rs in recs for r in rs))
 
         for name, rule in candidates().items():
             if replayable(name):

@@ -134,3 +134,42 @@ def test_cli_kernel_models_the_jpeg_of_a_png_saved_from_a_jpeg(tmp_path, capsys)
     assert "1 modelled as JPEG" in capsys.readouterr().out
     assert main([*args, "--jpeg", "file"]) == 0
     assert "0 modelled as JPEG" in capsys.readouterr().out
+
+
+def test_compress_gives_the_jpeg_an_image_was_read_to_carry():
+    src = _lr("coffee")
+    trace = detect_jpeg(_jpeg(src, quality=60))
+    assert trace is not None
+    torch.testing.assert_close(trace.compress(src), _jpeg(src, quality=60), rtol=0, atol=0)
+    assert not torch.equal(trace.compress(src), src)
+
+
+def test_the_heldout_error_through_jpeg_does_not_count_the_blocks_as_detail():
+    """A prediction without JPEG's blocks scores 0 through JPEG against a compressed target, but not
+    plainly; where no JPEG shows, both errors are the same."""
+    from types import SimpleNamespace
+
+    from ttasr.adapters.stopping import HeldOutPairs
+
+    src = _lr("coffee")
+
+    class Fixed(torch.nn.Module):  # predicts the uncompressed image whatever its input
+        def forward(self, x):
+            return src
+
+    def errors(target, through_jpeg):
+        rule = HeldOutPairs(through_jpeg=through_jpeg)
+        group = SimpleNamespace(tensors=[target], name=lambda i: f"image {i}")
+        adapter = SimpleNamespace(model=SimpleNamespace(scale=2), device=torch.device("cpu"))
+        rule.prepare(adapter, group)
+        adapter.validation_pairs = lambda g: [(src, target, 1 - adapter.holdout_masks[0])]
+        return rule.score(adapter, Fixed(), group), rule
+
+    compressed = _jpeg(src, quality=40)
+    plain, _ = errors(compressed, False)
+    through, rule = errors(compressed, True)
+    assert plain > 1e-3 and through == 0.0
+    assert rule.describe()["holdout_through_jpeg"] == "0"
+    assert errors(src, True)[0] == errors(src, False)[0] == 0.0
+    shifted = (src + 0.05).clamp(0, 1)
+    assert errors(shifted, True)[0] == errors(shifted, False)[0] > 0

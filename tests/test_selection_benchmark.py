@@ -7,6 +7,7 @@ import importlib.util
 import json
 import subprocess
 import sys
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -247,6 +248,44 @@ def test_recorder_scores_each_blend_as_a_rule_without_the_hr_would_see_it(select
     assert last["mix_heldout"]["1.0"] == pytest.approx(last["heldout"], rel=1e-5)
     assert last["mix_heldout"]["0.5"] <= (rec.records[0]["heldout"] + last["heldout"]) / 2 + 1e-7
     assert last["mix_heldout"]["0.5"] != pytest.approx(last["heldout"], rel=1e-6)
+
+
+def test_recorder_scores_the_held_out_error_through_jpeg_only_where_jpeg_shows(selection, tiny_compact, photo):
+    import torch.nn.functional as F
+
+    from ttasr.degradations import jpeg
+
+    hr = F.interpolate(photo, scale_factor=2, mode="bicubic", align_corners=False).clamp(0, 1)
+
+    def records(lr):
+        rec = selection.Recorder([hr], {"heldout": HeldOutPairs()}, niqe=lambda sr: 0.0, shrink=(0.5, 1.0))
+        selection.RecordedAdaSSR(tiny_compact, stopping=rec, batch_size=2, patch_size=12, max_steps=2, eval_every=2,
+                                 lr=1e-2, attention="none", progress=False, seed=0).fit(lr)
+        return rec.records
+
+    clean, compressed = records(photo)[-1], records(jpeg(photo, 30))[-1]
+    assert clean["heldout_jpeg_images"] == [pytest.approx(clean["heldout"], rel=1e-6)]  # no JPEG: the plain error
+    assert clean["heldout_jpeg_in"] <= clean["heldout"] + 1e-9  # the same pairs, the prediction clamped to [0, 1]
+    assert compressed["heldout_jpeg"] != pytest.approx(compressed["heldout"], rel=1e-3)
+    assert compressed["heldout_jpeg_in"] != pytest.approx(compressed["heldout_jpeg"], rel=1e-3)
+    assert compressed["mix_heldout_jpeg"]["1.0"] == [pytest.approx(compressed["heldout_jpeg"], rel=1e-6)]
+    assert set(compressed["mix_heldout_jpeg_in"]) == {"0.5", "1.0"}
+
+
+def test_the_q_rows_pick_by_the_held_out_error_through_jpeg(selection):
+    start = {"psnr": [30.0], "heldout+gain": 1.0, "heldout_jpeg": 1.0, "heldout_jpeg_in": 1.0, "consistency": 0.1,
+             "shrink": {"0.1": [30.0]}, "mix": {"0.5": [30.0], "1.0": [30.0]}}
+    early = {"psnr": [31.0], "heldout+gain": 0.9, "heldout_jpeg": 0.95, "heldout_jpeg_in": 0.99, "consistency": 0.2,
+             "shrink": {"0.1": [30.1]}, "mix": {"0.5": [30.5], "1.0": [31.0]}}
+    late = {"psnr": [33.0], "heldout+gain": 0.95, "heldout_jpeg": 0.9, "heldout_jpeg_in": 0.8, "consistency": 0.3,
+            "shrink": {"0.1": [30.3]}, "mix": {"0.5": [31.5], "1.0": [33.0]}}
+    group = {"jpeg": [True], "chroma_noise": [1.0], "noise_share": [0.0], "noise_share_channels": [0.0],
+             "trajectory": {"records": [start, early, late]}}
+    pick = partial(selection.summary_pick, group, eval_every=100)
+    assert pick(*selection.SUMMARY_RULES["blind K + Z5 + Y3"]) == [30.5]  # the plain held-out error: step 100
+    assert pick(*selection.SUMMARY_RULES["blind Q: K + Z5 + Y3"]) == [31.5]  # through JPEG: step 200, half
+    assert pick(*selection.SUMMARY_RULES["blind Q whole: K + Z5 + Y3"]) == [33.0]
+    assert pick(*selection.SUMMARY_RULES["blind Q2: K + Z5 + Y3"]) == [31.5]
 
 
 def test_kept_outputs_let_flat_blend_score_the_blind_jpeg_pick_offline(selection, tiny_compact, photo, tmp_path):

@@ -58,6 +58,15 @@ class JpegTrace:
     quality: int | None
     """The libjpeg quality whose luma table agrees with every step read, if one does."""
 
+    def compress(self, x: torch.Tensor) -> torch.Tensor:
+        """``x`` (1xCxHxW in [0, 1], the size of the image read or a crop of it at its top left)
+        compressed and decoded with :attr:`settings` on the image's grid (:attr:`offset`); the
+        rows and columns before the grid stay as they are."""
+        top, left = self.offset
+        out = x.clone()
+        out[..., top:, left:] = self.settings.roundtrip(x[..., top:, left:]).to(x)
+        return out
+
 
 @cache
 def libjpeg_tables(quality: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
