@@ -316,6 +316,37 @@ def test_kept_outputs_let_flat_blend_score_the_blind_jpeg_pick_offline(selection
     assert flat_blend.score_group({**rows, "jpeg": [False]}, kept, [], [0.7]) == {}
 
 
+def test_jpeg_drift_returns_the_whole_step_only_where_the_output_settles_and_keeps_its_detail(tmp_path):
+    """Claim D's readings on kept outputs: a run that keeps moving after the step drifts (> 1), one that
+    settles does not; a step that smooths the photo flat keeps little detail; D takes the whole step only
+    where JPEG shows, the output settles and keeps its detail."""
+    import torch
+
+    drift = _benchmark("jpeg_drift", "jpeg_drift.py")
+    g = torch.Generator().manual_seed(0)
+    start = torch.rand(1, 3, 48, 48, generator=g)
+    step = (start + 0.05 * torch.randn(1, 3, 48, 48, generator=g)).clamp(0, 1)
+    moving = (step + 0.2 * torch.randn(1, 3, 48, 48, generator=g)).clamp(0, 1)
+    flat = torch.full_like(start, 0.5) + 0.001 * torch.randn(1, 3, 48, 48, generator=g)
+    kept = tmp_path / "run" / "outputs" / "camera" / "all"
+    kept.mkdir(parents=True)
+    for i, outputs in enumerate([(start, step, step), (start, step, moving), (start, flat, flat)]):
+        for e, out in enumerate(outputs):
+            torch.save(out.to(torch.float16), kept / f"eval{e:03d}_img{i}.pt")
+    y = [drift.luma(kept, e, 1) for e in range(3)]
+    assert drift.drift(*y) > 1 and drift.drift(*[drift.luma(kept, e, 0) for e in range(3)]) == 0
+    assert drift.detail(drift.luma(kept, 0, 2), drift.luma(kept, 1, 2)) < 0.01
+    record = {"psnr": [31.0, 32.0, 33.0], "mix": {"0.5": [30.5, 31.0, 31.5]}, "heldout+gain": 1.0, "consistency": 0.0}
+    rows = {"unadapted": [30.0] * 3, "jpeg": [True] * 3, "chroma_noise": [0.0] * 3, "noise_share": [0.0] * 3,
+            "noise_share_channels": [0.0] * 3, "trajectory": {"records": [{**record, "psnr": [30.0] * 3,
+                                                                             "mix": {"0.5": [30.0] * 3}}, record, record]}}
+    got = drift.score_group(rows, kept, every=300, step=300, max_drift=0.4, min_detail=0.12)
+    assert got["settled"] == [1.0, 0.0, 0.0]
+    assert got["D"][0] == got["whole of step 300"][0] == 1.0 and got["D"][1:] == got["what ships"][1:]
+    got = drift.score_group({**rows, "jpeg": [False, True, True]}, kept, 300, 300, 0.4, 0.12)
+    assert got["settled"][0] == 0.0 and got["D"][0] == got["what ships"][0]
+
+
 def test_flat_blend_means_average_the_kept_outputs_over_the_trajectory(tmp_path):
     """--means: the uniform mean of the outputs of evaluations 0 … pick, 0 … last, and half of
     the mean of 1 … last with the start, each scored as the photo's PSNR-Y gain."""
