@@ -75,7 +75,7 @@ from ttasr.cli.options import overrides_from  # noqa: E402
 from ttasr.degradations import degrade, estimate_chroma_noise, gaussian_blur, white_noise_share  # noqa: E402
 from ttasr.inference import enhance_tensor  # noqa: E402
 from ttasr.metrics import NIQE, psnr_y  # noqa: E402
-from ttasr.methods.adassr.adapter import _jpeg_traces
+from ttasr.pairs.jpeg_trace import jpeg_trace_of
 from ttasr.models import OutputBlend  # noqa: E402
 
 PRESETS = ("bicubic-clean", "optical-blur", "camera", "sensor-noise", "jpeg-heavy")
@@ -402,7 +402,7 @@ def run_group(model, preset, deg, highs, rows, args, niqe, results, store, group
     if "unadapted" not in rows:
         rows["unadapted"] = [psnr_y(enhance_tensor(model, lr), hr, s) for lr, hr in zip(lows, highs)]
     if "jpeg" not in rows:  # whether JPEG shows in each LR image (the default returns whole outputs there)
-        rows["jpeg"] = [bool(_jpeg_traces(lr, f"{preset} image {i}")) for i, lr in enumerate(lows)]
+        rows["jpeg"] = [jpeg_trace_of(lr, f"{preset} image {i}") is not None for i, lr in enumerate(lows)]
         save(store, results)
     if "chroma_noise" not in rows:  # each LR image's chroma noise (the default keeps the final weights where noisy)
         rows["chroma_noise"] = [estimate_chroma_noise(lr) for lr in lows]

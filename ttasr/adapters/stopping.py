@@ -188,6 +188,8 @@ class HeldOutPairs(Stopping):
         side = self.block * adapter.model.scale
         adapter.holdout_masks = [holdout_mask(y.shape[-2], y.shape[-1], side, self.every) for y in group.tensors]
         self._best_at = []
+        from ..pairs.jpeg_trace import jpeg_trace_of
+
         self.jpeg_traces = [jpeg_trace_of(y, group.name(i)) if self.through_jpeg else None
                             for i, y in enumerate(group.tensors)]
 
@@ -230,17 +232,6 @@ class HeldOutPairs(Stopping):
         if any(self.jpeg_traces):
             out["holdout_through_jpeg"] = ", ".join(str(i) for i, t in enumerate(self.jpeg_traces) if t is not None)
         return out
-
-
-def jpeg_trace_of(y: torch.Tensor, name: object) -> JpegTrace | None:
-    """The JPEG compression read from image ``y`` (1xCxHxW), ``None`` where none shows or the image
-    is too small to read it."""
-    from ..pairs.jpeg_trace import detect_jpeg
-
-    try:
-        return detect_jpeg(y.float().cpu(), name=str(name))
-    except InputError:
-        return None
 
 
 class GuardedHeldOut(HeldOutPairs):

@@ -30,7 +30,7 @@ import torch
 from ..errors import InputError
 from .calibration import JpegSettings
 
-__all__ = ["JpegTrace", "detect_jpeg", "libjpeg_quality", "libjpeg_tables"]
+__all__ = ["JpegTrace", "detect_jpeg", "jpeg_trace_of", "libjpeg_quality", "libjpeg_tables"]
 
 log = logging.getLogger(__name__)
 
@@ -231,3 +231,11 @@ def detect_jpeg(image: torch.Tensor, *, name: str = "image", min_steps: int = 3,
              f", libjpeg quality {quality}" if quality is not None else ", not libjpeg's tables")
     return JpegTrace(settings, offset, tuple(steps), quality)
 
+
+def jpeg_trace_of(image: torch.Tensor, name: object = "image") -> JpegTrace | None:
+    """:func:`detect_jpeg` of ``image`` (on the CPU, as float), ``None`` also where the image is too
+    small or not of a shape to read JPEG from: for callers that only ask whether JPEG shows."""
+    try:
+        return detect_jpeg(image.float().cpu(), name=str(name))
+    except InputError:
+        return None

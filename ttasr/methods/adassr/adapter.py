@@ -449,7 +449,9 @@ class AdaSSR(InternalLearning):
 
     def compressed_images(self, group: ImageGroup) -> list[str]:
         """The names of the group's images that show JPEG compression (:func:`ttasr.pairs.detect_jpeg`)."""
-        return [str(group.name(i)) for i, y in enumerate(group.tensors) if _jpeg_traces(y, str(group.name(i)))]
+        from ...pairs.jpeg_trace import jpeg_trace_of
+
+        return [str(group.name(i)) for i, y in enumerate(group.tensors) if jpeg_trace_of(y, group.name(i))]
 
     def looks_for_noise(self) -> bool:
         """Whether the default rules depend on noise in the images (:attr:`AdaSSRConfig.noisy_final`):
@@ -730,14 +732,3 @@ class AdaSSR(InternalLearning):
             out["kernel"] = repr({k: v for k, v in self.kernel_estimates[0].params.items()
                                   if isinstance(v, (int, float, str))})
         return out
-
-
-def _jpeg_traces(y: torch.Tensor, name: str) -> bool:
-    """Whether ``y`` (1x3xHxW) shows JPEG compression in its pixels; ``False`` when it is too
-    small to tell or not 8-bit RGB/gray."""
-    from ...pairs import detect_jpeg
-
-    try:
-        return detect_jpeg(y.float().cpu(), name=name) is not None
-    except InputError:
-        return False
