@@ -3,6 +3,7 @@ the benchmark itself are in benchmarks/RESULTS.md, not asserted here)."""
 
 from __future__ import annotations
 
+import copy
 import importlib.util
 import json
 import subprocess
@@ -343,8 +344,15 @@ def test_jpeg_drift_returns_the_whole_step_only_where_the_output_settles_and_kee
     got = drift.score_group(rows, kept, every=300, step=300, max_drift=0.4, min_detail=0.12)
     assert got["settled"] == [1.0, 0.0, 0.0]
     assert got["D"][0] == got["whole of step 300"][0] == 1.0 and got["D"][1:] == got["what ships"][1:]
+    assert got["pick"] == [300.0] * 3 and got["D2: whole of shipped step"] == got["D"]  # K: the start kept
     got = drift.score_group({**rows, "jpeg": [False, True, True]}, kept, 300, 300, 0.4, 0.12)
     assert got["settled"][0] == 0.0 and got["D"][0] == got["what ships"][0]
+    # D2 reads at the step that ships: here the held-out pick, the last evaluation, where nothing drifts
+    picked = copy.deepcopy(rows)
+    picked["trajectory"]["records"][2] = {**record, "heldout+gain": 0.5}
+    got = drift.score_group(picked, kept, 300, 300, 0.4, 0.12)
+    assert got["pick"] == [600.0] * 3 and got["what ships"] == [0.5, 1.0, 1.5]
+    assert got["D2: whole of shipped step"] == [1.0, 2.0, 1.5]  # the flat output keeps what ships
 
 
 def test_flat_blend_means_average_the_kept_outputs_over_the_trajectory(tmp_path):
