@@ -355,6 +355,35 @@ def test_jpeg_drift_returns_the_whole_step_only_where_the_output_settles_and_kee
     assert got["D2: whole of shipped step"] == [1.0, 2.0, 1.5]  # the flat output keeps what ships
 
 
+def test_jpeg_fraction_replays_any_fraction_of_the_output_from_the_start_half_and_whole():
+    """Claim L's replay: the PSNR of an output blend follows from those of the start, half and whole (the
+    error is quadratic in the fraction); the fraction applies to every image of a group where JPEG shows."""
+    import torch
+
+    fraction = _benchmark("jpeg_fraction", "jpeg_fraction.py")
+    g = torch.Generator().manual_seed(0)
+    hr = torch.rand(1, 1, 16, 16, generator=g, dtype=torch.float64)
+    n0 = hr + 0.1 * torch.randn(1, 1, 16, 16, generator=g, dtype=torch.float64)
+    n1 = hr + 0.05 * torch.randn(1, 1, 16, 16, generator=g, dtype=torch.float64)
+
+    def psnr(x):
+        return float(-10 * torch.log10((x - hr).square().mean()))
+
+    for f in (0.0, 0.3, 0.6, 0.9, 1.0):
+        direct = psnr((1 - f) * n0 + f * n1)
+        assert fraction.blend_psnr(psnr(n0), psnr((n0 + n1) / 2), psnr(n1), f) == pytest.approx(direct, abs=1e-9)
+    start = {"psnr": [30.0, 30.0], "mix": {"0.5": [30.0, 30.0]}, "heldout+gain": 1.0, "consistency": 0.0}
+    later = {"psnr": [32.0, 29.0], "mix": {"0.5": [31.5, 30.2]}, "heldout+gain": 0.5, "consistency": 0.0}
+    rows = {"unadapted": [30.0, 30.0], "jpeg": [True, False], "chroma_noise": [0.0] * 2, "noise_share": [0.0] * 2,
+            "noise_share_channels": [0.0] * 2, "trajectory": {"records": [start, later]}}
+    got = fraction.score_group(rows, every=100, fractions=[0.5, 1.0])
+    assert got["K + Z5 + Y3 (0.5)"] == got["0.5"] == pytest.approx([1.5, 0.2])  # half of the pick, both images
+    assert got["1"] == pytest.approx([2.0, -1.0])
+    later["shrink"] = {"0.1": [30.1, 29.9]}
+    clean = fraction.score_group({**rows, "jpeg": [False, False]}, 100, [1.0])
+    assert clean["1"] == clean["K + Z5 + Y3 (0.5)"] == pytest.approx([0.1, -0.1])  # no JPEG: a tenth of the weights
+
+
 def test_flat_blend_means_average_the_kept_outputs_over_the_trajectory(tmp_path):
     """--means: the uniform mean of the outputs of evaluations 0 … pick, 0 … last, and half of
     the mean of 1 … last with the start, each scored as the photo's PSNR-Y gain."""
