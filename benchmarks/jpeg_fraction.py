@@ -25,7 +25,15 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from selection import SUMMARY_RULES, blend_psnr, candidates, replay_records, summary_pick, with_hr
+from selection import (
+    SUMMARY_RULES,
+    blend_psnr,
+    candidates,
+    output_mix,
+    replay_records,
+    summary_pick,
+    with_hr,
+)
 
 import ttasr
 
@@ -51,8 +59,7 @@ def score_group(rows: dict, every: int, fractions: list[float]) -> dict[str, lis
         if not any(rows["jpeg"]):
             out[f"{f:g}"] = list(shipped)
             continue
-        out[f"{f:g}"] = [blend_psnr(records[0]["psnr"][i], records[k]["mix"]["0.5"][i], records[k]["psnr"][i], f)
-                         - base[i] for i in range(len(base))]
+        out[f"{f:g}"] = list(np.array(output_mix(records, records[k], f"{f:g}")) - base)
     return out
 
 
